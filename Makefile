@@ -1,0 +1,29 @@
+# One command each: `make repro` runs the whole pipeline, `make test` the test suite.
+# Both create the virtual environment first, so a fresh clone needs nothing but python3.
+VENV := .venv
+export PATH := $(abspath $(VENV))/bin:$(PATH)
+export MLFLOW_DISABLE_TELEMETRY := true
+
+.PHONY: setup repro test ui clean-venv
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt constraints.txt pyproject.toml
+	python3 -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements.txt -c constraints.txt -e . 2>&1 \
+		| grep -v "is ignored: it is neither a file nor a directory" || true
+	$(VENV)/bin/python -c "import tensorflow, dvc, mlflow, ai_edge_litert, tinygray"
+	touch $@
+
+repro: setup
+	dvc repro
+
+test: setup
+	python -m pytest
+
+ui: setup
+	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false mlflow server --backend-store-uri sqlite:///mlflow.db \
+		--host 127.0.0.1 --port 5000 --workers 1
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,44 @@
+import os
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+
+@pytest.fixture(scope="session")
+def digits():
+    """scikit-learn's 8x8 digits as (N, 8, 8, 1) uint8 pixels: real images, fast to train on."""
+    from tinygray import data
+
+    images, labels = data.load_builtin("digits")
+    return data.to_grayscale(images), labels
+
+
+@pytest.fixture(scope="session")
+def digits_split(digits):
+    from tinygray import data
+
+    images, labels = digits
+    idx = data.stratified_split(labels, 0.15, 0.15, seed=0)
+    return {name: (images[i], labels[i]) for name, i in idx.items()}
+
+
+@pytest.fixture(scope="session")
+def trained_digits_cnn(digits_split):
+    """A small CNN trained for a few epochs on digits: accurate enough that conversions can be compared."""
+    import keras
+
+    from tinygray.models import build_cnn
+
+    keras.utils.set_random_seed(0)
+    images, labels = digits_split["train"]
+    model = build_cnn(images.shape[1:], 10, [8, 16])
+    model.compile(optimizer=keras.optimizers.Adam(0.01),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+    model.fit(images, labels, epochs=15, batch_size=64, verbose=0)
+    return model
+
+
+def accuracy(logits, labels):
+    return float(np.mean(np.asarray(logits).argmax(1) == labels))

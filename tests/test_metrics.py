@@ -1,0 +1,39 @@
+import json
+
+import pytest
+
+from tinygray import metrics
+
+
+def test_write_metrics_adds_stage_and_validates(tmp_path):
+    path = metrics.write_metrics("train_student", {"val_accuracy": 0.97, "epochs": 12}, tmp_path)
+    assert json.loads(path.read_text()) == {"stage": "train_student", "val_accuracy": 0.97, "epochs": 12}
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({"val_acc": 0.9}, "val_acc"),
+    ({"variants": [{"name": "x", "acc": 1.0}]}, r"variants\[0\].acc"),
+    ({"headline": {"shipped": {"size": 3}}}, "headline.shipped.size"),
+    ({"accuracy": float("nan")}, "finite"),
+    ({"layer_sparsity": {"conv": float("inf")}}, "layer_sparsity.conv"),
+])
+def test_schema_rejects_unknown_keys_and_non_finite_numbers(tmp_path, bad, message):
+    with pytest.raises(metrics.MetricsError, match=message):
+        metrics.write_metrics("benchmark", bad, tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_flatten_names_variants_by_name():
+    flat = metrics.flatten({"stage": "benchmark", "headline": {"shipped": {"accuracy": 0.9}},
+                            "variants": [{"name": "pruned_int8", "format": "tflite", "size_bytes": 10}]})
+    assert flat == {"headline.shipped.accuracy": 0.9, "variants.pruned_int8.size_bytes": 10.0}
+
+
+def test_committed_metrics_files_follow_the_schema():
+    from pathlib import Path
+
+    files = sorted(Path(__file__).resolve().parents[1].joinpath("metrics").glob("*.json"))
+    for path in files:
+        content = json.loads(path.read_text())
+        assert content["stage"] == path.stem
+        metrics.validate(content, str(path))

@@ -1,0 +1,47 @@
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tinygray.params import SPECS, ParamsError, stage_params
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def write(tmp_path, change):
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    change(params)
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(params))
+    return path
+
+
+def test_every_stage_section_of_the_committed_params_is_valid():
+    for stage in SPECS:
+        section = stage_params(stage, REPO / "params.yaml")
+        assert "seed" in section
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda p: p["train_student"].update(temperature=-1), "train_student.temperature"),
+    (lambda p: p["prune"].update(target_sparsity=1.0), "prune.target_sparsity"),
+    (lambda p: p["preprocess"].update(image_size=0), "preprocess.image_size"),
+    (lambda p: p["train_student"].update(temprature=8), "train_student.temprature"),
+    (lambda p: p["train_student"].pop("alpha"), "train_student.alpha"),
+    (lambda p: p["train_student"].update(widths=[]), "train_student.widths"),
+    (lambda p: p["preprocess"].update(dataset="imagenet"), "preprocess.dataset"),
+    (lambda p: p["prune"].update(ramp_epochs=99), "prune.ramp_epochs"),
+    (lambda p: p["train_teacher"].update(epochs=True), "train_teacher.epochs"),
+])
+def test_bad_values_name_the_parameter(tmp_path, change, message):
+    path = write(tmp_path, change)
+    stage = message.split(".")[0]
+    with pytest.raises(ParamsError, match=message.replace(".", r"\.")):
+        stage_params(stage, path)
+
+
+def test_unknown_section_is_reported(tmp_path):
+    path = write(tmp_path, lambda p: p.update(train_studnet={}))
+    with pytest.raises(ParamsError, match="train_studnet"):
+        stage_params("preprocess", path)

@@ -1,0 +1,169 @@
+"""The real pipeline, end to end: `dvc repro` on tiny parameters in a temporary copy of the repo,
+tracked by a real MLflow server on 127.0.0.1, then an experiment with a changed student parameter."""
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+STAGES = ["preprocess", "train_teacher", "soft_targets", "train_student", "prune", "quantize", "benchmark"]
+DOWNSTREAM_OF_STUDENT = ["train_student", "prune", "quantize", "benchmark"]
+
+pytestmark = pytest.mark.e2e
+
+
+def run(cmd, cwd, env, timeout=900):
+    result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, f"{' '.join(cmd)} failed:\n{output[-6000:]}"
+    return output
+
+
+def stages_run(output):
+    return [s for s in STAGES if f"Running stage '{s}'" in output]
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    bin_dir = str(Path(sys.executable).parent)
+    environment = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+                   "MLFLOW_DISABLE_TELEMETRY": "true"}
+    environment.pop("PIPELINE_RUN_ID", None)
+    environment.pop("MLFLOW_TRACKING_URI", None)
+    return environment
+
+
+@pytest.fixture(scope="module")
+def mlflow_server(tmp_path_factory, env):
+    root = tmp_path_factory.mktemp("mlflow")
+    port = free_port()
+    server = subprocess.Popen(
+        [str(Path(sys.executable).parent / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{root}/mlflow.db",
+         "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+        cwd=root, env={**env, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    uri = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 120
+    while True:
+        try:
+            urllib.request.urlopen(f"{uri}/health", timeout=2)
+            break
+        except OSError:
+            assert server.poll() is None and time.time() < deadline, "mlflow server did not start"
+            time.sleep(0.5)
+    yield uri
+    server.terminate()
+    server.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory, env, mlflow_server):
+    """A git + DVC copy of the repo with the tiny parameters, after one full `dvc repro`."""
+    root = tmp_path_factory.mktemp("project")
+    for name in ["dvc.yaml", ".gitignore", "stages", "tinygray"]:
+        source = REPO / name
+        (shutil.copytree if source.is_dir() else shutil.copy)(source, root / name)
+    (root / ".dvc").mkdir()
+    for name in ["config", ".gitignore"]:
+        shutil.copy(REPO / ".dvc" / name, root / ".dvc" / name)
+    shutil.copy(REPO / "tests" / "tiny_params.yaml", root / "params.yaml")
+    env = {**env, "MLFLOW_TRACKING_URI": mlflow_server}
+    run(["git", "init", "-q"], root, env)
+    run(["git", "config", "user.name", "test"], root, env)  # `dvc exp run` commits
+    run(["git", "config", "user.email", "test@example.com"], root, env)
+    run(["git", "add", "-A"], root, env)
+    run(["git", "commit", "-qm", "tiny pipeline"], root, env)
+    output = run(["dvc", "repro"], root, env)
+    return root, env, output
+
+
+def test_repro_runs_every_stage_and_writes_every_output(project):
+    root, _, output = project
+    assert stages_run(output) == STAGES
+    declared = yaml.safe_load((root / "dvc.yaml").read_text())["stages"]
+    for stage in declared.values():
+        for entry in stage.get("outs", []) + stage.get("metrics", []) + stage.get("plots", []):
+            path = root / (entry if isinstance(entry, str) else next(iter(entry)))
+            assert path.exists(), f"declared output missing: {path}"
+    assert sorted(p.name for p in (root / "models" / "tflite").iterdir()) == sorted(
+        f"pruned_{m}.tflite" for m in ["dynamic_range", "float16", "float32", "int8"])
+
+
+def test_metrics_follow_the_schema_and_benchmark_lists_every_variant(project):
+    root, _, _ = project
+    from tinygray.metrics import validate
+
+    for stage in STAGES:
+        content = json.loads((root / "metrics" / f"{stage}.json").read_text())
+        assert content["stage"] == stage
+        validate(content, stage)
+    benchmark = json.loads((root / "metrics" / "benchmark.json").read_text())
+    assert benchmark["teacher"] == "teacher" and benchmark["shipped"] == "pruned_int8"
+    names = [v["name"] for v in benchmark["variants"]]
+    assert names == ["teacher", "student", "pruned", "pruned_float32", "pruned_dynamic_range", "pruned_float16",
+                     "pruned_int8"]
+    required = {"name", "format", "accuracy", "macro_f1", "params", "nonzero_params", "size_bytes", "gzip_bytes",
+                "latency_ms_p50", "latency_ms_p90"}
+    for variant in benchmark["variants"]:
+        assert required <= set(variant)
+        assert variant["latency_ms_p50"] > 0 and 0 <= variant["accuracy"] <= 1
+    pruned = next(v for v in benchmark["variants"] if v["name"] == "pruned")
+    assert pruned["nonzero_params"] < pruned["params"]
+    assert "| pruned_int8 | tflite |" in (root / "reports" / "benchmark.md").read_text()
+
+
+def test_second_repro_runs_nothing(project):
+    root, env, _ = project
+    output = run(["dvc", "repro"], root, env)
+    assert stages_run(output) == []
+
+
+def test_mlflow_received_one_run_per_stage_with_a_shared_tag(project, mlflow_server):
+    from mlflow import MlflowClient
+
+    root, env, _ = project
+    client = MlflowClient(tracking_uri=mlflow_server)
+    experiment = client.get_experiment_by_name("tinygray")
+    runs = client.search_runs([experiment.experiment_id])
+    assert sorted(r.data.tags["stage"] for r in runs) == sorted(STAGES)
+    assert len({r.data.tags["pipeline_run"] for r in runs}) == 1
+    head = run(["git", "rev-parse", "HEAD"], root, env).strip()
+    assert {r.data.tags["git_commit"] for r in runs} == {head}
+    assert all(r.info.status == "FINISHED" for r in runs)
+    benchmark = next(r for r in runs if r.data.tags["stage"] == "benchmark")
+    assert "headline.shipped.accuracy" in benchmark.data.metrics
+    assert benchmark.data.params["num_threads"] == "1"
+
+
+def test_experiment_with_new_temperature_reruns_only_the_student_and_downstream(project, mlflow_server):
+    from mlflow import MlflowClient
+
+    root, env, _ = project
+    output = run(["dvc", "exp", "run", "-n", "hot", "-S", "train_student.temperature=8"], root, env)
+    assert stages_run(output) == DOWNSTREAM_OF_STUDENT
+    table = run(["dvc", "exp", "show", "--csv"], root, env)
+    header = table.splitlines()[0]
+    assert "headline.shipped.accuracy" in header and "headline.shipped.size_bytes" in header
+    assert "train_student.temperature" in header
+
+    client = MlflowClient(tracking_uri=mlflow_server)
+    experiment = client.get_experiment_by_name("tinygray")
+    runs = client.search_runs([experiment.experiment_id], filter_string="tags.dvc_exp_name = 'hot'")
+    assert sorted(r.data.tags["stage"] for r in runs) == sorted(DOWNSTREAM_OF_STUDENT)
+    assert len({r.data.tags["pipeline_run"] for r in runs}) == 1
+    student = next(r for r in runs if r.data.tags["stage"] == "train_student")
+    assert student.data.params["temperature"] == "8"

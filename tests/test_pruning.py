@@ -1,0 +1,44 @@
+from functools import partial
+
+import keras
+import numpy as np
+import pytest
+
+from tinygray import pruning
+from tinygray.models import build_cnn
+
+
+def test_polynomial_schedule_shape():
+    schedule = partial(pruning.polynomial_sparsity, final_sparsity=0.8, begin_step=10, end_step=110)
+    assert schedule(0) == 0.0
+    assert schedule(10) == pytest.approx(0.0)
+    assert schedule(110) == pytest.approx(0.8) and schedule(500) == pytest.approx(0.8)
+    # cubic: half-way through, 1 - 0.5^3 = 87.5% of the target is reached
+    assert schedule(60) == pytest.approx(0.8 * 0.875)
+    values = [schedule(s) for s in range(0, 120)]
+    assert all(b >= a for a, b in zip(values, values[1:]))
+
+
+def test_magnitude_mask_prunes_exactly_the_smallest():
+    weights = np.array([[0.1, -5.0], [0.3, -0.2]], dtype=np.float32)
+    mask = pruning.magnitude_mask(weights, 0.5)
+    np.testing.assert_array_equal(mask, [[0, 1], [1, 0]])
+    assert pruning.magnitude_mask(weights, 0.0).all()
+
+
+def test_callback_reaches_target_sparsity_and_keeps_learning(digits_split):
+    keras.utils.set_random_seed(0)
+    images, labels = digits_split["train"]
+    model = build_cnn(images.shape[1:], 10, [8, 16])
+    model.compile(optimizer=keras.optimizers.Adam(0.01),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+    steps = 4 * int(np.ceil(len(images) / 64))
+    schedule = partial(pruning.polynomial_sparsity, final_sparsity=0.6, begin_step=0, end_step=steps // 2)
+    history = model.fit(images, labels, epochs=4, batch_size=64, verbose=0,
+                        callbacks=[pruning.MagnitudePruning(schedule, update_every=3)])
+    sparsity = pruning.layer_sparsity(model)
+    assert set(sparsity) == {"block0_conv0", "block1_conv0", "logits"}
+    assert all(value == pytest.approx(0.6, abs=0.01) for value in sparsity.values())
+    assert history.history["accuracy"][-1] > 0.5
+    # BatchNorm and biases are left dense
+    assert np.count_nonzero(model.get_layer("block0_bn0").gamma) == 8

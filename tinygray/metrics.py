@@ -1,0 +1,109 @@
+"""The one metrics schema: every stage writes metrics/<stage>.json with keys from SCHEMA, so the same
+quantity has the same name everywhere and `dvc metrics diff` lines up across stages and experiments.
+
+Accuracies are fractions in [0, 1]; sizes are bytes; latencies milliseconds at batch 1.
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from tinygray.atomic import atomic_output
+
+METRICS_DIR = Path("metrics")
+
+SCHEMA: dict[str, str] = {
+    # identity
+    "stage": "name of the stage that wrote the file",
+    "name": "variant name, e.g. teacher, student, pruned_int8",
+    "format": "keras or tflite",
+    "teacher": "name of the reference variant",
+    "shipped": "name of the deployable variant",
+    # data
+    "num_classes": "number of classes",
+    "image_size": "side of the square grayscale images, pixels",
+    "num_images": "images per split: {train, val, test}",
+    "class_counts": "images per class per split: {split: {class: count}}",
+    # quality
+    "accuracy": "top-1 accuracy on the test split",
+    "val_accuracy": "top-1 accuracy on the validation split",
+    "val_loss": "loss on the validation split (the stage's own loss)",
+    "macro_f1": "macro-averaged F1 on the test split",
+    "int8_accuracy_drop": "float32 minus int8 validation accuracy of the pruned student",
+    "accuracy_delta": "variant minus teacher test accuracy",
+    # training
+    "epochs": "epochs trained",
+    "best_epoch": "epoch whose weights were kept (best validation accuracy)",
+    "train_seconds": "wall time of training",
+    "seconds_per_epoch": "train_seconds / epochs",
+    # size
+    "params": "parameters, trainable or not",
+    "nonzero_params": "parameters that are not exactly zero",
+    "sparsity": "fraction of prunable weights that are zero",
+    "layer_sparsity": "sparsity per prunable layer: {layer: fraction}",
+    "size_bytes": "file size (Keras files saved without optimizer state)",
+    "gzip_bytes": "file size after gzip -9",
+    "size_ratio": "teacher size_bytes / variant size_bytes",
+    # speed
+    "latency_ms_p50": "median batch-1 latency through the LiteRT interpreter",
+    "latency_ms_p90": "90th percentile of the same",
+    "speedup": "teacher latency_ms_p50 / variant latency_ms_p50",
+    "num_threads": "interpreter threads used for latency",
+    # collections
+    "variants": "list of per-variant objects, keys from this schema",
+    "headline": "{teacher: {...}, shipped: {...}}: the comparison `dvc exp show` lists as columns",
+}
+
+
+class MetricsError(ValueError):
+    pass
+
+
+def validate(metrics: dict[str, Any], where: str = "metrics") -> None:
+    """Every key is in SCHEMA (inside `variants` and `headline` too) and every number is finite."""
+    for key, value in metrics.items():
+        path = f"{where}.{key}"
+        if key not in SCHEMA:
+            raise MetricsError(f"{path}: not in the metrics schema (tinygray/metrics.py SCHEMA)")
+        if key == "variants":
+            for i, item in enumerate(value):
+                validate(item, f"{path}[{i}]")
+        elif key == "headline":
+            for role, item in value.items():
+                validate(item, f"{path}.{role}")
+        else:
+            _check_finite(value, path)
+
+
+def _check_finite(value: Any, path: str) -> None:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _check_finite(item, f"{path}.{key}")
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise MetricsError(f"{path}: not a finite number: {value}")
+
+
+def write_metrics(stage: str, metrics: dict[str, Any], metrics_dir: Path | str = METRICS_DIR) -> Path:
+    metrics = {"stage": stage, **metrics}
+    validate(metrics, stage)
+    path = Path(metrics_dir) / f"{stage}.json"
+    with atomic_output(path) as staging:
+        staging.write_text(json.dumps(metrics, indent=2) + "\n")
+    return path
+
+
+def flatten(metrics: dict[str, Any], prefix: str = "") -> dict[str, float]:
+    """Numeric leaves as dotted keys, the way `dvc metrics show` and MLflow display them."""
+    flat: dict[str, float] = {}
+    for key, value in metrics.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{name}."))
+        elif isinstance(value, list):
+            for item in value:
+                flat.update(flatten({k: v for k, v in item.items() if k != "name"}, f"{name}.{item['name']}."))
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            flat[name] = float(value)
+    return flat

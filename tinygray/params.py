@@ -1,0 +1,146 @@
+"""One loader for params.yaml: every stage reads its own section, validated before any work starts."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+PARAMS_FILE = Path("params.yaml")
+
+
+class ParamsError(ValueError):
+    """A parameter is missing, unknown or out of range; the message names it."""
+
+
+@dataclass(frozen=True)
+class Spec:
+    kind: type | tuple[type, ...]
+    minimum: float | None = None
+    maximum: float | None = None
+    exclusive_min: bool = False
+    exclusive_max: bool = False
+    choices: tuple | None = None
+    nullable: bool = False
+    item_kind: type | None = None  # for lists
+
+
+def _positive_int() -> Spec:
+    return Spec(int, minimum=1)
+
+
+def _fraction(exclusive_max: bool = False) -> Spec:
+    return Spec((int, float), minimum=0.0, maximum=1.0, exclusive_max=exclusive_max)
+
+
+TRAINING = {
+    "epochs": _positive_int(),
+    "batch_size": _positive_int(),
+    "learning_rate": Spec((int, float), minimum=0.0, exclusive_min=True),
+    "patience": _positive_int(),
+}
+
+SPECS: dict[str, dict[str, Spec]] = {
+    "preprocess": {
+        "dataset": Spec(str, choices=("mnist", "digits")),
+        "image_size": Spec(int, minimum=8, maximum=1024),
+        "classes": Spec(list, nullable=True, item_kind=int),
+        "val_fraction": Spec((int, float), minimum=0.0, maximum=0.5, exclusive_min=True),
+        "test_fraction": Spec((int, float), minimum=0.0, maximum=0.5, exclusive_min=True),
+        "max_per_class": Spec(int, minimum=3, nullable=True),
+    },
+    "train_teacher": {
+        "backbone": Spec(str, choices=("cnn",)),
+        "widths": Spec(list, item_kind=int),
+        "convs_per_block": _positive_int(),
+        "dropout": _fraction(exclusive_max=True),
+        **TRAINING,
+    },
+    "soft_targets": {
+        "batch_size": _positive_int(),
+    },
+    "train_student": {
+        "widths": Spec(list, item_kind=int),
+        "temperature": Spec((int, float), minimum=0.0, exclusive_min=True),
+        "alpha": _fraction(),
+        **TRAINING,
+    },
+    "prune": {
+        "target_sparsity": _fraction(exclusive_max=True),
+        "epochs": _positive_int(),
+        "ramp_epochs": _positive_int(),
+        "mask_update_steps": _positive_int(),
+        "batch_size": _positive_int(),
+        "learning_rate": Spec((int, float), minimum=0.0, exclusive_min=True),
+    },
+    "quantize": {
+        "representative_samples": _positive_int(),
+        "max_int8_accuracy_drop": _fraction(),
+    },
+    "benchmark": {
+        "warmup_runs": Spec(int, minimum=0),
+        "timed_runs": _positive_int(),
+        "num_threads": _positive_int(),
+    },
+}
+
+
+def load_params(path: Path | str = PARAMS_FILE) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ParamsError(f"{path}: parameters file not found (run from the repository root)")
+    with path.open() as f:
+        params = yaml.safe_load(f)
+    if not isinstance(params, dict):
+        raise ParamsError(f"{path}: expected a mapping of stage sections")
+    unknown = sorted(set(params) - set(SPECS) - {"seed"})
+    if unknown:
+        raise ParamsError(f"{path}: unknown section(s) {unknown}; known: {sorted(SPECS)}")
+    return params
+
+
+def stage_params(stage: str, path: Path | str = PARAMS_FILE) -> dict[str, Any]:
+    """The stage's validated section plus the global `seed`."""
+    params = load_params(path)
+    if stage not in params:
+        raise ParamsError(f"{path}: missing section '{stage}'")
+    section = dict(params[stage] or {})
+    specs = SPECS[stage]
+    unknown = sorted(set(section) - set(specs))
+    if unknown:
+        raise ParamsError(f"{path}: unknown parameter(s) {[f'{stage}.{k}' for k in unknown]}; "
+                          f"known: {sorted(specs)}")
+    for key, spec in specs.items():
+        if key not in section:
+            raise ParamsError(f"{path}: missing parameter '{stage}.{key}'")
+        _check(f"{stage}.{key}", section[key], spec, path)
+    if stage == "prune" and section["ramp_epochs"] > section["epochs"]:
+        raise ParamsError(f"{path}: parameter 'prune.ramp_epochs' ({section['ramp_epochs']}) must be <= "
+                          f"'prune.epochs' ({section['epochs']})")
+    seed = params.get("seed", 0)
+    _check("seed", seed, Spec(int, minimum=0), path)
+    section["seed"] = seed
+    return section
+
+
+def _check(name: str, value: Any, spec: Spec, path: Path | str) -> None:
+    def fail(why: str) -> None:
+        raise ParamsError(f"{path}: parameter '{name}' {why}, got {value!r}")
+
+    if value is None:
+        if not spec.nullable:
+            fail("must be set")
+        return
+    kinds = spec.kind if isinstance(spec.kind, tuple) else (spec.kind,)
+    if isinstance(value, bool) or not isinstance(value, kinds):
+        fail(f"must be of type {'/'.join(k.__name__ for k in kinds)}")
+    if spec.choices is not None and value not in spec.choices:
+        fail(f"must be one of {list(spec.choices)}")
+    if spec.item_kind is not None:
+        if not value or any(isinstance(v, bool) or not isinstance(v, spec.item_kind) or v < 0 for v in value):
+            fail(f"must be a non-empty list of non-negative {spec.item_kind.__name__}")
+    if spec.minimum is not None and (value <= spec.minimum if spec.exclusive_min else value < spec.minimum):
+        fail(f"must be {'>' if spec.exclusive_min else '>='} {spec.minimum}")
+    if spec.maximum is not None and (value >= spec.maximum if spec.exclusive_max else value > spec.maximum):
+        fail(f"must be {'<' if spec.exclusive_max else '<='} {spec.maximum}")

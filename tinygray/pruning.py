@@ -1,0 +1,76 @@
+"""Magnitude pruning as a plain Keras 3 callback.
+
+tensorflow-model-optimization would do this, but it needs Keras 2 (tf_keras), switches the whole
+process to it and rejects Keras 3 models, so the schedule and masks live here instead.
+"""
+from __future__ import annotations
+
+import keras
+import numpy as np
+
+PRUNABLE_LAYERS = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.Dense)
+
+
+def polynomial_sparsity(step: int, *, final_sparsity: float, begin_step: int, end_step: int,
+                        initial_sparsity: float = 0.0, power: float = 3.0) -> float:
+    """Zhu & Gupta (2017) schedule: prune fast while the network has redundancy, slowly near the target."""
+    if step < begin_step:
+        return 0.0
+    progress = min(1.0, (step - begin_step) / max(1, end_step - begin_step))
+    return final_sparsity + (initial_sparsity - final_sparsity) * (1.0 - progress) ** power
+
+
+def prunable_kernels(model: keras.Model) -> dict[str, keras.Variable]:
+    """Kernels of conv and dense layers by layer name; biases and BatchNorm stay dense (tiny, and
+    sparse BN scales would not shrink anything after TFLite folds them into the convolutions)."""
+    return {layer.name: layer.kernel for layer in model.layers if isinstance(layer, PRUNABLE_LAYERS)}
+
+
+def magnitude_mask(weights: np.ndarray, sparsity: float) -> np.ndarray:
+    """Mask that zeroes exactly round(sparsity * size) of the smallest-magnitude weights."""
+    num_pruned = int(round(sparsity * weights.size))
+    mask = np.ones(weights.size, dtype=weights.dtype)
+    if num_pruned:
+        mask[np.argsort(np.abs(weights), axis=None, kind="stable")[:num_pruned]] = 0
+    return mask.reshape(weights.shape)
+
+
+class MagnitudePruning(keras.callbacks.Callback):
+    """Raises each prunable kernel's sparsity along `schedule(step)`, recomputing masks every
+    `update_every` steps and reapplying them after every step, so pruned weights stay zero while the
+    optimizer updates the rest. The model itself never changes: at the end there is nothing to strip."""
+
+    def __init__(self, schedule, update_every: int = 10):
+        super().__init__()
+        self.schedule = schedule
+        self.update_every = update_every
+        self.step = 0
+        self.masks: dict[str, np.ndarray] = {}
+
+    def on_train_begin(self, logs=None):
+        self.kernels = prunable_kernels(self.model)
+        self._update_masks()
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.step += 1
+        if self.step % self.update_every == 0:
+            self._update_masks()
+        self._apply_masks()
+
+    def on_train_end(self, logs=None):
+        self._update_masks()
+        self._apply_masks()
+
+    def _update_masks(self):
+        sparsity = self.schedule(self.step)
+        self.masks = {name: magnitude_mask(np.asarray(kernel), sparsity) for name, kernel in self.kernels.items()}
+
+    def _apply_masks(self):
+        for name, kernel in self.kernels.items():
+            kernel.assign(np.asarray(kernel) * self.masks[name])
+
+
+def layer_sparsity(model: keras.Model) -> dict[str, float]:
+    """Fraction of exactly-zero weights in each prunable kernel."""
+    kernels = {name: np.asarray(kernel) for name, kernel in prunable_kernels(model).items()}
+    return {name: round(1.0 - np.count_nonzero(k) / k.size, 4) for name, k in kernels.items()}
