@@ -10,8 +10,8 @@ from tinygray.params import stage_params
 from tinygray.tracking import stage_run
 
 PREPARED, REPORT = "data/prepared", "reports/benchmark.md"
-KERAS_VARIANTS = {"teacher": "models/teacher.keras", "student": "models/student.keras", "pruned": "models/pruned.keras"}
-TFLITE_DIR, PRUNED_FROM = Path("models/tflite"), "pruned"
+# Each Keras model, followed by its TFLite conversions when the quantize stage made any.
+KERAS_MODELS = {"teacher": True, "student": False, "pruned": True}
 TEACHER, SHIPPED = "teacher", "pruned_int8"
 
 params = stage_params("benchmark")
@@ -19,33 +19,28 @@ with stage_run("benchmark", params) as run:
     test_images, test_labels = data.read_split(PREPARED, "test")
     test_images = np.asarray(test_images)
 
-    def speed(tflite_path):
-        times = quantization.TFLiteModel(tflite_path, num_threads=params["num_threads"]).latency_ms(
+    def measure(name, format, logits, counts, path, timed_path):
+        times = quantization.TFLiteModel(timed_path, num_threads=params["num_threads"]).latency_ms(
             test_images[0], warmup_runs=params["warmup_runs"], timed_runs=params["timed_runs"])
-        return benchmarking.latency_summary(times)
+        return {"name": name, "format": format, **benchmarking.classification_metrics(logits, test_labels),
+                "params": counts[0], "nonzero_params": counts[1], **benchmarking.file_sizes(path),
+                **benchmarking.latency_summary(times)}
 
-    variants, counts = [], {}
+    variants = []
     with tempfile.TemporaryDirectory() as tmp:
-        for name, path in KERAS_VARIANTS.items():
+        for name, quantized in KERAS_MODELS.items():
+            path = f"models/{name}.keras"
             model = models.load_model(path)
-            counts[name] = models.count_params(model)
+            counts = models.count_params(model)
             # Keras rows are timed as their float32 TFLite conversion: the same interpreter for every row.
             float_tflite = Path(tmp) / f"{name}.tflite"
             float_tflite.write_bytes(quantization.convert(model, "float32"))
-            variants.append({
-                "name": name, "format": "keras",
-                **benchmarking.classification_metrics(model.predict(test_images, batch_size=256, verbose=0), test_labels),
-                "params": counts[name][0], "nonzero_params": counts[name][1],
-                **benchmarking.file_sizes(path), **speed(float_tflite),
-            })
-    for mode in quantization.MODES:
-        path = TFLITE_DIR / f"pruned_{mode}.tflite"
-        variants.append({
-            "name": path.stem, "format": "tflite",
-            **benchmarking.classification_metrics(quantization.TFLiteModel(path).predict(test_images), test_labels),
-            "params": counts[PRUNED_FROM][0], "nonzero_params": counts[PRUNED_FROM][1],
-            **benchmarking.file_sizes(path), **speed(path),
-        })
+            logits = model.predict(test_images, batch_size=256, verbose=0)
+            variants.append(measure(name, "keras", logits, counts, path, float_tflite))
+            for mode in quantization.MODES if quantized else ():
+                tflite = Path("models/tflite") / name / f"{name}_{mode}.tflite"
+                logits = quantization.TFLiteModel(tflite).predict(test_images)
+                variants.append(measure(tflite.stem, "tflite", logits, counts, tflite, tflite))
     benchmarking.add_ratios(variants, TEACHER)
 
     by_name = {v["name"]: v for v in variants}

@@ -22,19 +22,20 @@ with stage_run("prune", {**params, "temperature": distill["temperature"], "alpha
     steps_per_epoch = int(np.ceil(len(train[0]) / params["batch_size"]))
     schedule = partial(pruning.polynomial_sparsity, final_sparsity=params["target_sparsity"],
                        begin_step=0, end_step=params["ramp_epochs"] * steps_per_epoch)
-    result = training.fit(
+    metrics, history = training.fit(
         student, train, val,
         loss=DistillationLoss(distill["temperature"], distill["alpha"]),
         metric=training.accuracy_metric(label_accuracy),
         epochs=params["epochs"], batch_size=params["batch_size"], learning_rate=params["learning_rate"],
-        history_csv=HISTORY, callbacks=[pruning.MagnitudePruning(schedule, params["mask_update_steps"])],
+        callbacks=[pruning.MagnitudePruning(schedule, params["mask_update_steps"])],
     )
+    training.write_history(HISTORY, history)
     models.save_model(student, MODEL)
     layer_sparsity = pruning.layer_sparsity(student)
     kernel_sizes = {name: int(np.prod(kernel.shape)) for name, kernel in pruning.prunable_kernels(student).items()}
     num_params, nonzero = models.count_params(student)
     run.finish({
-        **result,
+        **metrics,
         "params": num_params,
         "nonzero_params": nonzero,
         "sparsity": round(sum(layer_sparsity[n] * kernel_sizes[n] for n in kernel_sizes) / sum(kernel_sizes.values()), 4),

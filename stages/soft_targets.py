@@ -19,5 +19,5 @@ with stage_run("soft_targets", params) as run:
             logits = teacher.predict(np.asarray(images), batch_size=params["batch_size"], verbose=0)
             np.save(staging / f"{split}_logits.npy", logits.astype(np.float32))
             if split == "val":
-                metrics["val_accuracy"] = float(np.mean(logits.argmax(1) == labels))
+                metrics["val_accuracy"] = round(float(np.mean(logits.argmax(1) == labels)), 4)
     run.finish(metrics)

@@ -15,12 +15,13 @@ with stage_run("train_student", params) as run:
     val = distillation_split(PREPARED, SOFT_TARGETS, "val")
     num_classes = len(data.read_class_names(PREPARED))
     student = models.build_cnn(train[0].shape[1:], num_classes, params["widths"], name="student")
-    result = training.fit(
+    metrics, history = training.fit(
         student, train, val,
         loss=DistillationLoss(params["temperature"], params["alpha"]),
         metric=training.accuracy_metric(label_accuracy),
         epochs=params["epochs"], batch_size=params["batch_size"], learning_rate=params["learning_rate"],
-        patience=params["patience"], history_csv=HISTORY,
+        patience=params["patience"],
     )
+    training.write_history(HISTORY, history)
     models.save_model(student, MODEL)
-    run.finish({**result, "params": models.count_params(student)[0]}, artifacts=[HISTORY])
+    run.finish({**metrics, "params": models.count_params(student)[0]}, artifacts=[HISTORY])

@@ -1,7 +1,6 @@
-"""Stage 2: the large, accurate teacher, trained on labels with early stopping on validation."""
-import keras
-
-from tinygray import data, models, training
+"""Stage 2: the large, accurate teacher: an ImageNet backbone fine-tuned on grayscale (or a CNN from
+scratch), trained on labels with early stopping on validation."""
+from tinygray import data, models, teacher, training
 from tinygray.params import stage_params
 from tinygray.tracking import stage_run
 
@@ -11,14 +10,8 @@ params = stage_params("train_teacher")
 with stage_run("train_teacher", params) as run:
     training.seed_everything(params["seed"])
     train, val = data.read_split(PREPARED, "train"), data.read_split(PREPARED, "val")
-    num_classes = len(data.read_class_names(PREPARED))
-    teacher = models.build_cnn(train[0].shape[1:], num_classes, params["widths"],
-                               convs_per_block=params["convs_per_block"], dropout=params["dropout"], name="teacher")
-    result = training.fit(
-        teacher, train, val,
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metric=training.accuracy_metric(),
-        epochs=params["epochs"], batch_size=params["batch_size"], learning_rate=params["learning_rate"],
-        patience=params["patience"], history_csv=HISTORY,
-    )
-    models.save_model(teacher, MODEL)
-    run.finish({**result, "params": models.count_params(teacher)[0]}, artifacts=[HISTORY])
+    model = teacher.build_teacher(train[0].shape[1:], len(data.read_class_names(PREPARED)), params)
+    metrics, histories = teacher.train(model, train, val, params)
+    training.write_history(HISTORY, *histories)
+    models.save_model(model, MODEL)
+    run.finish({**metrics, "params": models.count_params(model)[0]}, artifacts=[HISTORY])

@@ -14,8 +14,10 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-STAGES = ["preprocess", "train_teacher", "soft_targets", "train_student", "prune", "quantize", "benchmark"]
-DOWNSTREAM_OF_STUDENT = ["train_student", "prune", "quantize", "benchmark"]
+STAGES = ["preprocess", "train_teacher", "soft_targets", "train_student", "prune", "quantize@teacher",
+          "quantize@pruned", "benchmark"]
+DOWNSTREAM_OF_STUDENT = ["train_student", "prune", "quantize@pruned", "benchmark"]
+MODES = ["float32", "dynamic_range", "float16", "int8"]
 
 pytestmark = pytest.mark.e2e
 
@@ -97,10 +99,13 @@ def test_repro_runs_every_stage_and_writes_every_output(project):
     declared = yaml.safe_load((root / "dvc.yaml").read_text())["stages"]
     for stage in declared.values():
         for entry in stage.get("outs", []) + stage.get("metrics", []) + stage.get("plots", []):
-            path = root / (entry if isinstance(entry, str) else next(iter(entry)))
-            assert path.exists(), f"declared output missing: {path}"
-    assert sorted(p.name for p in (root / "models" / "tflite").iterdir()) == sorted(
-        f"pruned_{m}.tflite" for m in ["dynamic_range", "float16", "float32", "int8"])
+            path = entry if isinstance(entry, str) else next(iter(entry))
+            for model in ["teacher", "pruned"]:
+                resolved = root / path.replace("${item.model}", model)
+                assert resolved.exists(), f"declared output missing: {resolved}"
+    for model in ["teacher", "pruned"]:
+        assert sorted(p.name for p in (root / "models" / "tflite" / model).iterdir()) == sorted(
+            f"{model}_{m}.tflite" for m in MODES)
 
 
 def test_metrics_follow_the_schema_and_benchmark_lists_every_variant(project):
@@ -114,8 +119,7 @@ def test_metrics_follow_the_schema_and_benchmark_lists_every_variant(project):
     benchmark = json.loads((root / "metrics" / "benchmark.json").read_text())
     assert benchmark["teacher"] == "teacher" and benchmark["shipped"] == "pruned_int8"
     names = [v["name"] for v in benchmark["variants"]]
-    assert names == ["teacher", "student", "pruned", "pruned_float32", "pruned_dynamic_range", "pruned_float16",
-                     "pruned_int8"]
+    assert names == ["teacher", *(f"teacher_{m}" for m in MODES), "student", "pruned", *(f"pruned_{m}" for m in MODES)]
     required = {"name", "format", "accuracy", "macro_f1", "params", "nonzero_params", "size_bytes", "gzip_bytes",
                 "latency_ms_p50", "latency_ms_p90"}
     for variant in benchmark["variants"]:

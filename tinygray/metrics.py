@@ -28,16 +28,19 @@ SCHEMA: dict[str, str] = {
     "class_counts": "images per class per split: {split: {class: count}}",
     # quality
     "accuracy": "top-1 accuracy on the test split",
+    "accuracy_ci_low": "lower end of the 95% Wilson interval of accuracy",
+    "accuracy_ci_high": "upper end of the 95% Wilson interval of accuracy",
     "val_accuracy": "top-1 accuracy on the validation split",
     "val_loss": "loss on the validation split (the stage's own loss)",
     "macro_f1": "macro-averaged F1 on the test split",
-    "int8_accuracy_drop": "float32 minus int8 validation accuracy of the pruned student",
+    "int8_accuracy_drop": "float32 minus int8 validation accuracy of the quantized model",
     "accuracy_delta": "variant minus teacher test accuracy",
     # training
     "epochs": "epochs trained",
     "best_epoch": "epoch whose weights were kept (best validation accuracy)",
     "train_seconds": "wall time of training",
     "seconds_per_epoch": "train_seconds / epochs",
+    "phases": "training metrics per phase of a two-phase fine-tuning: {frozen|finetune|train: {...}}",
     # size
     "params": "parameters, trainable or not",
     "nonzero_params": "parameters that are not exactly zero",

@@ -51,10 +51,15 @@ SPECS: dict[str, dict[str, Spec]] = {
         "max_per_class": Spec(int, minimum=3, nullable=True),
     },
     "train_teacher": {
-        "backbone": Spec(str, choices=("cnn",)),
-        "widths": Spec(list, item_kind=int),
-        "convs_per_block": _positive_int(),
+        "backbone": Spec(str, choices=("cnn", "efficientnet_lite0", "mobilenet_v2", "vgg16")),
+        "weights": Spec(str),
+        "input_size": Spec(int, minimum=8, maximum=1024),
         "dropout": _fraction(exclusive_max=True),
+        "frozen_epochs": Spec(int, minimum=0),
+        "finetune_learning_rate": Spec((int, float), minimum=0.0, exclusive_min=True),
+        "unfreeze_top_layers": Spec(int, minimum=1, nullable=True),
+        "cnn_widths": Spec(list, item_kind=int),
+        "cnn_convs_per_block": _positive_int(),
         **TRAINING,
     },
     "soft_targets": {
@@ -115,13 +120,21 @@ def stage_params(stage: str, path: Path | str = PARAMS_FILE) -> dict[str, Any]:
         if key not in section:
             raise ParamsError(f"{path}: missing parameter '{stage}.{key}'")
         _check(f"{stage}.{key}", section[key], spec, path)
-    if stage == "prune" and section["ramp_epochs"] > section["epochs"]:
-        raise ParamsError(f"{path}: parameter 'prune.ramp_epochs' ({section['ramp_epochs']}) must be <= "
-                          f"'prune.epochs' ({section['epochs']})")
+    _check_relations(stage, section, path)
     seed = params.get("seed", 0)
     _check("seed", seed, Spec(int, minimum=0), path)
     section["seed"] = seed
     return section
+
+
+def _check_relations(stage: str, section: dict[str, Any], path: Path | str) -> None:
+    if stage == "prune" and section["ramp_epochs"] > section["epochs"]:
+        raise ParamsError(f"{path}: parameter 'prune.ramp_epochs' ({section['ramp_epochs']}) must be <= "
+                          f"'prune.epochs' ({section['epochs']})")
+    if stage == "train_teacher" and section["weights"] not in ("imagenet", "none") \
+            and not Path(section["weights"]).is_file():
+        raise ParamsError(f"{path}: parameter 'train_teacher.weights' must be 'imagenet', 'none' or the path "
+                          f"of a local weights file; no file at {section['weights']!r}")
 
 
 def _check(name: str, value: Any, spec: Spec, path: Path | str) -> None:

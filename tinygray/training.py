@@ -1,6 +1,7 @@
 """One training loop for teacher, student and control: Keras `fit`, early stopping on validation."""
 from __future__ import annotations
 
+import csv
 import time
 from pathlib import Path
 
@@ -27,28 +28,42 @@ def accuracy_metric(metric_fn=None) -> keras.metrics.Metric:
 
 
 def fit(model: keras.Model, train: tuple, val: tuple, *, loss, metric: keras.metrics.Metric,
-        epochs: int, batch_size: int, learning_rate: float, history_csv: Path | str,
-        patience: int | None = None, callbacks: list | None = None) -> dict:
+        epochs: int, batch_size: int, learning_rate: float, patience: int | None = None,
+        callbacks: list | None = None) -> tuple[dict, dict]:
     """Train with Adam; with `patience`, stop early on val accuracy and keep the best epoch's weights
-    (model selection sees the validation split only, never test). Returns training metrics."""
+    (model selection sees the validation split only, never test). Returns (metrics, history)."""
     model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss, metrics=[metric])
     callbacks = list(callbacks or [])
     if patience is not None:
         callbacks.append(keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max", patience=patience,
                                                        restore_best_weights=True))
-    with atomic_output(history_csv) as staging:
-        callbacks.append(keras.callbacks.CSVLogger(str(staging)))
-        start = time.perf_counter()
-        history = model.fit(np.asarray(train[0]), train[1], validation_data=(np.asarray(val[0]), val[1]),
-                            epochs=epochs, batch_size=batch_size, shuffle=True, callbacks=callbacks, verbose=2)
-        seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    history = model.fit(np.asarray(train[0]), train[1], validation_data=(np.asarray(val[0]), val[1]),
+                        epochs=epochs, batch_size=batch_size, shuffle=True, callbacks=callbacks, verbose=2)
+    seconds = time.perf_counter() - start
     val_accuracy = history.history["val_accuracy"]
     best = int(np.argmax(val_accuracy)) if patience is not None else len(val_accuracy) - 1
-    return {
+    metrics = {
         "epochs": len(val_accuracy),
         "best_epoch": best + 1,
-        "val_accuracy": float(val_accuracy[best]),
-        "val_loss": float(history.history["val_loss"][best]),
+        "val_accuracy": round(float(val_accuracy[best]), 4),
+        "val_loss": round(float(history.history["val_loss"][best]), 4),
         "train_seconds": round(seconds, 2),
         "seconds_per_epoch": round(seconds / len(val_accuracy), 3),
     }
+    return metrics, history.history
+
+
+def write_history(path: Path | str, *histories: dict) -> None:
+    """Per-epoch curves of one or more consecutive fit() calls as one CSV (a DVC plot), epochs numbered
+    on from phase to phase."""
+    rows = []
+    for phase, history in enumerate(histories):
+        keys = sorted(history)
+        for values in zip(*(history[k] for k in keys)):
+            rows.append({"epoch": len(rows) + 1, "phase": phase, **dict(zip(keys, values))})
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    with atomic_output(path) as staging, staging.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()} for row in rows)
