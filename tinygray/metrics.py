@@ -26,6 +26,7 @@ SCHEMA: dict[str, str] = {
     "image_size": "side of the square grayscale images, pixels",
     "num_images": "images per split: {train, val, test}",
     "class_counts": "images per class per split: {split: {class: count}}",
+    "skipped_files": "unreadable files skipped by preprocess (on_bad_file: skip): {path: reason}",
     # quality
     "accuracy": "top-1 accuracy on the test split",
     "accuracy_ci_low": "lower end of the 95% Wilson interval of accuracy",

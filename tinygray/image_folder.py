@@ -1,0 +1,151 @@
+"""A user's image folder, one subfolder per class, read as the same 8-bit gray the built-in datasets become."""
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageFile
+from tqdm import tqdm
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+# The only decoders PIL may try, whatever a file's bytes claim to be: its other plugins
+# (EPS, which runs Ghostscript, among them) never see user files.
+DECODERS = ("PNG", "JPEG", "BMP", "TIFF")
+BAD_FILE_POLICIES = ("fail", "skip")
+
+
+class DataError(ValueError):
+    """The image folder cannot be used as it is; the message names the folder, class or file."""
+
+
+class BadImageError(DataError):
+    """One file is not a readable image; on_bad_file decides whether that stops the run."""
+
+    def __init__(self, path: Path, reason: str):
+        super().__init__(f"{path}: {reason}")
+        self.path, self.reason = path, reason
+
+
+def scan_image_folder(root: Path, *, allowed_root: Path | None = None) -> tuple[list[Path], np.ndarray, list[str]]:
+    """Paths and int64 labels of every entry of every class folder, and the class names, all sorted.
+
+    Class names are the subfolder names. Hidden entries ('.' names) and files directly in `root` are
+    ignored; other non-image entries are kept, so the reader reports them under on_bad_file instead of
+    dropping them unseen. Symlinks are followed only if they resolve inside `allowed_root` (default `root`).
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"{root}: image folder not found or not a directory")
+    allowed = Path(os.path.realpath(allowed_root or root))
+    if not Path(os.path.realpath(root)).is_relative_to(allowed):
+        raise DataError(f"{root}: image folder is outside allowed_root {allowed}")
+    class_dirs = [entry for entry in _entries(root, allowed) if entry.is_dir()]
+    if not class_dirs:
+        raise DataError(f"{root}: no class subfolders; expected one subfolder of images per class")
+    if len(class_dirs) == 1:
+        raise DataError(f"{root}: only one class, {class_dirs[0].name!r}; a classifier needs two or more")
+    paths, labels = [], []
+    for label, class_dir in enumerate(class_dirs):
+        entries = _entries(class_dir, allowed)
+        if not any(entry.suffix.lower() in IMAGE_EXTENSIONS for entry in entries):
+            raise DataError(f"{class_dir}: class {class_dir.name!r} has no image files ({' '.join(IMAGE_EXTENSIONS)})")
+        paths += entries
+        labels += [label] * len(entries)
+    return paths, np.array(labels, dtype=np.int64), [class_dir.name for class_dir in class_dirs]
+
+
+def _entries(folder: Path, allowed: Path) -> list[Path]:
+    """Sorted non-hidden entries of `folder`, refusing any symlink that leads outside `allowed`."""
+    entries = sorted(entry for entry in folder.iterdir() if not entry.name.startswith("."))
+    for entry in entries:
+        target = Path(os.path.realpath(entry))  # never raises on a symlink loop: reading it fails later
+        if not target.is_relative_to(allowed):
+            raise DataError(f"{entry}: symlink to {target}, outside {allowed}; refusing to follow it")
+    return entries
+
+
+def load_grayscale(path: Path, size: int) -> np.ndarray:
+    """One image file -> (size, size) uint8 luma, or BadImageError saying why it cannot be read.
+
+    Colour becomes ITU-R BT.601 luma with alpha dropped, as in data.to_grayscale; 16-bit gray is scaled
+    (65535 -> 255) and float gray is taken as 0..1. The square resize is PIL's antialiased BILINEAR over
+    the whole image (no reducing_gap shortcut, no aspect-preserving crop), as in data.resize.
+    """
+    path = Path(path)
+    if path.suffix.lower() not in IMAGE_EXTENSIONS:
+        raise BadImageError(path, f"not an image file (extension {path.suffix!r} is not one of "
+                                  f"{' '.join(IMAGE_EXTENSIONS)})")
+    if ImageFile.LOAD_TRUNCATED_IMAGES:
+        raise RuntimeError("PIL.ImageFile.LOAD_TRUNCATED_IMAGES is enabled (by some import): "
+                           "truncated images would load half gray instead of failing")
+    if path.is_file() and path.stat().st_size == 0:
+        raise BadImageError(path, "empty file (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path, formats=DECODERS) as image:
+                image.load()  # decode every pixel now, so a truncated or corrupt file fails here
+                gray = _to_luma(image)
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        raise BadImageError(path, f"unreadable image: {error}") from error
+    return np.asarray(gray.resize((size, size), Image.BILINEAR), dtype=np.uint8)
+
+
+def _to_luma(image: Image.Image) -> Image.Image:
+    """8-bit gray of any decoded mode; convert("L") would clip 16-bit and float gray, so those are scaled here."""
+    if image.mode == "F":
+        gray = np.asarray(image, dtype=np.float64) * 255.0
+    elif image.mode.startswith("I"):  # I;16, I;16B, ... and I (32-bit int, taken to hold 16-bit data)
+        gray = np.asarray(image, dtype=np.float64) / 257.0  # the inverse of 8 -> 16 bit's x * 257
+    else:
+        return image.convert("L")  # RGB(A), CMYK, P, LA, 1, ...: BT.601 luma, alpha ignored
+    return Image.fromarray(np.clip(np.rint(gray), 0, 255).astype(np.uint8))
+
+
+def read_images_into(out: np.ndarray, paths: list[Path], labels: np.ndarray, *, on_bad_file: str = "fail",
+                     progress: bool = True) -> tuple[np.ndarray, list[tuple[Path, str]]]:
+    """Decode `paths` into out[:n] in order; return the n kept labels and the skipped (path, reason) pairs.
+
+    `out` is (len(paths), size, size, 1) uint8, typically an np.lib.format.open_memmap, so only one image
+    is in memory at a time and the folder may be larger than RAM. Skipped files leave out[n:] unused:
+    nothing is decoded twice and nothing is copied. on_bad_file="fail" raises the first BadImageError.
+    """
+    if on_bad_file not in BAD_FILE_POLICIES:
+        raise ValueError(f"on_bad_file must be one of {BAD_FILE_POLICIES}, got {on_bad_file!r}")
+    size = out.shape[1]
+    if out.dtype != np.uint8 or out.shape[1:] != (size, size, 1) or len(out) < len(paths):
+        raise ValueError(f"out must be uint8 of shape ({len(paths)}, size, size, 1), got {out.dtype} {out.shape}")
+    kept, skipped = [], []
+    bar = tqdm(paths, desc="reading images", unit="image", disable=None if progress else True)
+    for path, label in zip(bar, labels):
+        try:
+            out[len(kept), ..., 0] = load_grayscale(path, size)
+        except BadImageError as error:
+            if on_bad_file == "fail":
+                raise
+            skipped.append((path, error.reason))
+            continue
+        kept.append(label)
+    return np.array(kept, dtype=np.int64), skipped
+
+
+def split_counts_check(labels: np.ndarray, class_names: list[str], val_fraction: float, test_fraction: float) -> None:
+    """Refuse classes too small for data.stratified_split to give each of train, val and test one image.
+
+    Test and val sizes are rounded up, so train can lose one image of a class to each: it needs 3 / fraction.
+    """
+    train_fraction = 1.0 - val_fraction - test_fraction
+    if min(val_fraction, test_fraction, train_fraction) <= 0:
+        raise ValueError(f"val_fraction ({val_fraction}) and test_fraction ({test_fraction}) must be > 0 "
+                         "and leave images for training")
+    needed = max(math.ceil(round(images / fraction, 9))
+                 for images, fraction in ((1, val_fraction), (1, test_fraction), (3, train_fraction)))
+    counts = np.bincount(labels, minlength=len(class_names))
+    small = [f"class {name!r} has {count}" for name, count in zip(class_names, counts) if count < needed]
+    if small:
+        raise DataError(f"too few images for a stratified split: {', '.join(small)}; with val_fraction={val_fraction} "
+                        f"and test_fraction={test_fraction} each class needs at least {needed} "
+                        "so train, val and test all get one")
