@@ -11,6 +11,7 @@ PREPARED, TEACHER, OUT = "data/prepared", "models/teacher.keras", "data/soft_tar
 params = stage_params("soft_targets")
 with stage_run("soft_targets", params) as run:
     teacher = models.load_model(TEACHER)
+    data.check_num_classes(teacher, PREPARED, TEACHER)
     metrics = {}
     with atomic_output(OUT) as staging:
         staging.mkdir()

@@ -14,9 +14,11 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-STAGES = ["preprocess", "train_teacher", "soft_targets", "train_student", "prune", "quantize@teacher",
-          "quantize@pruned", "benchmark"]
-DOWNSTREAM_OF_STUDENT = ["train_student", "prune", "quantize@pruned", "benchmark"]
+QUANTIZED = ["teacher", "pruned", "pruned_filters"]
+STAGES = ["preprocess", "train_teacher", "soft_targets", "train_student", "train_scratch", "prune",
+          *(f"quantize@{model}" for model in QUANTIZED), "benchmark"]
+# the scratch control and the teacher's conversions do not depend on the distillation temperature
+DOWNSTREAM_OF_STUDENT = ["train_student", "prune", "quantize@pruned", "quantize@pruned_filters", "benchmark"]
 MODES = ["float32", "dynamic_range", "float16", "int8"]
 
 pytestmark = pytest.mark.e2e
@@ -100,10 +102,10 @@ def test_repro_runs_every_stage_and_writes_every_output(project):
     for stage in declared.values():
         for entry in stage.get("outs", []) + stage.get("metrics", []) + stage.get("plots", []):
             path = entry if isinstance(entry, str) else next(iter(entry))
-            for model in ["teacher", "pruned"]:
+            for model in QUANTIZED:
                 resolved = root / path.replace("${item.model}", model)
                 assert resolved.exists(), f"declared output missing: {resolved}"
-    for model in ["teacher", "pruned"]:
+    for model in QUANTIZED:
         assert sorted(p.name for p in (root / "models" / "tflite" / model).iterdir()) == sorted(
             f"{model}_{m}.tflite" for m in MODES)
 
@@ -119,15 +121,27 @@ def test_metrics_follow_the_schema_and_benchmark_lists_every_variant(project):
     benchmark = json.loads((root / "metrics" / "benchmark.json").read_text())
     assert benchmark["teacher"] == "teacher" and benchmark["shipped"] == "pruned_int8"
     names = [v["name"] for v in benchmark["variants"]]
-    assert names == ["teacher", *(f"teacher_{m}" for m in MODES), "student", "pruned", *(f"pruned_{m}" for m in MODES)]
+    assert names == ["teacher", *(f"teacher_{m}" for m in MODES), "student", "scratch", "pruned",
+                     *(f"pruned_{m}" for m in MODES), "pruned_filters", *(f"pruned_filters_{m}" for m in MODES)]
     required = {"name", "format", "accuracy", "macro_f1", "params", "nonzero_params", "size_bytes", "gzip_bytes",
                 "latency_ms_p50", "latency_ms_p90"}
     for variant in benchmark["variants"]:
         assert required <= set(variant)
         assert variant["latency_ms_p50"] > 0 and 0 <= variant["accuracy"] <= 1
-    pruned = next(v for v in benchmark["variants"] if v["name"] == "pruned")
-    assert pruned["nonzero_params"] < pruned["params"]
-    assert "| pruned_int8 | tflite |" in (root / "reports" / "benchmark.md").read_text()
+    by_name = {v["name"]: v for v in benchmark["variants"]}
+    assert by_name["pruned"]["nonzero_params"] < by_name["pruned"]["params"]
+    assert by_name["pruned_filters"]["params"] < by_name["student"]["params"]  # filters really removed
+    assert set(by_name["pruned_int8"]["latency_by_threads"]) == {"2"}
+    assert benchmark["seeds"]["distilled"]["num_seeds"] == 2 and len(benchmark["seeds"]["scratch"]["accuracies"]) == 2
+    assert set(benchmark["comparisons"]) == {"shipped_vs_teacher", "student_vs_scratch"}
+    student_metrics = json.loads((root / "metrics" / "train_student.json").read_text())
+    assert list(student_metrics["assistants"]) == ["assistant_8x8"]  # the teacher-assistant chain ran
+    report = (root / "reports" / "benchmark.md").read_text()
+    assert "| pruned_int8 | tflite |" in report and "## Conclusions" in report
+    for png in ["frontier.png", "confusion_matrix.png"]:
+        assert (root / "reports" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    frontier = json.loads((root / "metrics" / "plots" / "frontier.json").read_text())
+    assert {row["name"] for row in frontier} == set(by_name) and any(row["on_front"] for row in frontier)
 
 
 def test_second_repro_runs_nothing(project):
@@ -150,7 +164,10 @@ def test_mlflow_received_one_run_per_stage_with_a_shared_tag(project, mlflow_ser
     assert all(r.info.status == "FINISHED" for r in runs)
     benchmark = next(r for r in runs if r.data.tags["stage"] == "benchmark")
     assert "headline.shipped.accuracy" in benchmark.data.metrics
-    assert benchmark.data.params["num_threads"] == "1"
+    assert benchmark.data.params["shipped"] == "pruned_int8"
+    versions = client.search_model_versions("name = 'tinygray-shipped'")
+    assert [v.run_id for v in versions] == [benchmark.info.run_id]
+    assert versions[0].tags["name"] == "pruned_int8" and float(versions[0].tags["size_bytes"]) > 0
 
 
 def test_experiment_with_new_temperature_reruns_only_the_student_and_downstream(project, mlflow_server):
@@ -171,3 +188,34 @@ def test_experiment_with_new_temperature_reruns_only_the_student_and_downstream(
     assert len({r.data.tags["pipeline_run"] for r in runs}) == 1
     student = next(r for r in runs if r.data.tags["stage"] == "train_student")
     assert student.data.params["temperature"] == "8"
+
+
+def test_queued_sweep_logs_to_the_original_store_and_summarises_a_frontier(project):
+    """Queued experiments run in a throw-away copy under .dvc/tmp/exps; with no MLFLOW_TRACKING_URI they
+    must log into the repository's own mlflow.db (found through DVC_ROOT), not into the copy."""
+    from mlflow import MlflowClient
+
+    root, env, _ = project
+    env = {key: value for key, value in env.items() if key != "MLFLOW_TRACKING_URI"}
+    script = str(REPO / "scripts" / "frontier_sweep.py")
+    run([sys.executable, script, "queue"], root, env)
+    run(["dvc", "queue", "start"], root, env)
+    deadline = time.time() + 600
+    while True:
+        status = run(["dvc", "queue", "status"], root, env)
+        if not any(word in status for word in ("Queued", "Running")):
+            break
+        assert time.time() < deadline, status
+        time.sleep(5)
+    assert "Success" in status and "Failed" not in status, status
+
+    output = run([sys.executable, script, "summarise"], root, env)
+    assert "widths-4-4/" in output
+    rows = json.loads((root / "metrics" / "plots" / "sweep_frontier.json").read_text())
+    assert {row["name"].split("/")[0] for row in rows} >= {"widths-4-4"}
+    assert (root / "metrics" / "plots" / "sweep_frontier.png").read_bytes()[:4] == b"\x89PNG"
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{root / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("tinygray").experiment_id],
+                              filter_string="tags.dvc_exp_name = 'widths-4-4'")
+    assert "train_student" in {r.data.tags["stage"] for r in runs}

@@ -1,14 +1,20 @@
 """Built-in datasets, grayscale conversion and the prepared-split format every later stage reads."""
 from __future__ import annotations
 
+import functools
 import json
+import os
+import re
+import shutil
 from pathlib import Path
 
 import numpy as np
+import yaml
 from PIL import Image
 from sklearn.model_selection import train_test_split
 
 from tinygray.atomic import atomic_output
+from tinygray.image_folder import DataError, read_images_into, scan_image_folder, split_counts_check
 
 SPLITS = ("train", "val", "test")
 # ITU-R BT.601 luma, the weights PIL's convert("L") uses, so every source ends as the same gray.
@@ -108,3 +114,143 @@ def read_split(prepared_dir: Path | str, split: str) -> tuple[np.ndarray, np.nda
 
 def read_class_names(prepared_dir: Path | str) -> list[str]:
     return json.loads((Path(prepared_dir) / "classes.json").read_text())
+
+
+def prepare_folder(image_dir: Path | str, out_dir: Path | str, *, image_size: int, val_fraction: float,
+                   test_fraction: float, seed: int, on_bad_file: str = "fail", max_per_class: int | None = None,
+                   progress: bool = True) -> tuple[dict[str, np.ndarray], list[str], dict[str, str]]:
+    """A class-per-subfolder image folder -> the prepared format, streamed: memory holds one image, not the set.
+
+    Images are decoded once, in scan order, into a memmap inside the staging directory; bad files are
+    dropped there (on_bad_file); the stratified split is drawn on what is left and each split copied out in
+    chunks. Everything lands in `out_dir` at once (atomic_output), so a failure or a kill leaves no partial
+    output. Only links inside `image_dir` are followed: every byte read is covered by the DVC dependency.
+    Returns the labels per split, the class names and the skipped files ({path: reason}).
+    """
+    out_dir = Path(out_dir)
+    paths, labels, class_names = scan_image_folder(Path(image_dir), allowed_root=Path(image_dir))
+    if max_per_class:
+        keep = cap_per_class(labels, max_per_class, seed)
+        paths, labels = [paths[i] for i in keep], labels[keep]
+    split_counts_check(labels, class_names, val_fraction, test_fraction)  # fail before decoding anything
+    _remove_stale_staging(out_dir)
+    with atomic_output(out_dir) as staging:
+        staging.mkdir()
+        decoded = staging / "decoded.npy"
+        everything = np.lib.format.open_memmap(decoded, mode="w+", dtype=np.uint8,
+                                               shape=(len(paths), image_size, image_size, 1))
+        print(f"preprocess: reading {len(paths)} files of {len(class_names)} classes from {image_dir}", flush=True)
+        labels, skipped = read_images_into(everything, paths, labels, on_bad_file=on_bad_file, progress=progress)
+        split_counts_check(labels, class_names, val_fraction, test_fraction)  # skipped files may leave too few
+        split_indices = stratified_split(labels, val_fraction, test_fraction, seed)
+        for split, idx in split_indices.items():
+            (staging / split).mkdir()
+            out = np.lib.format.open_memmap(staging / split / "images.npy", mode="w+", dtype=np.uint8,
+                                            shape=(len(idx), image_size, image_size, 1))
+            for start in range(0, len(idx), 1024):
+                out[start:start + 1024] = everything[idx[start:start + 1024]]
+            out.flush()
+            del out
+            np.save(staging / split / "labels.npy", labels[idx])
+        del everything
+        decoded.unlink()
+        (staging / "classes.json").write_text(json.dumps(class_names) + "\n")
+    return ({split: labels[idx] for split, idx in split_indices.items()}, class_names,
+            {Path(path).as_posix(): reason for path, reason in skipped})
+
+
+def _remove_stale_staging(out_dir: Path) -> None:
+    """Staging directories of killed runs (atomic_output's .tmp-<pid>-<name>) whose process is gone."""
+    for staging in out_dir.parent.glob(f".tmp-*-{out_dir.name}"):
+        match = re.fullmatch(rf"\.tmp-(\d+)-{re.escape(out_dir.name)}", staging.name)
+        if match and not _pid_alive(int(match[1])) and staging.is_dir() and not staging.is_symlink():
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def require_folder_dependency(image_dir: str, stage: str = "preprocess", dvc_yaml: Path | str = "dvc.yaml") -> None:
+    """Refuse to read an image folder that dvc.yaml does not list as a dependency of the stage.
+
+    DVC has no optional dependencies (a missing one is an error), so the folder cannot be a dependency of
+    the built-in datasets; without it, though, DVC would never rerun preprocess when an image changes.
+    Outside a DVC project (no dvc.yaml) there is nothing to check.
+    """
+    dvc_yaml = Path(dvc_yaml)
+    if not dvc_yaml.is_file():
+        return
+    stage_def = (yaml.safe_load(dvc_yaml.read_text()) or {}).get("stages", {}).get(stage) or {}
+    deps = [str(dep).replace("${preprocess.image_dir}", image_dir) for dep in stage_def.get("deps") or []]
+    if os.path.normpath(image_dir) not in {os.path.normpath(dep) for dep in deps}:
+        raise DataError(f"{dvc_yaml}: stage '{stage}' does not depend on the image folder {image_dir!r}, so DVC "
+                        "would not rerun it when an image changes; add `- ${preprocess.image_dir}` to its deps "
+                        "(see README, 'Your own data')")
+
+
+def check_num_classes(model, prepared_dir: Path | str, path: Path | str) -> None:
+    """Refuse a model (loaded from `path`) whose output or input does not fit the prepared data,
+    with a message naming the checkpoint, instead of a shape error deep inside Keras."""
+    class_names = read_class_names(prepared_dir)
+    outputs = model.output_shape[-1]
+    if outputs != len(class_names):
+        raise DataError(f"{path}: model has {outputs} outputs but {prepared_dir} has {len(class_names)} classes "
+                        f"({', '.join(class_names)}); retrain it on this data (dvc repro)")
+    images, _ = read_split(prepared_dir, "train")
+    expected = tuple(model.input_shape[1:])
+    if any(e is not None and e != a for e, a in zip(expected, images.shape[1:])) or len(expected) != 3:
+        raise DataError(f"{path}: model expects images of shape {expected} but {prepared_dir} holds "
+                        f"{tuple(images.shape[1:])}; retrain it on this data (dvc repro)")
+
+
+def batches(images: np.ndarray, targets, batch_size: int, *, shuffle: bool = True, seed: int = 0):
+    """A keras.utils.PyDataset of (images, targets) batches read from (memory-mapped) arrays on demand,
+    so a training set larger than RAM can be fitted. `targets` is an array or a tuple of arrays with the
+    images' first dimension. Shuffling is a permutation drawn from (seed, epoch): same seed, same batches.
+    """
+    return _batches_class()(images, targets, batch_size, shuffle=shuffle, seed=seed)
+
+
+@functools.cache
+def _batches_class():
+    import keras  # imported here: the preprocess stage never pays for TensorFlow
+
+    class Batches(keras.utils.PyDataset):
+        def __init__(self, images, targets, batch_size, *, shuffle, seed):
+            super().__init__()
+            self.images, self.targets = images, targets
+            self.batch_size, self.shuffle, self.seed = int(batch_size), shuffle, seed
+            if self.batch_size < 1:
+                raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+            for target in targets if isinstance(targets, tuple) else (targets,):
+                if len(target) != len(images):
+                    raise ValueError(f"{len(images)} images but {len(target)} targets")
+            self.epoch = 0
+            self.order = self._order()
+
+        def _order(self):
+            indices = np.arange(len(self.images))
+            return np.random.default_rng([self.seed, self.epoch]).permutation(indices) if self.shuffle else indices
+
+        def __len__(self):
+            return -(-len(self.images) // self.batch_size)
+
+        def __getitem__(self, index):
+            # sorted within the batch: the memmap is read forwards, the batch's content is the same set
+            idx = np.sort(self.order[index * self.batch_size:(index + 1) * self.batch_size])
+            take = lambda array: np.asarray(array[idx])  # noqa: E731
+            y = tuple(map(take, self.targets)) if isinstance(self.targets, tuple) else take(self.targets)
+            return take(self.images), y
+
+        def on_epoch_end(self):
+            self.epoch += 1
+            self.order = self._order()
+
+    return Batches

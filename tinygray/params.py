@@ -1,6 +1,7 @@
 """One loader for params.yaml: every stage reads its own section, validated before any work starts."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,7 +44,9 @@ TRAINING = {
 
 SPECS: dict[str, dict[str, Spec]] = {
     "preprocess": {
-        "dataset": Spec(str, choices=("mnist", "digits")),
+        "dataset": Spec(str, choices=("mnist", "digits", "folder")),
+        "image_dir": Spec(str),  # dataset folder: one subfolder of images per class
+        "on_bad_file": Spec(str, choices=("fail", "skip")),
         "image_size": Spec(int, minimum=8, maximum=1024),
         "classes": Spec(list, nullable=True, item_kind=int),
         "val_fraction": Spec((int, float), minimum=0.0, maximum=0.5, exclusive_min=True),
@@ -69,10 +72,13 @@ SPECS: dict[str, dict[str, Spec]] = {
         "widths": Spec(list, item_kind=int),
         "temperature": Spec((int, float), minimum=0.0, exclusive_min=True),
         "alpha": _fraction(),
+        "num_seeds": _positive_int(),
+        "assistants": Spec(list),
         **TRAINING,
     },
     "prune": {
         "target_sparsity": _fraction(exclusive_max=True),
+        "filter_fraction": _fraction(exclusive_max=True),
         "epochs": _positive_int(),
         "ramp_epochs": _positive_int(),
         "mask_update_steps": _positive_int(),
@@ -83,10 +89,14 @@ SPECS: dict[str, dict[str, Spec]] = {
         "representative_samples": _positive_int(),
         "max_int8_accuracy_drop": _fraction(),
     },
+    "sweep": {  # read by scripts/frontier_sweep.py only, not by a stage
+        "student_widths": Spec(list),
+    },
     "benchmark": {
         "warmup_runs": Spec(int, minimum=0),
         "timed_runs": _positive_int(),
-        "num_threads": _positive_int(),
+        "num_threads": Spec(list, item_kind=int),
+        "shipped": Spec(str),
     },
 }
 
@@ -95,8 +105,11 @@ def load_params(path: Path | str = PARAMS_FILE) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise ParamsError(f"{path}: parameters file not found (run from the repository root)")
-    with path.open() as f:
-        params = yaml.safe_load(f)
+    try:
+        with path.open() as f:
+            params = yaml.load(f, Loader=_UniqueKeyLoader)
+    except yaml.YAMLError as error:
+        raise ParamsError(f"{path}: not valid YAML: {error}") from error
     if not isinstance(params, dict):
         raise ParamsError(f"{path}: expected a mapping of stage sections")
     unknown = sorted(set(params) - set(SPECS) - {"seed"})
@@ -110,6 +123,8 @@ def stage_params(stage: str, path: Path | str = PARAMS_FILE) -> dict[str, Any]:
     params = load_params(path)
     if stage not in params:
         raise ParamsError(f"{path}: missing section '{stage}'")
+    if not isinstance(params[stage] or {}, dict):
+        raise ParamsError(f"{path}: section '{stage}' must be a mapping of parameters, got {params[stage]!r}")
     section = dict(params[stage] or {})
     specs = SPECS[stage]
     unknown = sorted(set(section) - set(specs))
@@ -127,7 +142,46 @@ def stage_params(stage: str, path: Path | str = PARAMS_FILE) -> dict[str, Any]:
     return section
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """safe_load that refuses a key given twice: YAML would silently keep the last one."""
+
+    def construct_mapping(self, node, deep=False):
+        keys = [self.construct_object(key, deep=deep) for key, _ in node.value]
+        duplicates = sorted({str(k) for k in keys if keys.count(k) > 1})
+        if duplicates:
+            raise yaml.constructor.ConstructorError(None, None, f"duplicate key(s) {duplicates}", node.start_mark)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _check_preprocess(section: dict[str, Any], path: Path | str) -> None:
+    if section["val_fraction"] + section["test_fraction"] >= 1.0:
+        raise ParamsError(f"{path}: parameters 'preprocess.val_fraction' + 'preprocess.test_fraction' "
+                          f"({section['val_fraction']} + {section['test_fraction']}) must leave images for training")
+    if section["dataset"] != "folder":
+        return
+    if not Path(section["image_dir"]).is_dir():
+        raise ParamsError(f"{path}: parameter 'preprocess.image_dir' must be an existing folder with one "
+                          f"subfolder of images per class when preprocess.dataset is 'folder', got "
+                          f"{section['image_dir']!r} (relative to {Path.cwd()})")
+    if section["classes"] is not None:
+        raise ParamsError(f"{path}: parameter 'preprocess.classes' selects labels of the built-in datasets; with "
+                          "preprocess.dataset 'folder' set it to null (every class subfolder is a class), "
+                          f"got {section['classes']!r}")
+
+
 def _check_relations(stage: str, section: dict[str, Any], path: Path | str) -> None:
+    if stage == "preprocess":
+        _check_preprocess(section, path)
+    def positive_ints(value) -> bool:
+        return isinstance(value, list) and bool(value) and all(
+            isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)
+
+    if stage == "train_student" and not all(positive_ints(widths) for widths in section["assistants"]):
+        raise ParamsError(f"{path}: parameter 'train_student.assistants' must be a list of width lists such as "
+                          f"[[32, 64, 64]], got {section['assistants']!r}")
+    if stage == "benchmark" and not positive_ints(section["num_threads"]):
+        raise ParamsError(f"{path}: parameter 'benchmark.num_threads' must be a non-empty list of positive "
+                          f"thread counts, got {section['num_threads']!r}")
     if stage == "prune" and section["ramp_epochs"] > section["epochs"]:
         raise ParamsError(f"{path}: parameter 'prune.ramp_epochs' ({section['ramp_epochs']}) must be <= "
                           f"'prune.epochs' ({section['epochs']})")
@@ -148,6 +202,8 @@ def _check(name: str, value: Any, spec: Spec, path: Path | str) -> None:
     kinds = spec.kind if isinstance(spec.kind, tuple) else (spec.kind,)
     if isinstance(value, bool) or not isinstance(value, kinds):
         fail(f"must be of type {'/'.join(k.__name__ for k in kinds)}")
+    if isinstance(value, float) and not math.isfinite(value):
+        fail("must be a finite number")
     if spec.choices is not None and value not in spec.choices:
         fail(f"must be one of {list(spec.choices)}")
     if spec.item_kind is not None:

@@ -111,3 +111,4 @@ class TFLiteModel:
             self.interpreter.invoke()
             times[i] = (time.perf_counter_ns() - start) / 1e6
         return times
+

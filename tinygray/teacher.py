@@ -62,7 +62,7 @@ def set_trainable(backbone: keras.Model, *, pretrained: bool, unfreeze_top_layer
 def train(teacher: keras.Model, train_split: tuple, val_split: tuple, p: dict) -> tuple[dict, list[dict]]:
     """Returns the stage's training metrics and one history per phase."""
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    common = dict(loss=loss, batch_size=p["batch_size"])
+    common = dict(loss=loss, batch_size=p["batch_size"], seed=p["seed"])
     backbone = backbone_of(teacher)
     pretrained = is_pretrained(p)
     phases, histories = {}, []

@@ -1,0 +1,220 @@
+"""Bad input stops the real preprocess stage with a message naming the file, class or parameter, and leaves
+no partial output; with on_bad_file: skip, bad files are listed in metrics/preprocess.json instead."""
+import json
+import socket
+import threading
+import time
+
+import pytest
+import yaml
+
+from test_own_data_helpers import REPO, make_folder, run_stage, stage_env, write_params
+from tinygray.params import ParamsError, stage_params
+from tinygray.tracking import TrackingServerError, check_tracking_server
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def assert_no_output(root):
+    """Nothing DVC could take for a finished stage, and no staging left behind."""
+    assert not (root / "data" / "prepared").exists()
+    assert not list((root / "data").glob(".tmp-*"))
+    assert not (root / "metrics" / "preprocess.json").exists()
+
+
+@pytest.fixture
+def project(tmp_path):
+    """tmp_path with data/raw of two classes of 10 images, folder params and a stage environment."""
+    make_folder(tmp_path / "data" / "raw", {"cat": 10, "dog": 10})
+    write_params(tmp_path)
+    return tmp_path, stage_env(tmp_path)
+
+
+BAD_FILES = {
+    "corrupt": ("cat/corrupt.png", lambda p: p.write_bytes(PNG + b"not really a png" * 10), "unreadable image"),
+    "truncated": ("cat/truncated.png", None, "unreadable image"),
+    "non_image": ("dog/notes.txt", lambda p: p.write_text("hello"), "not an image file"),
+    "zero_byte": ("dog/empty.png", lambda p: p.write_bytes(b""), "empty file"),
+}
+
+
+def add_bad_file(root, kind):
+    name, write, _ = BAD_FILES[kind]
+    path = root / "data" / "raw" / name
+    if kind == "truncated":
+        make_folder(root / "big", {"x": 1}, size=64)
+        data = (root / "big" / "x" / "00000.png").read_bytes()
+        path.write_bytes(data[:len(data) // 2])
+    else:
+        write(path)
+    return f"data/raw/{name}"
+
+
+@pytest.mark.parametrize("kind", sorted(BAD_FILES))
+def test_bad_file_fails_naming_it_and_leaves_nothing(project, kind):
+    root, env = project
+    name = add_bad_file(root, kind)
+    code, output = run_stage(root, env)
+    assert code != 0
+    assert f"{name}: {BAD_FILES[kind][2]}" in output
+    assert_no_output(root)
+
+
+def test_skip_lists_every_bad_file_in_metrics(project):
+    root, env = project
+    names = [add_bad_file(root, kind) for kind in sorted(BAD_FILES)]
+    write_params(root, on_bad_file="skip")
+    code, output = run_stage(root, env)
+    assert code == 0, output
+    metrics = json.loads((root / "metrics" / "preprocess.json").read_text())
+    assert sorted(metrics["skipped_files"]) == sorted(names)
+    for kind, name in zip(sorted(BAD_FILES), names):
+        assert BAD_FILES[kind][2] in metrics["skipped_files"][name]
+    assert sum(metrics["num_images"].values()) == 20  # the good ones, each once
+    assert not list((root / "data").glob(".tmp-*"))
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda raw: (raw / "bird").mkdir(), "class 'bird' has no image files"),
+    (lambda raw: [p.unlink() for p in (raw / "dog").iterdir()] and (raw / "dog").rmdir(), "only one class, 'cat'"),
+    (lambda raw: [p.unlink() for p in sorted((raw / "dog").iterdir())[3:]], "class 'dog' has 3"),
+    (lambda raw: (raw / "cat" / "link.png").symlink_to(raw.parent.parent / "params.yaml"), "cat/link.png: symlink to"),
+    (lambda raw: (raw / "cat").rename(raw / "cat_real") and (raw / "cat").symlink_to(raw.parent.parent / "elsewhere"),
+     "data/raw/cat: symlink to"),
+])
+def test_unusable_folder_fails_naming_the_class_or_file(project, change, message):
+    root, env = project
+    (root / "elsewhere").mkdir()
+    make_folder(root / "elsewhere", {"x": 5})
+    change(root / "data" / "raw")
+    code, output = run_stage(root, env)
+    assert code != 0 and message in output, output[-3000:]
+    assert "DataError" in output
+    assert_no_output(root)
+
+
+def test_files_skipped_below_the_split_minimum_fail_naming_the_class(project):
+    root, env = project
+    for i in range(7):
+        (root / "data" / "raw" / "dog" / f"{i:05d}.png").write_bytes(b"")
+    write_params(root, on_bad_file="skip")
+    code, output = run_stage(root, env)
+    assert code != 0 and "class 'dog' has 3" in output, output[-3000:]
+    assert_no_output(root)
+
+
+def test_stage_reports_a_bad_parameter_before_any_work(project):
+    root, env = project
+    write_params(root, on_bad_file="ignore")
+    code, output = run_stage(root, env)
+    assert code != 0 and "ParamsError" in output and "'preprocess.on_bad_file' must be one of ['fail', 'skip']" in output
+    assert_no_output(root)
+
+
+def test_stage_refuses_a_folder_that_dvc_yaml_does_not_depend_on(project):
+    root, env = project
+    stage = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]["preprocess"]  # as shipped: no folder dep
+    (root / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"preprocess": stage}}))
+    code, output = run_stage(root, env)
+    assert code != 0 and "does not depend on the image folder 'data/raw'" in output, output[-3000:]
+    assert "${preprocess.image_dir}" in output
+    assert_no_output(root)
+
+
+def edit(root, change, text=None):
+    path = root / "params.yaml"
+    if text is not None:
+        path.write_text(text)
+        return path
+    params = yaml.safe_load(path.read_text())
+    change(params["preprocess"])
+    path.write_text(yaml.safe_dump(params))
+    return path
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda p: p.update(image_dri="data/raw"), r"unknown parameter\(s\) \['preprocess.image_dri'\]"),
+    (lambda p: p.pop("on_bad_file"), "missing parameter 'preprocess.on_bad_file'"),
+    (lambda p: p.update(on_bad_file="warn"), r"'preprocess.on_bad_file' must be one of \['fail', 'skip'\]"),
+    (lambda p: p.update(dataset="imagenet"), r"'preprocess.dataset' must be one of \['mnist', 'digits', 'folder'\]"),
+    (lambda p: p.update(image_dir="data/nowhere"), "'preprocess.image_dir' must be an existing folder"),
+    (lambda p: p.update(image_dir=["data/raw"]), "'preprocess.image_dir' must be of type str"),
+    (lambda p: p.update(classes=[0, 1]), "'preprocess.classes' selects labels of the built-in datasets"),
+    (lambda p: p.update(image_size=4), "'preprocess.image_size' must be >= 8"),
+    (lambda p: p.update(image_size=32.0), "'preprocess.image_size' must be of type int"),
+    (lambda p: p.update(val_fraction=float("nan")), "'preprocess.val_fraction' must be a finite number"),
+    (lambda p: p.update(val_fraction=0.5, test_fraction=0.5), "must leave images for training"),
+    (lambda p: p.update(max_per_class=1), "'preprocess.max_per_class' must be >= 3"),
+])
+def test_bad_parameter_is_named(project, monkeypatch, change, message):
+    root, _ = project
+    monkeypatch.chdir(root)
+    path = edit(root, change)
+    with pytest.raises(ParamsError, match=message):
+        stage_params("preprocess", path)
+
+
+def test_the_valid_folder_params_pass(project, monkeypatch):
+    root, _ = project
+    monkeypatch.chdir(root)
+    assert stage_params("preprocess", root / "params.yaml")["image_dir"] == "data/raw"
+
+
+@pytest.mark.parametrize("text, message", [
+    ("seed: 1\npreprocess:\n  dataset: mnist\n  dataset: folder\n", r"duplicate key\(s\) \['dataset'\]"),
+    ("seed: 1\npreprocess: [1, 2]\n", "section 'preprocess' must be a mapping"),
+    ("seed: 1\npreprocess:\n  dataset: [mnist\n", "not valid YAML"),
+])
+def test_malformed_params_file_is_named(project, text, message):
+    root, _ = project
+    with pytest.raises(ParamsError, match=message):
+        stage_params("preprocess", edit(root, None, text))
+
+
+def closed_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]  # closed on return: connecting is refused
+
+
+def test_unreachable_tracking_server_fails_the_stage_quickly(project):
+    root, env = project
+    uri = f"http://127.0.0.1:{closed_port()}"
+    start = time.monotonic()
+    code, output = run_stage(root, {**env, "MLFLOW_TRACKING_URI": uri}, timeout=60)
+    assert code != 0 and f"MLflow tracking server {uri} did not answer" in output, output[-3000:]
+    assert "unset MLFLOW_TRACKING_URI" in output
+    assert time.monotonic() - start < 30  # imports included; MLflow's own retries would take minutes
+    assert_no_output(root)
+
+
+def test_silent_tracking_server_times_out():
+    with socket.socket() as server:  # accepts connections (backlog) but never answers
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        uri = f"http://127.0.0.1:{server.getsockname()[1]}"
+        start = time.monotonic()
+        with pytest.raises(TrackingServerError, match="did not answer within 1 s"):
+            check_tracking_server(uri, timeout=1)
+        assert time.monotonic() - start < 5
+
+
+def test_answering_tracking_server_passes_and_other_stores_are_not_checked():
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    class Health(BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200 if self.path == "/health" else 404)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Health)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        check_tracking_server(f"http://127.0.0.1:{server.server_address[1]}", timeout=2)
+        check_tracking_server(f"http://127.0.0.1:{server.server_address[1]}/prefix", timeout=2)  # 404 answers too
+    finally:
+        server.shutdown()
+    check_tracking_server(f"sqlite:///{REPO}/nowhere/mlflow.db", timeout=0.01)

@@ -1,0 +1,35 @@
+"""Data versioning for real: the image folder and the prepared data go to a DVC remote and come back
+byte for byte after the cache and the workspace copies are gone."""
+import hashlib
+import shutil
+
+from test_own_data_helpers import dvc_project, make_folder, run, stage_env, stages_run, write_params
+
+
+def digests(root, *folders):
+    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for folder in folders for p in sorted((root / folder).rglob("*")) if p.is_file()}
+
+
+def test_push_then_pull_into_an_empty_cache_restores_identical_bytes(tmp_path):
+    root = tmp_path / "project"
+    make_folder(root / "data" / "raw", {"cat": 10, "dog": 11})
+    write_params(root)
+    env = stage_env(tmp_path)
+    dvc_project(root, env)
+    assert stages_run(run(["dvc", "repro", "preprocess"], root, env)) == ["preprocess"]
+    run(["dvc", "remote", "add", "-d", "local", str(tmp_path / "remote")], root, env)
+    run(["git", "add", "-A"], root, env)
+    run(["git", "commit", "-qm", "prepared"], root, env)
+    before = digests(root, "data/raw", "data/prepared")
+    assert len(before) == 21 + 7
+    run(["dvc", "push"], root, env)
+    assert any((tmp_path / "remote").rglob("*"))
+
+    shutil.rmtree(root / ".dvc" / "cache")
+    shutil.rmtree(root / "data" / "raw")
+    shutil.rmtree(root / "data" / "prepared")
+    run(["dvc", "pull"], root, env)
+    assert digests(root, "data/raw", "data/prepared") == before
+    assert "up to date" in run(["dvc", "status"], root, env)
+    assert stages_run(run(["dvc", "repro"], root, env)) == []

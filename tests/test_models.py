@@ -1,0 +1,31 @@
+import keras
+import numpy as np
+import pytest
+
+from tinygray import models
+
+
+def test_missing_checkpoint_names_the_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="student/seed_1.keras"):
+        models.load_model(tmp_path / "student" / "seed_1.keras")
+
+
+def test_saved_model_has_no_optimizer_state_and_same_outputs(tmp_path, trained_digits_cnn, digits_split):
+    compiled_path, clean_path = tmp_path / "compiled.keras", tmp_path / "clean.keras"
+    trained_digits_cnn.save(compiled_path)  # compiled, with Adam's two moments per weight
+    models.save_model(trained_digits_cnn, clean_path)
+    assert clean_path.stat().st_size < 0.6 * compiled_path.stat().st_size
+    loaded = models.load_model(clean_path)
+    assert loaded.optimizer is None
+    images = digits_split["test"][0][:16]
+    np.testing.assert_allclose(loaded.predict(images, verbose=0), trained_digits_cnn.predict(images, verbose=0),
+                               rtol=1e-5, atol=1e-5)
+    assert not list(tmp_path.glob(".tmp-*"))
+
+
+def test_count_params_counts_zeros_apart():
+    model = models.build_cnn((8, 8, 1), 3, [2])
+    total, nonzero = models.count_params(model)
+    assert total == model.count_params()
+    model.get_layer("logits").kernel.assign(np.zeros((2, 3), np.float32))
+    assert models.count_params(model)[1] == nonzero - 6 + int(np.count_nonzero(np.zeros(0)))

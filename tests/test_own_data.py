@@ -1,0 +1,161 @@
+"""Your own image folder through the real preprocess stage and DVC; the streaming batches and the
+checkpoint check later stages use."""
+import json
+import os
+
+import numpy as np
+import pytest
+import yaml
+
+from test_own_data_helpers import (REPO, dvc_project, make_folder, run, run_stage, stage_env, stages_run,
+                                   write_params)
+from tinygray import data
+from tinygray.image_folder import DataError, load_grayscale
+
+
+def test_stage_prepares_a_folder_like_the_reader_decodes_it(tmp_path):
+    raw = make_folder(tmp_path / "data" / "raw", {"cat": 12, "dog": 14, "eel": 40})
+    write_params(tmp_path, max_per_class=20)
+    code, output = run_stage(tmp_path, stage_env(tmp_path))
+    assert code == 0, output[-3000:]
+    prepared = tmp_path / "data" / "prepared"
+    assert data.read_class_names(prepared) == ["cat", "dog", "eel"]
+    metrics = json.loads((tmp_path / "metrics" / "preprocess.json").read_text())
+    assert metrics["num_classes"] == 3 and metrics["image_size"] == 16 and metrics["skipped_files"] == {}
+    assert sum(metrics["num_images"].values()) == 12 + 14 + 20  # eel capped by max_per_class
+    # every prepared image is one file of its class, decoded exactly as load_grayscale does
+    decoded = {name: [load_grayscale(p, 16) for p in sorted((raw / name).iterdir())] for name in ["cat", "dog", "eel"]}
+    for split in data.SPLITS:
+        images, labels = data.read_split(prepared, split)
+        assert isinstance(images, np.memmap) and images.shape[1:] == (16, 16, 1)
+        assert metrics["num_images"][split] == len(labels)
+        for image, label in zip(images, labels):
+            name = ["cat", "dog", "eel"][label]
+            assert any(np.array_equal(image[..., 0], d) for d in decoded[name])
+    assert sorted(os.listdir(tmp_path / "data")) == ["prepared", "raw"]  # no staging left
+
+
+def test_prepare_folder_matches_an_in_memory_reference(tmp_path):
+    raw = make_folder(tmp_path / "raw", {"a": 10, "b": 11})
+    labels, names, skipped = data.prepare_folder(raw, tmp_path / "out", image_size=8, val_fraction=0.1,
+                                                 test_fraction=0.1, seed=3, progress=False)
+    paths = sorted(raw.glob("*/*.png"))
+    all_images = np.stack([load_grayscale(p, 8) for p in paths])[..., None]
+    all_labels = np.array([0] * 10 + [1] * 11)
+    for split, idx in data.stratified_split(all_labels, 0.1, 0.1, seed=3).items():
+        images, split_labels = data.read_split(tmp_path / "out", split)
+        np.testing.assert_array_equal(images, all_images[idx])
+        np.testing.assert_array_equal(split_labels, all_labels[idx])
+        np.testing.assert_array_equal(labels[split], all_labels[idx])
+    assert names == ["a", "b"] and skipped == {}
+
+
+def test_stale_staging_of_a_killed_run_is_removed(tmp_path):
+    raw = make_folder(tmp_path / "raw", {"a": 10, "b": 10})
+    dead, alive = tmp_path / ".tmp-999999999-out", tmp_path / f".tmp-{os.getppid()}-out"
+    for staging in (dead, alive):
+        staging.mkdir()
+    data.prepare_folder(raw, tmp_path / "out", image_size=8, val_fraction=0.1, test_fraction=0.1, seed=0,
+                        progress=False)
+    assert not dead.exists() and alive.exists()
+
+
+def test_folder_dependency_guard(tmp_path):
+    dvc_yaml = tmp_path / "dvc.yaml"
+    data.require_folder_dependency("data/raw", dvc_yaml=dvc_yaml)  # no DVC project: nothing to check
+    stage = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]["preprocess"]
+    dvc_yaml.write_text(yaml.safe_dump({"stages": {"preprocess": stage}}))
+    with pytest.raises(DataError, match="does not depend on the image folder 'data/raw'"):
+        data.require_folder_dependency("data/raw", dvc_yaml=dvc_yaml)
+    for dep in ["${preprocess.image_dir}", "data/raw/", "./data/raw"]:
+        dvc_yaml.write_text(yaml.safe_dump({"stages": {"preprocess": {**stage, "deps": stage["deps"] + [dep]}}}))
+        data.require_folder_dependency("data/raw", dvc_yaml=dvc_yaml)
+
+
+def test_batches_cover_every_image_once_per_epoch_reproducibly():
+    images = np.arange(10, dtype=np.uint8).reshape(10, 1, 1, 1)
+    labels, other = np.arange(10), np.arange(10) * 2
+    dataset = data.batches(images, (labels, other), 4, seed=1)
+    assert len(dataset) == 3
+
+    def epoch(ds):
+        batches = [ds[i] for i in range(len(ds))]
+        ds.on_epoch_end()
+        return batches
+
+    first, second = epoch(dataset), epoch(dataset)
+    for batches in (first, second):
+        seen = np.concatenate([x[:, 0, 0, 0] for x, _ in batches])
+        assert sorted(seen) == list(range(10))
+        for x, (y, z) in batches:
+            np.testing.assert_array_equal(x[:, 0, 0, 0], y)  # targets stay with their images
+            np.testing.assert_array_equal(z, 2 * y)
+    assert [b[1][0].tolist() for b in first] != [b[1][0].tolist() for b in second]  # reshuffled per epoch
+    again = data.batches(images, (labels, other), 4, seed=1)
+    assert [b[1][0].tolist() for b in epoch(again)] == [b[1][0].tolist() for b in first]
+    in_order = data.batches(images, labels, 4, shuffle=False)
+    assert in_order[2][1].tolist() == [8, 9]
+    with pytest.raises(ValueError, match="10 images but 9 targets"):
+        data.batches(images, labels[:9], 4)
+
+
+def test_keras_fits_from_memmapped_batches_and_checkpoint_check(tmp_path, digits):
+    import keras
+
+    images, labels = digits
+    data.write_prepared(tmp_path / "prepared", {"train": (images[:200], labels[:200])}, [str(c) for c in range(10)])
+    train_images, train_labels = data.read_split(tmp_path / "prepared", "train")
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Rescaling(1 / 255), keras.layers.Flatten(),
+                              keras.layers.Dense(10)])
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    history = model.fit(data.batches(train_images, train_labels, 32), epochs=2, verbose=0)
+    assert len(history.history["loss"]) == 2 and np.isfinite(history.history["loss"]).all()
+    data.check_num_classes(model, tmp_path / "prepared", "models/x.keras")
+    binary = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(2)])
+    with pytest.raises(DataError, match=r"models/x.keras: model has 2 outputs but .* has 10 classes"):
+        data.check_num_classes(binary, tmp_path / "prepared", "models/x.keras")
+    wrong_size = keras.Sequential([keras.Input((16, 16, 1)), keras.layers.Flatten(), keras.layers.Dense(10)])
+    with pytest.raises(DataError, match=r"models/x.keras: model expects images of shape \(16, 16, 1\)"):
+        data.check_num_classes(wrong_size, tmp_path / "prepared", "models/x.keras")
+
+
+def test_class_names_become_valid_mlflow_metric_names():
+    from tinygray.tracking import _metric_name
+
+    assert _metric_name("class_counts.train.c++ (v2)") == "class_counts.train.c__ _v2_"
+    assert _metric_name("class_counts.train.été") == "class_counts.train.été"
+
+
+def test_dvc_reruns_preprocess_and_what_follows_only_when_an_image_changes(tmp_path):
+    """The README flow: images in data/raw, `dvc add`, dataset folder, the folder line in deps, `dvc repro`."""
+    root = tmp_path / "project"
+    make_folder(root / "data" / "raw", {"cat": 10, "dog": 10})
+    write_params(root)
+    env = stage_env(tmp_path)
+    dvc_project(root, env)
+    dvc_yaml = yaml.safe_load((root / "dvc.yaml").read_text())
+    dvc_yaml["stages"]["after"] = {"cmd": "python -c \"open('after.txt', 'w').write('ok')\"",
+                                   "deps": ["data/prepared"], "outs": ["after.txt"]}
+    (root / "dvc.yaml").write_text(yaml.safe_dump(dvc_yaml))
+    assert stages_run(run(["dvc", "repro"], root, env)) == ["preprocess", "after"]
+    assert stages_run(run(["dvc", "repro"], root, env)) == []  # nothing changed: nothing runs
+    make_folder(root / "data" / "raw", {"cat": 1}, seed=7)  # a new cat/00000.png
+    output = run(["dvc", "repro"], root, env)
+    assert stages_run(output) == ["preprocess", "after"], output
+    assert "data/raw.dvc" in run(["git", "status", "--short"], root, env)  # the new version of the folder
+    assert stages_run(run(["dvc", "repro"], root, env)) == []
+
+
+def test_builtin_dataset_runs_on_a_fresh_clone_without_data_raw(tmp_path):
+    """The shipped dvc.yaml and params.yaml (mnist) need no data/raw."""
+    root = tmp_path / "clone"
+    env = stage_env(tmp_path)
+    (root / ".dvc").mkdir(parents=True)
+    for name in ["stages", "tinygray", "dvc.yaml", "params.yaml", ".gitignore", ".dvc/config", ".dvc/.gitignore"]:
+        run(["cp", "-r", str(REPO / name), str(root / name)], tmp_path, env)
+    run(["git", "init", "-q"], root, env)
+    assert not (root / "data" / "raw").exists()
+    output = run(["dvc", "repro", "preprocess"], root, env)
+    assert stages_run(output) == ["preprocess"]
+    assert data.read_class_names(root / "data" / "prepared") == [str(c) for c in range(10)]
