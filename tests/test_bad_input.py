@@ -8,7 +8,7 @@ import time
 import pytest
 import yaml
 
-from test_own_data_helpers import REPO, make_folder, run_stage, stage_env, write_params
+from stage_helpers import REPO, make_folder, run_stage, stage_env, write_params
 from tinygray.params import ParamsError, stage_params
 from tinygray.tracking import TrackingServerError, check_tracking_server
 

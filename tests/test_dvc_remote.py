@@ -3,7 +3,7 @@ byte for byte after the cache and the workspace copies are gone."""
 import hashlib
 import shutil
 
-from test_own_data_helpers import dvc_project, make_folder, run, stage_env, stages_run, write_params
+from stage_helpers import dvc_project, make_folder, run, stage_env, stages_run, write_params
 
 
 def digests(root, *folders):

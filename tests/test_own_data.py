@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import yaml
 
-from test_own_data_helpers import (REPO, dvc_project, make_folder, run, run_stage, stage_env, stages_run,
+from stage_helpers import (REPO, dvc_project, make_folder, run, run_stage, stage_env, stages_run,
                                    write_params)
 from tinygray import data
 from tinygray.image_folder import DataError, load_grayscale

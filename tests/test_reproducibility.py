@@ -6,7 +6,7 @@ import signal
 import subprocess
 import time
 
-from test_own_data_helpers import REPO, dvc_project, make_folder, run, run_stage, stage_env, stages_run, write_params
+from stage_helpers import REPO, dvc_project, make_folder, run, run_stage, stage_env, stages_run, write_params
 
 
 def snapshot(root):
