@@ -6,7 +6,7 @@ from tinygray import teacher
 
 BASE = {"backbone": "efficientnet_lite0", "weights": "none", "input_size": 32, "dropout": 0.1, "frozen_epochs": 1,
         "learning_rate": 0.01, "epochs": 1, "finetune_learning_rate": 0.001, "unfreeze_top_layers": None,
-        "batch_size": 64, "patience": 2, "cnn_widths": [8, 16], "cnn_convs_per_block": 1}
+        "batch_size": 64, "patience": 2, "cnn_widths": [8, 16], "cnn_convs_per_block": 1, "seed": 0}
 
 
 def batchnorms(model):
