@@ -89,3 +89,13 @@ def dvc_project(root, env):
 
 def stages_run(output):
     return [line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage '")]
+
+
+def folder_project(tmp_path, counts, size=16):
+    """The README's own-data flow, ready to run: images in data/raw, folder params, a committed git + DVC
+    project, and the environment its stages run in. Returns (root, env)."""
+    root = tmp_path / "project"
+    make_folder(root / "data" / "raw", counts, size=size)
+    write_params(root)
+    env = stage_env(tmp_path)
+    return dvc_project(root, env), env

@@ -3,7 +3,7 @@ byte for byte after the cache and the workspace copies are gone."""
 import hashlib
 import shutil
 
-from stage_helpers import dvc_project, make_folder, run, stage_env, stages_run, write_params
+from stage_helpers import folder_project, run, stages_run
 
 
 def digests(root, *folders):
@@ -12,11 +12,7 @@ def digests(root, *folders):
 
 
 def test_push_then_pull_into_an_empty_cache_restores_identical_bytes(tmp_path):
-    root = tmp_path / "project"
-    make_folder(root / "data" / "raw", {"cat": 10, "dog": 11})
-    write_params(root)
-    env = stage_env(tmp_path)
-    dvc_project(root, env)
+    root, env = folder_project(tmp_path, {"cat": 10, "dog": 11})
     assert stages_run(run(["dvc", "repro", "preprocess"], root, env)) == ["preprocess"]
     run(["dvc", "remote", "add", "-d", "local", str(tmp_path / "remote")], root, env)
     run(["git", "add", "-A"], root, env)

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import yaml
 
-from stage_helpers import (REPO, dvc_project, make_folder, run, run_stage, stage_env, stages_run,
-                                   write_params)
+from stage_helpers import (REPO, folder_project, make_folder, run, run_stage, stage_env, stages_run,
+                           write_params)
 from tinygray import data
 from tinygray.image_folder import DataError, load_grayscale
 
@@ -129,11 +129,7 @@ def test_class_names_become_valid_mlflow_metric_names():
 
 def test_dvc_reruns_preprocess_and_what_follows_only_when_an_image_changes(tmp_path):
     """The README flow: images in data/raw, `dvc add`, dataset folder, the folder line in deps, `dvc repro`."""
-    root = tmp_path / "project"
-    make_folder(root / "data" / "raw", {"cat": 10, "dog": 10})
-    write_params(root)
-    env = stage_env(tmp_path)
-    dvc_project(root, env)
+    root, env = folder_project(tmp_path, {"cat": 10, "dog": 10})
     dvc_yaml = yaml.safe_load((root / "dvc.yaml").read_text())
     dvc_yaml["stages"]["after"] = {"cmd": "python -c \"open('after.txt', 'w').write('ok')\"",
                                    "deps": ["data/prepared"], "outs": ["after.txt"]}

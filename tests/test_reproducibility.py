@@ -6,7 +6,7 @@ import signal
 import subprocess
 import time
 
-from stage_helpers import REPO, dvc_project, make_folder, run, run_stage, stage_env, stages_run, write_params
+from stage_helpers import REPO, folder_project, run, run_stage, stage_env, stages_run
 
 
 def snapshot(root):
@@ -17,11 +17,7 @@ def snapshot(root):
 
 
 def test_dvc_repro_force_twice_gives_identical_bytes_and_metrics(tmp_path):
-    root = tmp_path / "project"
-    make_folder(root / "data" / "raw", {"cat": 12, "dog": 15})
-    write_params(root)
-    env = stage_env(tmp_path)
-    dvc_project(root, env)
+    root, env = folder_project(tmp_path, {"cat": 12, "dog": 15})
     assert stages_run(run(["dvc", "repro", "-f", "preprocess"], root, env)) == ["preprocess"]
     first, lock = snapshot(root), (root / "dvc.lock").read_text()
     assert stages_run(run(["dvc", "repro", "-f", "preprocess"], root, env)) == ["preprocess"]
@@ -44,11 +40,7 @@ def test_builtin_tiny_preprocess_twice_gives_identical_bytes(tmp_path):
 
 
 def test_killed_preprocess_leaves_nothing_finished_and_next_repro_recovers(tmp_path):
-    root = tmp_path / "project"
-    make_folder(root / "data" / "raw", {"cat": 1500, "dog": 1500}, size=96)
-    write_params(root)
-    env = stage_env(tmp_path)
-    dvc_project(root, env)
+    root, env = folder_project(tmp_path, {"cat": 1500, "dog": 1500}, size=96)
     repro = subprocess.Popen(["dvc", "repro", "preprocess"], cwd=root, env=env, stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.monotonic() + 60
