@@ -169,17 +169,18 @@ def _check_preprocess(section: dict[str, Any], path: Path | str) -> None:
                           f"got {section['classes']!r}")
 
 
+def _positive_ints(value) -> bool:
+    return isinstance(value, list) and bool(value) and all(
+        isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)
+
+
 def _check_relations(stage: str, section: dict[str, Any], path: Path | str) -> None:
     if stage == "preprocess":
         _check_preprocess(section, path)
-    def positive_ints(value) -> bool:
-        return isinstance(value, list) and bool(value) and all(
-            isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)
-
-    if stage == "train_student" and not all(positive_ints(widths) for widths in section["assistants"]):
+    if stage == "train_student" and not all(_positive_ints(widths) for widths in section["assistants"]):
         raise ParamsError(f"{path}: parameter 'train_student.assistants' must be a list of width lists such as "
                           f"[[32, 64, 64]], got {section['assistants']!r}")
-    if stage == "benchmark" and not positive_ints(section["num_threads"]):
+    if stage == "benchmark" and not _positive_ints(section["num_threads"]):
         raise ParamsError(f"{path}: parameter 'benchmark.num_threads' must be a non-empty list of positive "
                           f"thread counts, got {section['num_threads']!r}")
     if stage == "prune" and section["ramp_epochs"] > section["epochs"]:
