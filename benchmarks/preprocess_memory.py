@@ -2,7 +2,7 @@
 
 Generates N 256x256 grayscale PNGs in 2 classes, runs the preprocess stage's code path
 (data.prepare_folder) at image_size 64, then one epoch of a small CNN streaming batches from the
-memory-mapped train split (data.batches). Prints a JSON report; fails if peak RSS reaches --limit-gb.
+memory-mapped train split (training.Batches). Prints a JSON report; fails if peak RSS reaches --limit-gb.
 
     .venv/bin/python benchmarks/preprocess_memory.py [WORKDIR] [--images 20000]
 
@@ -65,7 +65,7 @@ def main() -> int:
         generate(raw, args.images)
     report["generate_seconds"] = round(time.perf_counter() - start, 1)
 
-    from tinygray import data
+    from tinygray import data, training
 
     start = time.perf_counter()
     labels, class_names, skipped = data.prepare_folder(raw, prepared, image_size=args.image_size, val_fraction=0.1,
@@ -84,7 +84,7 @@ def main() -> int:
         keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(len(class_names))])
     model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
     start = time.perf_counter()
-    history = model.fit(data.batches(images, train_labels, args.batch_size, seed=0), epochs=1, verbose=2)
+    history = model.fit(training.Batches(images, train_labels, args.batch_size, seed=0), epochs=1, verbose=2)
     report["train_epoch_seconds"] = round(time.perf_counter() - start, 1)
     report["train_images"] = int(len(train_labels))
     report["train_accuracy"] = round(float(history.history["accuracy"][-1]), 4)

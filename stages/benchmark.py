@@ -48,6 +48,8 @@ with stage_run("benchmark", params) as run:
         for name, quantized in KERAS_MODELS.items():
             model = models.load_model(keras_path(name))
             counts = models.count_params(model)
+            # Keras rows are timed as a plain float32 conversion of the same network, made here alike for
+            # every model: the quantize stage's float32 files of pruned models use the sparse encoding.
             float_tflite = Path(tmp) / f"{name}.tflite"
             float_tflite.write_bytes(quantization.convert(model, "float32"))
             add(name, "keras", model.predict(test_images, batch_size=256, verbose=0), counts, keras_path(name),

@@ -6,8 +6,9 @@ from functools import partial
 import numpy as np
 
 from tinygray import data, models, pruning, structured_pruning, student, training
+from tinygray.augment import Augmentation
 from tinygray.params import stage_params
-from tinygray.soft_targets import distillation_split
+from tinygray.soft_targets import distillation_data
 from tinygray.tracking import stage_run
 
 PREPARED, SOFT_TARGETS = "data/prepared", "data/soft_targets"
@@ -15,16 +16,17 @@ MAGNITUDE, FILTERS = "models/pruned.keras", "models/pruned_filters.keras"
 HISTORY, FILTERS_HISTORY = "metrics/history/prune.csv", "metrics/history/prune_filters.csv"
 
 params = stage_params("prune")
-student_params = stage_params("train_student")  # the student's own loss, so pruning fine-tunes what it learned
+student_params = stage_params("train_student")  # the student's own loss and views, so pruning fine-tunes
+augmentation = Augmentation.from_params(stage_params("augment"))  # what it learned, the way it learned it
 with stage_run("prune", {**params, "temperature": student_params["temperature"],
-                         "alpha": student_params["alpha"]}) as run:
-    train = distillation_split(PREPARED, SOFT_TARGETS, "train")
-    val = distillation_split(PREPARED, SOFT_TARGETS, "val")
+                         "alpha": student_params["alpha"], "views": augmentation.views}) as run:
+    train, val = distillation_data(PREPARED, SOFT_TARGETS, augmentation)
     source = student.checkpoint("models/student", student.seeds(student_params)[0])
     data.check_num_classes(models.load_model(source), PREPARED, source)
     setup = student.distillation_setup(student_params)
     fine_tune = partial(training.fit, train=train, val=val, loss=setup["loss"], epochs=params["epochs"],
-                        batch_size=params["batch_size"], learning_rate=params["learning_rate"], seed=params["seed"])
+                        batch_size=params["batch_size"], learning_rate=params["learning_rate"], seed=params["seed"],
+                       augmentation=augmentation, targets_per_view=True)
 
     training.seed_everything(params["seed"])
     magnitude = models.load_model(source)
@@ -52,4 +54,4 @@ with stage_run("prune", {**params, "temperature": student_params["temperature"],
         "sparsity": round(sum(layer_sparsity[n] * kernel_sizes[n] for n in kernel_sizes) / sum(kernel_sizes.values()), 4),
         "layer_sparsity": layer_sparsity,
         "structured": {**filter_metrics, "params": models.count_params(filters)[0]},
-    }, artifacts=[HISTORY, FILTERS_HISTORY])
+    }, artifacts=training.history_files(HISTORY) + training.history_files(FILTERS_HISTORY))

@@ -1,24 +1,30 @@
-"""Stage 3: run the teacher once and store its logits, so student experiments never rerun it."""
+"""Stage 3: run the teacher once on every view of every training image and store its logits, so student
+experiments never rerun it and always learn the teacher's answer for the view they are shown."""
 import numpy as np
 
-from tinygray import data, models
+from tinygray import data, models, soft_targets
 from tinygray.atomic import atomic_output
+from tinygray.augment import Augmentation
 from tinygray.params import stage_params
 from tinygray.tracking import stage_run
 
 PREPARED, TEACHER, OUT = "data/prepared", "models/teacher.keras", "data/soft_targets"
 
 params = stage_params("soft_targets")
-with stage_run("soft_targets", params) as run:
+augmentation = Augmentation.from_params(stage_params("augment"))
+with stage_run("soft_targets", {**params, **{f"augment_{k}": v for k, v in vars(augmentation).items()}}) as run:
     teacher = models.load_model(TEACHER)
     data.check_num_classes(teacher, PREPARED, TEACHER)
-    metrics = {}
+    (train_images, train_labels), (val_images, val_labels) = (data.read_split(PREPARED, s) for s in ("train", "val"))
+    train_logits = soft_targets.view_logits(teacher, train_images, augmentation, params["batch_size"])
+    val_logits = teacher.predict(np.asarray(val_images), batch_size=params["batch_size"], verbose=0)
     with atomic_output(OUT) as staging:
         staging.mkdir()
-        for split in ("train", "val"):
-            images, labels = data.read_split(PREPARED, split)
-            logits = teacher.predict(np.asarray(images), batch_size=params["batch_size"], verbose=0)
-            np.save(staging / f"{split}_logits.npy", logits.astype(np.float32))
-            if split == "val":
-                metrics["val_accuracy"] = round(float(np.mean(logits.argmax(1) == labels)), 4)
-    run.finish(metrics)
+        soft_targets.write(staging, train_logits, val_logits, augmentation)
+    # how often the teacher is right on the augmented views: a teacher that often errs on them would
+    # teach mistakes, and the hard-label term (train_student.alpha) would have to pull against it
+    view_accuracy = (train_logits.argmax(-1) == train_labels).mean(axis=1)
+    run.finish({"val_accuracy": round(float(np.mean(val_logits.argmax(1) == val_labels)), 4),
+                "train_accuracy": round(float(view_accuracy[0]), 4),
+                **({"augmented_view_accuracy": round(float(view_accuracy[1:].mean()), 4)}
+                   if len(view_accuracy) > 1 else {})})

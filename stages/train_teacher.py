@@ -14,4 +14,4 @@ with stage_run("train_teacher", params) as run:
     metrics, histories = teacher.train(model, train, val, params)
     training.write_history(HISTORY, *histories)
     models.save_model(model, MODEL)
-    run.finish({**metrics, "params": models.count_params(model)[0]}, artifacts=[HISTORY])
+    run.finish({**metrics, "params": models.count_params(model)[0]}, artifacts=training.history_files(HISTORY))

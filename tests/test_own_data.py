@@ -9,7 +9,7 @@ import yaml
 
 from stage_helpers import (REPO, folder_project, make_folder, run, run_stage, stage_env, stages_run,
                            write_params)
-from tinygray import data
+from tinygray import data, training
 from tinygray.image_folder import DataError, load_grayscale
 
 
@@ -72,33 +72,6 @@ def test_folder_dependency_guard(tmp_path):
         data.require_folder_dependency("data/raw", dvc_yaml=dvc_yaml)
 
 
-def test_batches_cover_every_image_once_per_epoch_reproducibly():
-    images = np.arange(10, dtype=np.uint8).reshape(10, 1, 1, 1)
-    labels, other = np.arange(10), np.arange(10) * 2
-    dataset = data.batches(images, (labels, other), 4, seed=1)
-    assert len(dataset) == 3
-
-    def epoch(ds):
-        batches = [ds[i] for i in range(len(ds))]
-        ds.on_epoch_end()
-        return batches
-
-    first, second = epoch(dataset), epoch(dataset)
-    for batches in (first, second):
-        seen = np.concatenate([x[:, 0, 0, 0] for x, _ in batches])
-        assert sorted(seen) == list(range(10))
-        for x, (y, z) in batches:
-            np.testing.assert_array_equal(x[:, 0, 0, 0], y)  # targets stay with their images
-            np.testing.assert_array_equal(z, 2 * y)
-    assert [b[1][0].tolist() for b in first] != [b[1][0].tolist() for b in second]  # reshuffled per epoch
-    again = data.batches(images, (labels, other), 4, seed=1)
-    assert [b[1][0].tolist() for b in epoch(again)] == [b[1][0].tolist() for b in first]
-    in_order = data.batches(images, labels, 4, shuffle=False)
-    assert in_order[2][1].tolist() == [8, 9]
-    with pytest.raises(ValueError, match="10 images but 9 targets"):
-        data.batches(images, labels[:9], 4)
-
-
 def test_keras_fits_from_memmapped_batches_and_checkpoint_check(tmp_path, digits):
     import keras
 
@@ -109,7 +82,7 @@ def test_keras_fits_from_memmapped_batches_and_checkpoint_check(tmp_path, digits
     model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Rescaling(1 / 255), keras.layers.Flatten(),
                               keras.layers.Dense(10)])
     model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    history = model.fit(data.batches(train_images, train_labels, 32), epochs=2, verbose=0)
+    history = model.fit(training.Batches(train_images, train_labels, 32), epochs=2, verbose=0)
     assert len(history.history["loss"]) == 2 and np.isfinite(history.history["loss"]).all()
     data.check_num_classes(model, tmp_path / "prepared", "models/x.keras")
     binary = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(2)])

@@ -103,6 +103,10 @@ def test_repro_runs_every_stage_and_writes_every_output(project):
     for model in QUANTIZED:
         assert sorted(p.name for p in (root / "models" / "tflite" / model).iterdir()) == sorted(
             f"{model}_{m}.tflite" for m in MODES)
+    import numpy as np
+
+    train_logits = np.load(root / "data" / "soft_targets" / "train_logits.npy")
+    assert train_logits.shape[0] == 2 and train_logits.shape[2] == 10  # the teacher's logits for both views
 
 
 def test_metrics_follow_the_schema_and_benchmark_lists_every_variant(project):
@@ -129,6 +133,7 @@ def test_metrics_follow_the_schema_and_benchmark_lists_every_variant(project):
     assert set(by_name["pruned_int8"]["latency_by_threads"]) == {"2"}
     assert benchmark["seeds"]["distilled"]["num_seeds"] == 2 and len(benchmark["seeds"]["scratch"]["accuracies"]) == 2
     assert set(benchmark["comparisons"]) == {"shipped_vs_teacher", "student_vs_scratch"}
+    assert 0 <= json.loads((root / "metrics" / "soft_targets.json").read_text())["augmented_view_accuracy"] <= 1
     student_metrics = json.loads((root / "metrics" / "train_student.json").read_text())
     assert list(student_metrics["assistants"]) == ["assistant_8x8"]  # the teacher-assistant chain ran
     report = (root / "reports" / "benchmark.md").read_text()

@@ -1,10 +1,12 @@
 import numpy as np
 
 from tinygray import student
+from tinygray.augment import Augmentation
 from tinygray.distillation import pack_targets
 
 P = {"seed": 7, "num_seeds": 2, "widths": [4, 8], "temperature": 4.0, "alpha": 0.5, "assistants": [[8, 8]],
      "epochs": 2, "batch_size": 128, "learning_rate": 0.01, "patience": 5}
+VIEWS = Augmentation(views=2, max_rotation=10, max_shift=0.1, max_scale=0.1, seed=7)
 
 
 def test_seeds_start_at_the_global_seed():
@@ -13,19 +15,32 @@ def test_seeds_start_at_the_global_seed():
 
 def test_train_seeds_writes_one_model_per_seed(tmp_path, digits_split):
     (x, y), (vx, vy) = digits_split["train"], digits_split["val"]
-    metrics = student.train_seeds((x, y), (vx, vy), 10, P, student.scratch_setup(P), tmp_path / "scratch",
+    metrics = student.train_seeds((x, y), (vx, vy), 10, P, student.scratch_setup(P), VIEWS, tmp_path / "scratch",
                                   tmp_path / "history.csv")
     assert sorted(p.name for p in (tmp_path / "scratch").iterdir()) == ["seed_7.keras", "seed_8.keras"]
     assert list(metrics["seeds"]) == ["7", "8"] and metrics["val_accuracy"] == metrics["seeds"]["7"]["val_accuracy"]
     assert (tmp_path / "history.csv").read_text().startswith("epoch,phase,")
 
 
-def test_assistant_chain_hands_on_its_own_logits(digits_split):
-    (x, y), val = digits_split["train"], digits_split["val"]
-    teacher_logits = np.eye(10, dtype=np.float32)[y] * 5
-    train_logits, val_logits, assistants = student.assistant_chain(
-        x, y, teacher_logits, val, np.eye(10, dtype=np.float32)[val[1]] * 5, 10, P)
+def test_assistant_chain_hands_on_its_own_logits_for_every_view(digits_split):
+    (x, y), (vx, vy) = digits_split["train"], digits_split["val"]
+    teacher = np.stack([pack_targets(y, np.eye(10, dtype=np.float32)[y] * 5)] * VIEWS.views)
+    train, val, assistants = student.assistant_chain(
+        (x, teacher), (vx, pack_targets(vy, np.eye(10, dtype=np.float32)[vy] * 5)), 10, P, VIEWS)
     assert list(assistants) == ["assistant_8x8"]
-    assert train_logits.shape == teacher_logits.shape and not np.allclose(train_logits, teacher_logits)
-    assert val_logits.shape == (len(val[1]), 10)
-    assert pack_targets(y, train_logits).shape == (len(y), 20)
+    assert train[0] is x and train[1].shape == teacher.shape
+    np.testing.assert_array_equal(train[1][..., :10], teacher[..., :10])  # the labels stay
+    assert not np.allclose(train[1][..., 10:], teacher[..., 10:])  # the logits are the assistant's
+    assert not np.allclose(train[1][0, :, 10:], train[1][1, :, 10:])  # one set per view
+    assert val[1].shape == (len(vy), 20)
+
+
+def test_history_is_written_as_csv_and_png(tmp_path):
+    from tinygray import training
+
+    training.write_history(tmp_path / "h.csv", {"accuracy": [0.5, 0.7], "val_accuracy": [0.4, 0.6], "loss": [2.0, 1.0],
+                                                "val_loss": [2.1, 1.2]}, {"accuracy": [0.8], "val_accuracy": [0.7],
+                                                                          "loss": [0.5], "val_loss": [0.9]})
+    csv_file, png = training.history_files(tmp_path / "h.csv")
+    assert csv_file.read_text().splitlines()[3].startswith("3,1,")  # epochs numbered on across phases
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

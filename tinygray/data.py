@@ -1,7 +1,6 @@
 """Built-in datasets, grayscale conversion and the prepared-split format every later stage reads."""
 from __future__ import annotations
 
-import functools
 import json
 import os
 import re
@@ -208,49 +207,3 @@ def check_num_classes(model, prepared_dir: Path | str, path: Path | str) -> None
     if any(e is not None and e != a for e, a in zip(expected, images.shape[1:])) or len(expected) != 3:
         raise DataError(f"{path}: model expects images of shape {expected} but {prepared_dir} holds "
                         f"{tuple(images.shape[1:])}; retrain it on this data (dvc repro)")
-
-
-def batches(images: np.ndarray, targets, batch_size: int, *, shuffle: bool = True, seed: int = 0):
-    """A keras.utils.PyDataset of (images, targets) batches read from (memory-mapped) arrays on demand,
-    so a training set larger than RAM can be fitted. `targets` is an array or a tuple of arrays with the
-    images' first dimension. Shuffling is a permutation drawn from (seed, epoch): same seed, same batches.
-    """
-    return _batches_class()(images, targets, batch_size, shuffle=shuffle, seed=seed)
-
-
-@functools.cache
-def _batches_class():
-    import keras  # imported here: the preprocess stage never pays for TensorFlow
-
-    class Batches(keras.utils.PyDataset):
-        def __init__(self, images, targets, batch_size, *, shuffle, seed):
-            super().__init__()
-            self.images, self.targets = images, targets
-            self.batch_size, self.shuffle, self.seed = int(batch_size), shuffle, seed
-            if self.batch_size < 1:
-                raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-            for target in targets if isinstance(targets, tuple) else (targets,):
-                if len(target) != len(images):
-                    raise ValueError(f"{len(images)} images but {len(target)} targets")
-            self.epoch = 0
-            self.order = self._order()
-
-        def _order(self):
-            indices = np.arange(len(self.images))
-            return np.random.default_rng([self.seed, self.epoch]).permutation(indices) if self.shuffle else indices
-
-        def __len__(self):
-            return -(-len(self.images) // self.batch_size)
-
-        def __getitem__(self, index):
-            # sorted within the batch: the memmap is read forwards, the batch's content is the same set
-            idx = np.sort(self.order[index * self.batch_size:(index + 1) * self.batch_size])
-            take = lambda array: np.asarray(array[idx])  # noqa: E731
-            y = tuple(map(take, self.targets)) if isinstance(self.targets, tuple) else take(self.targets)
-            return take(self.images), y
-
-        def on_epoch_end(self):
-            self.epoch += 1
-            self.order = self._order()
-
-    return Batches

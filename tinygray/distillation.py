@@ -17,6 +17,12 @@ def pack_targets(labels: np.ndarray, teacher_logits: np.ndarray) -> np.ndarray:
     return np.concatenate([one_hot, teacher_logits.astype(np.float32)], axis=1)
 
 
+def with_teacher_logits(packed: np.ndarray, teacher_logits: np.ndarray) -> np.ndarray:
+    """Packed targets (any leading shape) with their teacher half replaced: a teacher assistant's logits."""
+    num_classes = teacher_logits.shape[-1]
+    return np.concatenate([packed[..., :num_classes], teacher_logits.astype(np.float32)], axis=-1)
+
+
 def _unpack(y_true, y_pred):
     num_classes = ops.shape(y_pred)[-1]
     return y_true[:, :num_classes], y_true[:, num_classes:]

@@ -32,6 +32,8 @@ SCHEMA: dict[str, str] = {
     "accuracy_ci_low": "lower end of the 95% Wilson interval of accuracy",
     "accuracy_ci_high": "upper end of the 95% Wilson interval of accuracy",
     "val_accuracy": "top-1 accuracy on the validation split",
+    "train_accuracy": "top-1 accuracy on the training split (the plain images)",
+    "augmented_view_accuracy": "top-1 accuracy on the augmented views of the training images (views 1..)",
     "val_accuracy_mean": "mean of val_accuracy over the seeds of a stage",
     "val_accuracy_std": "sample standard deviation of val_accuracy over the seeds",
     "seeds": "per-seed metrics: {seed: {...}}, or per-seed summaries in the benchmark",

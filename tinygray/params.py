@@ -65,6 +65,12 @@ SPECS: dict[str, dict[str, Spec]] = {
         "cnn_convs_per_block": _positive_int(),
         **TRAINING,
     },
+    "augment": {  # the training views shared by soft_targets and every student stage (tinygray/augment.py)
+        "views": _positive_int(),
+        "max_rotation": Spec((int, float), minimum=0.0, maximum=180.0),
+        "max_shift": Spec((int, float), minimum=0.0, maximum=0.5),
+        "max_scale": _fraction(exclusive_max=True),
+    },
     "soft_targets": {
         "batch_size": _positive_int(),
     },

@@ -1,25 +1,61 @@
-"""Reading the stored teacher logits back, checked against the data they were made from."""
+"""The teacher's logits for every training view, stored once and read back checked against the data and
+the views they were made for."""
 from __future__ import annotations
 
+import dataclasses
+import json
 from pathlib import Path
 
 import numpy as np
 
 from tinygray import data
+from tinygray.augment import Augmentation
 from tinygray.distillation import pack_targets
 
+VIEWS_FILE = "views.json"
 
-def read_logits(soft_targets_dir: Path | str, split: str, num_images: int) -> np.ndarray:
-    path = Path(soft_targets_dir) / f"{split}_logits.npy"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: soft targets not found; run the soft_targets stage first")
+
+def view_logits(model, images: np.ndarray, augmentation: Augmentation, batch_size: int,
+                chunk: int = 2048) -> np.ndarray:
+    """(views, N, classes) float32 logits of `model` for every view of every image, read and augmented a
+    chunk at a time, so memory holds one chunk of images, not the set times the views."""
+    out = np.empty((augmentation.views, len(images), model.output_shape[-1]), dtype=np.float32)
+    for view in range(augmentation.views):
+        for start in range(0, len(images), chunk):
+            indices = np.arange(start, min(start + chunk, len(images)))
+            batch = augmentation.view(np.asarray(images[indices]), indices, view)
+            out[view, indices] = model.predict(batch, batch_size=batch_size, verbose=0)
+    return out
+
+
+def write(out_dir: Path, train_logits: np.ndarray, val_logits: np.ndarray, augmentation: Augmentation) -> None:
+    np.save(out_dir / "train_logits.npy", train_logits.astype(np.float32))
+    np.save(out_dir / "val_logits.npy", val_logits.astype(np.float32))
+    (out_dir / VIEWS_FILE).write_text(json.dumps(dataclasses.asdict(augmentation), indent=2) + "\n")
+
+
+def distillation_data(prepared_dir, soft_targets_dir, augmentation: Augmentation) -> tuple[tuple, tuple]:
+    """((train images, (views, N, 2C) packed targets), (val images, (N, 2C) packed targets)): labels and
+    teacher logits side by side (distillation.pack_targets), one set of targets per training view."""
+    soft_targets_dir = Path(soft_targets_dir)
+    stored = soft_targets_dir / VIEWS_FILE
+    if not stored.is_file():
+        raise FileNotFoundError(f"{stored}: soft targets not found; run the soft_targets stage first")
+    made_for, wanted = json.loads(stored.read_text()), dataclasses.asdict(augmentation)
+    if made_for != wanted:
+        raise ValueError(f"{stored}: soft targets were made for other views than params.yaml's augment section "
+                         f"and seed ({made_for} vs {wanted}); rerun soft_targets (dvc repro)")
+    (train_images, train_labels), (val_images, val_labels) = (data.read_split(prepared_dir, split)
+                                                              for split in ("train", "val"))
+    train_logits = _read(soft_targets_dir / "train_logits.npy", (augmentation.views, len(train_labels)))
+    val_logits = _read(soft_targets_dir / "val_logits.npy", (len(val_labels),))
+    train_targets = np.stack([pack_targets(train_labels, logits) for logits in train_logits])
+    return (train_images, train_targets), (val_images, pack_targets(val_labels, val_logits))
+
+
+def _read(path: Path, leading_shape: tuple[int, ...]) -> np.ndarray:
     logits = np.load(path, allow_pickle=False)
-    if len(logits) != num_images:
-        raise ValueError(f"{path}: {len(logits)} logits for {num_images} {split} images; rerun soft_targets")
+    if logits.shape[:len(leading_shape)] != leading_shape or logits.ndim != len(leading_shape) + 1:
+        raise ValueError(f"{path}: logits of shape {logits.shape}, expected {leading_shape} + (classes,); "
+                         "rerun soft_targets (dvc repro)")
     return logits
-
-
-def distillation_split(prepared_dir, soft_targets_dir, split: str) -> tuple[np.ndarray, np.ndarray]:
-    """(images, packed targets) for training a student on labels and teacher logits together."""
-    images, labels = data.read_split(prepared_dir, split)
-    return images, pack_targets(labels, read_logits(soft_targets_dir, split, len(labels)))

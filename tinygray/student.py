@@ -9,7 +9,9 @@ import numpy as np
 
 from tinygray import models, training
 from tinygray.atomic import atomic_output
-from tinygray.distillation import DistillationLoss, label_accuracy, pack_targets
+from tinygray.augment import Augmentation
+from tinygray.distillation import DistillationLoss, label_accuracy, with_teacher_logits
+from tinygray.soft_targets import view_logits
 from tinygray.stats import mean_std
 
 
@@ -27,50 +29,52 @@ def checkpoint(model_dir: Path | str, seed: int) -> Path:
 
 
 def distillation_setup(p: dict) -> dict:
-    return {"loss": DistillationLoss(p["temperature"], p["alpha"]), "metric_fn": label_accuracy}
+    """Packed targets (soft_targets.distillation_data), one set per training view."""
+    return {"loss": DistillationLoss(p["temperature"], p["alpha"]), "metric_fn": label_accuracy,
+            "targets_per_view": True}
 
 
 def scratch_setup(p: dict) -> dict:
-    return {"loss": keras.losses.SparseCategoricalCrossentropy(from_logits=True), "metric_fn": None}
+    """Labels alone, the same for every view: the control sees exactly the distilled student's images."""
+    return {"loss": keras.losses.SparseCategoricalCrossentropy(from_logits=True), "metric_fn": None,
+            "targets_per_view": False}
 
 
 def train_one(widths: list[int], train: tuple, val: tuple, num_classes: int, p: dict, seed: int, setup: dict,
-              name: str = "student") -> tuple[keras.Model, dict, dict]:
+              augmentation: Augmentation, name: str = "student") -> tuple[keras.Model, dict, dict]:
     training.seed_everything(seed)
     model = models.build_cnn(train[0].shape[1:], num_classes, widths, name=name)
     metrics, history = training.fit(
         model, train, val, loss=setup["loss"], metric=training.accuracy_metric(setup["metric_fn"]),
         epochs=p["epochs"], batch_size=p["batch_size"], learning_rate=p["learning_rate"], patience=p["patience"],
-        seed=seed)
+        seed=seed, augmentation=augmentation, targets_per_view=setup["targets_per_view"])
     return model, metrics, history
 
 
-def assistant_chain(train_images: np.ndarray, train_labels: np.ndarray, train_logits: np.ndarray,
-                    val: tuple, val_logits: np.ndarray, num_classes: int, p: dict):
+def assistant_chain(train: tuple, val: tuple, num_classes: int, p: dict, augmentation: Augmentation):
     """Teacher -> assistant(s) -> student (Mirzadeh et al. 2020): each assistant, narrower than the one
-    before, is distilled from it and hands its own logits on. Returns the logits the student learns from,
-    and each assistant's metrics."""
+    before, is distilled from it, on the same views, and hands on its own logits for every view.
+    Takes and returns distillation data (soft_targets.distillation_data), plus each assistant's metrics."""
     report = {}
     for widths in p["assistants"]:
         name = "assistant_" + "x".join(map(str, widths))
-        model, metrics, _ = train_one(widths, (train_images, pack_targets(train_labels, train_logits)),
-                                      (val[0], pack_targets(val[1], val_logits)), num_classes, p, p["seed"],
-                                      distillation_setup(p), name=name)
-        train_logits = model.predict(np.asarray(train_images), batch_size=256, verbose=0)
-        val_logits = model.predict(np.asarray(val[0]), batch_size=256, verbose=0)
+        model, metrics, _ = train_one(widths, train, val, num_classes, p, p["seed"], distillation_setup(p),
+                                      augmentation, name=name)
+        train = (train[0], with_teacher_logits(train[1], view_logits(model, train[0], augmentation, 256)))
+        val = (val[0], with_teacher_logits(val[1], model.predict(np.asarray(val[0]), batch_size=256, verbose=0)))
         report[name] = {"val_accuracy": metrics["val_accuracy"], "params": models.count_params(model)[0]}
-    return train_logits, val_logits, report
+    return train, val, report
 
 
-def train_seeds(train: tuple, val: tuple, num_classes: int, p: dict, setup: dict, model_dir: Path | str,
-                history_csv: Path | str) -> dict:
+def train_seeds(train: tuple, val: tuple, num_classes: int, p: dict, setup: dict, augmentation: Augmentation,
+                model_dir: Path | str, history_csv: Path | str) -> dict:
     """Train one student per seed into model_dir/seed_<s>.keras (all or nothing); the first seed's
     curves go to history_csv. Returns the stage metrics: the first seed's, plus every seed's."""
     per_seed, first = {}, None
     with atomic_output(model_dir) as staging:
         staging.mkdir()
         for seed in seeds(p):
-            model, metrics, history = train_one(p["widths"], train, val, num_classes, p, seed, setup)
+            model, metrics, history = train_one(p["widths"], train, val, num_classes, p, seed, setup, augmentation)
             models.save_model(model, checkpoint(staging, seed))
             per_seed[str(seed)] = metrics
             if first is None:

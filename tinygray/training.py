@@ -9,7 +9,53 @@ import keras
 import numpy as np
 
 from tinygray.atomic import atomic_output
-from tinygray.data import batches
+
+
+class Batches(keras.utils.PyDataset):
+    """(images, targets) batches read from (memory-mapped) arrays on demand, so a training set larger than
+    RAM can be fitted. Shuffling is a permutation drawn from (seed, epoch): same seed, same batches.
+
+    With an `augment.Augmentation`, epoch e yields view e mod views of every image (view 0: the images
+    themselves); with `targets_per_view`, targets is (views, N, ...) and each view gets its own targets
+    (the teacher's logits for that view), else every view shares them (labels).
+    """
+
+    def __init__(self, images, targets, batch_size: int, *, shuffle: bool = True, seed: int = 0,
+                 augmentation=None, targets_per_view: bool = False):
+        super().__init__()
+        self.images, self.targets = images, targets
+        self.batch_size, self.shuffle, self.seed = int(batch_size), shuffle, seed
+        self.augmentation, self.targets_per_view = augmentation, targets_per_view
+        self.num_views = augmentation.views if augmentation is not None else 1
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if targets_per_view and len(targets) != self.num_views:
+            raise ValueError(f"{self.num_views} views but targets for {len(targets)}")
+        num_targets = targets.shape[1] if targets_per_view else len(targets)
+        if num_targets != len(images):
+            raise ValueError(f"{len(images)} images but {num_targets} targets")
+        self.epoch = 0
+        self.order = self._order()
+
+    def _order(self):
+        indices = np.arange(len(self.images))
+        return np.random.default_rng([self.seed, self.epoch]).permutation(indices) if self.shuffle else indices
+
+    def __len__(self):
+        return -(-len(self.images) // self.batch_size)
+
+    def __getitem__(self, index):
+        # sorted within the batch: the memmap is read forwards, the batch's content is the same set
+        idx = np.sort(self.order[index * self.batch_size:(index + 1) * self.batch_size])
+        view = self.epoch % self.num_views
+        images = np.asarray(self.images[idx])
+        if view:
+            images = self.augmentation.view(images, idx, view)
+        return images, np.asarray((self.targets[view] if self.targets_per_view else self.targets)[idx])
+
+    def on_epoch_end(self):
+        self.epoch += 1
+        self.order = self._order()
 
 
 def seed_everything(seed: int) -> None:
@@ -30,10 +76,11 @@ def accuracy_metric(metric_fn=None) -> keras.metrics.Metric:
 
 def fit(model: keras.Model, train: tuple, val: tuple, *, loss, metric: keras.metrics.Metric,
         epochs: int, batch_size: int, learning_rate: float, seed: int, patience: int | None = None,
-        callbacks: list | None = None) -> tuple[dict, dict]:
-    """Train with Adam on batches streamed from the (memory-mapped) arrays, shuffled from `seed`; with
-    `patience`, stop early on val accuracy and keep the best epoch's weights (model selection sees the
-    validation split only, never test). Returns (metrics, history)."""
+        callbacks: list | None = None, augmentation=None, targets_per_view: bool = False) -> tuple[dict, dict]:
+    """Train with Adam on batches streamed from the (memory-mapped) arrays, shuffled from `seed`, each
+    epoch on the next augmented view if `augmentation` is given (Batches); with `patience`, stop
+    early on val accuracy and keep the best epoch's weights (model selection sees the validation split
+    only, never test, and always its plain images). Returns (metrics, history)."""
     model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss, metrics=[metric])
     callbacks = list(callbacks or [])
     if patience is not None:
@@ -44,8 +91,9 @@ def fit(model: keras.Model, train: tuple, val: tuple, *, loss, metric: keras.met
         callbacks.append(keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max", patience=patience,
                                                        restore_best_weights=True))
     start = time.perf_counter()
-    history = model.fit(batches(*train, batch_size, seed=seed),
-                        validation_data=batches(*val, batch_size, shuffle=False),
+    history = model.fit(Batches(*train, batch_size, seed=seed, augmentation=augmentation,
+                                targets_per_view=targets_per_view),
+                        validation_data=Batches(*val, batch_size, shuffle=False),
                         epochs=epochs, callbacks=callbacks, verbose=2)
     seconds = time.perf_counter() - start
     val_accuracy = history.history["val_accuracy"]
@@ -63,7 +111,7 @@ def fit(model: keras.Model, train: tuple, val: tuple, *, loss, metric: keras.met
 
 def write_history(path: Path | str, *histories: dict) -> None:
     """Per-epoch curves of one or more consecutive fit() calls as one CSV (a DVC plot), epochs numbered
-    on from phase to phase."""
+    on from phase to phase, and the same curves as a PNG beside it (DVC's HTML plots need a CDN)."""
     rows = []
     for phase, history in enumerate(histories):
         keys = sorted(history)
@@ -74,3 +122,29 @@ def write_history(path: Path | str, *histories: dict) -> None:
         writer = csv.DictWriter(f, fieldnames=columns)
         writer.writeheader()
         writer.writerows({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()} for row in rows)
+    _plot_history(rows, history_files(path)[1], title=Path(path).stem)
+
+
+def history_files(path: Path | str) -> list[Path]:
+    """The files write_history(path, ...) writes, for logging to MLflow."""
+    return [Path(path), Path(path).with_suffix(".png")]
+
+
+def _plot_history(rows: list[dict], path_png: Path, *, title: str) -> None:
+    from matplotlib.figure import Figure  # a Figure, not pyplot: no global backend, nothing left open
+
+    fig = Figure(figsize=(9, 3.5), layout="constrained")
+    for ax, metric in zip(fig.subplots(1, 2), ("accuracy", "loss")):
+        for key, style in ((metric, "-"), (f"val_{metric}", "--")):
+            points = [(row["epoch"], row[key]) for row in rows if key in row]
+            if points:
+                ax.plot(*zip(*points), style, label=key)
+        for row, previous in zip(rows[1:], rows):
+            if row["phase"] != previous["phase"]:
+                ax.axvline(row["epoch"] - 0.5, color="grey", linewidth=0.8)  # a new training phase begins
+        ax.set_xlabel("epoch")
+        ax.set_title(f"{title}: {metric}")
+        ax.legend()
+        ax.grid(alpha=0.3)
+    with atomic_output(path_png) as staging:
+        fig.savefig(staging, format="png", dpi=100)

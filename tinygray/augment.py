@@ -1,0 +1,56 @@
+"""Seeded augmented views of the training images, the same for teacher and student.
+
+"A good teacher is patient and consistent" (Beyer et al., 2022): distillation works when the student
+sees many views of each image and learns the teacher's output *for that very view*. The soft_targets
+stage stores the teacher's logits for views 0..views-1 of every training image; the student stages
+rebuild any view on demand from (seed, view, image index) alone, so no augmented image is ever stored.
+View 0 is the image itself.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+
+@dataclass(frozen=True)
+class Augmentation:
+    views: int = 1             # views per training image; epoch e of a student trains on view e mod views
+    max_rotation: float = 0.0  # degrees, uniform in [-max_rotation, max_rotation]
+    max_shift: float = 0.0     # fraction of the image side, per axis
+    max_scale: float = 0.0     # zoom uniform in [1 - max_scale, 1 + max_scale]
+    seed: int = 0
+
+    @classmethod
+    def from_params(cls, params: dict) -> Augmentation:
+        """From the `augment` section of params.yaml plus the global seed."""
+        return cls(views=params["views"], max_rotation=params["max_rotation"], max_shift=params["max_shift"],
+                   max_scale=params["max_scale"], seed=params["seed"])
+
+    def view(self, images: np.ndarray, indices: np.ndarray, view: int) -> np.ndarray:
+        """View `view` of images[k], the training image number indices[k]: (n, H, W, 1) uint8 -> same.
+        Each image's transform is drawn from (seed, view, index), so a view does not depend on which
+        batch the image is in, or on which stage asks for it."""
+        if not 0 <= view < self.views:
+            raise ValueError(f"view {view} out of range: augment.views is {self.views}")
+        if view == 0:
+            return np.asarray(images)
+        out = np.empty(images.shape, dtype=np.uint8)
+        for k, (image, index) in enumerate(zip(images, indices)):
+            matrix, offset = self._transform(image.shape[:2], int(index), view)
+            # edge pixels extend outwards: right for dark and for light backgrounds alike
+            moved = ndimage.affine_transform(image[..., 0].astype(np.float32), matrix, offset, order=1,
+                                             mode="nearest")
+            out[k, ..., 0] = np.clip(np.rint(moved), 0, 255)
+        return out
+
+    def _transform(self, shape: tuple[int, int], index: int, view: int):
+        """Rotation, zoom and shift about the image centre, as affine_transform's output -> input map."""
+        rng = np.random.default_rng([self.seed, view, index])
+        angle = np.deg2rad(rng.uniform(-self.max_rotation, self.max_rotation))
+        zoom = rng.uniform(1.0 - self.max_scale, 1.0 + self.max_scale)
+        shift = rng.uniform(-self.max_shift, self.max_shift, size=2) * np.array(shape)
+        centre = (np.array(shape) - 1) / 2.0
+        matrix = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]]) / zoom
+        return matrix, centre - matrix @ (centre + shift)
