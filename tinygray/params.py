@@ -97,6 +97,7 @@ SPECS: dict[str, dict[str, Spec]] = {
     },
     "sweep": {  # read by scripts/frontier_sweep.py only, not by a stage
         "student_widths": Spec(list),
+        "num_seeds": _positive_int(),
     },
     "benchmark": {
         "warmup_runs": Spec(int, minimum=0),
