@@ -34,11 +34,17 @@ def queue() -> None:
 
 
 def experiments() -> dict[str, str]:
-    """Experiment name -> git revision, for every experiment of the current baseline."""
-    shown = json.loads(subprocess.run(["dvc", "exp", "show", "--json"], check=True, capture_output=True,
-                                      text=True).stdout)
+    """Experiment name -> git revision, for every finished experiment of the current baseline. `dvc exp show`
+    also lists queued and running ones, whose revision holds the baseline's own results: only the names
+    `dvc exp list` knows have run."""
+    finished = set(_dvc("exp", "list", "--name-only").split())
+    shown = json.loads(_dvc("exp", "show", "--json"))
     return {exp["name"]: exp["revs"][0]["rev"] for baseline in shown for exp in (baseline.get("experiments") or [])
-            if exp.get("name") and exp["revs"][0].get("rev")}
+            if exp.get("name") in finished and exp["revs"][0].get("rev")}
+
+
+def _dvc(*args: str) -> str:
+    return subprocess.run(["dvc", *args], check=True, capture_output=True, text=True).stdout
 
 
 def summarise() -> list[dict]:
@@ -50,7 +56,8 @@ def summarise() -> list[dict]:
         rows += [{**row, "name": f"{name}/{row['name']}"} for row in json.loads(shown.stdout)]
     if not rows:
         raise SystemExit("no finished experiment with metrics/plots/frontier.json; run `dvc queue start` first")
-    frontier.plot_frontier(rows, OUT_PNG, title="Student widths sweep: size against test accuracy")
+    frontier.plot_frontier(rows, OUT_PNG, title="Student widths sweep: size against test accuracy",
+                           label_front_only=True)
     with atomic_output(OUT_DATA) as staging:
         staging.write_text(json.dumps(frontier.frontier_plot_data(rows), indent=1) + "\n")
     return frontier.pareto_front(rows)

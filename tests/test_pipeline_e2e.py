@@ -198,7 +198,14 @@ def test_queued_sweep_logs_to_the_original_store_and_summarises_a_frontier(proje
     root, env, _ = project
     env = {key: value for key, value in env.items() if key != "MLFLOW_TRACKING_URI"}
     script = str(REPO / "scripts" / "frontier_sweep.py")
+    # the baseline's frontier committed, as in the real repository: a queued experiment's revision holds it
+    # until the experiment has run (no dvc.lock, so the queued run below still runs and logs its benchmark)
+    run(["git", "add", "metrics/plots/frontier.json"], root, env)
+    run(["git", "commit", "-qm", "baseline frontier"], root, env)
     run([sys.executable, script, "queue"], root, env)
+    not_run_yet = subprocess.run([sys.executable, script, "summarise"], cwd=root, env=env, capture_output=True,
+                                 text=True)
+    assert not_run_yet.returncode != 0 and "no finished experiment" in not_run_yet.stderr
     run(["dvc", "queue", "start"], root, env)
     deadline = time.time() + 600
     while True:
