@@ -64,6 +64,15 @@ def test_plot_frontier_writes_a_png(rows, tmp_path):
     assert_valid_png(path)
 
 
+def test_plot_frontier_can_name_only_the_front(rows, tmp_path):
+    def names(figure):
+        return sorted(text.get_text() for text in figure.axes[0].texts)
+
+    assert names(plot_frontier(rows, tmp_path / "all.png", title="all")) == sorted(row["name"] for row in rows)
+    front = names(plot_frontier(rows, tmp_path / "front.png", title="front", label_front_only=True))
+    assert front == sorted(row["name"] for row in pareto_front(rows)) and len(front) < len(rows)
+
+
 def test_plot_confusion_matrix_writes_a_png(tmp_path):
     labels = np.array([0, 0, 1, 1, 2, 2])
     predictions = np.array([0, 1, 1, 1, 0, 0])  # class 2 is never predicted

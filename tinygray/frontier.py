@@ -38,10 +38,13 @@ def frontier_plot_data(rows: list[dict]) -> list[dict]:
              "accuracy": row["accuracy"], "on_front": id(row) in front} for row in rows]
 
 
-def plot_frontier(rows: list[dict], path_png: Path | str, *, title: str) -> None:
+def plot_frontier(rows: list[dict], path_png: Path | str, *, title: str, label_front_only: bool = False) -> Figure:
     """Accuracy (%) against file size (bytes, log scale), one marker and colour per kind, Wilson
     intervals as error bars where the rows have them, and the Pareto front as a staircase: for any
-    size budget, the best accuracy reachable is the front's step to its left."""
+    size budget, the best accuracy reachable is the front's step to its left. A sweep of many runs has
+    too many points to name them all: `label_front_only` names just the front."""
+    front = pareto_front(rows)
+    labelled = [row["name"] for row in (front if label_front_only else rows)]
     fig = Figure(figsize=(8, 5.5), layout="constrained")
     ax = fig.subplots()
     for kind, (marker, color) in _kind_styles([row["kind"] for row in rows]).items():
@@ -51,8 +54,8 @@ def plot_frontier(rows: list[dict], path_png: Path | str, *, title: str) -> None
         ax.errorbar(sizes, accuracies, yerr=_error_bars(group), fmt=marker, color=color, capsize=3,
                     markersize=7, label=kind)
         for row, size, acc in zip(group, sizes, accuracies):
-            ax.annotate(row["name"], (size, acc), xytext=(5, 5), textcoords="offset points", fontsize=8)
-    front = pareto_front(rows)
+            if row["name"] in labelled:
+                ax.annotate(row["name"], (size, acc), xytext=(5, 5), textcoords="offset points", fontsize=8)
     if front:
         sizes = [row["size_bytes"] for row in front]
         accuracies = [100 * row["accuracy"] for row in front]
@@ -65,6 +68,7 @@ def plot_frontier(rows: list[dict], path_png: Path | str, *, title: str) -> None
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
     _save_png(fig, path_png)
+    return fig
 
 
 def _kind_styles(kinds: list[str]) -> dict[str, tuple[str, str]]:
