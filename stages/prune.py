@@ -19,7 +19,7 @@ params = stage_params("prune")
 student_params = stage_params("train_student")  # the student's own loss and views, so pruning fine-tunes
 augmentation = Augmentation.from_params(stage_params("augment"))  # what it learned, the way it learned it
 with stage_run("prune", {**params, "temperature": student_params["temperature"],
-                         "alpha": student_params["alpha"], "views": augmentation.views}) as run:
+                         "alpha": student_params["alpha"], **augmentation.run_params()}) as run:
     train, val = distillation_data(PREPARED, SOFT_TARGETS, augmentation)
     source = student.checkpoint("models/student", student.seeds(student_params)[0])
     data.check_num_classes(models.load_model(source), PREPARED, source)

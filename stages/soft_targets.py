@@ -12,7 +12,7 @@ PREPARED, TEACHER, OUT = "data/prepared", "models/teacher.keras", "data/soft_tar
 
 params = stage_params("soft_targets")
 augmentation = Augmentation.from_params(stage_params("augment"))
-with stage_run("soft_targets", {**params, **{f"augment_{k}": v for k, v in vars(augmentation).items()}}) as run:
+with stage_run("soft_targets", {**params, **augmentation.run_params()}) as run:
     teacher = models.load_model(TEACHER)
     data.check_num_classes(teacher, PREPARED, TEACHER)
     (train_images, train_labels), (val_images, val_labels) = (data.read_split(PREPARED, s) for s in ("train", "val"))

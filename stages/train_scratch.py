@@ -10,7 +10,7 @@ PREPARED, MODEL_DIR, HISTORY = "data/prepared", "models/scratch", "metrics/histo
 params = stage_params("train_student")
 augmentation = Augmentation.from_params(stage_params("augment"))
 with stage_run("train_scratch", {**{k: v for k, v in params.items() if k not in student.DISTILLATION_ONLY},
-                                 "views": augmentation.views}) as run:
+                                 **augmentation.run_params()}) as run:
     train, val = data.read_split(PREPARED, "train"), data.read_split(PREPARED, "val")
     metrics = student.train_seeds(train, val, len(data.read_class_names(PREPARED)), params,
                                   student.scratch_setup(params), augmentation, MODEL_DIR, HISTORY)

@@ -11,7 +11,7 @@ MODEL_DIR, HISTORY = "models/student", "metrics/history/student.csv"
 
 params = stage_params("train_student")
 augmentation = Augmentation.from_params(stage_params("augment"))
-with stage_run("train_student", {**params, "views": augmentation.views}) as run:
+with stage_run("train_student", {**params, **augmentation.run_params()}) as run:
     num_classes = len(data.read_class_names(PREPARED))
     train, val = distillation_data(PREPARED, SOFT_TARGETS, augmentation)
     train, val, assistants = student.assistant_chain(train, val, num_classes, params, augmentation)

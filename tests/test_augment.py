@@ -96,3 +96,9 @@ def _epoch(dataset):
     batches = [dataset[i] for i in range(len(dataset))]
     dataset.on_epoch_end()
     return batches
+
+
+def test_run_params_name_every_field_with_the_augment_prefix():
+    augmentation = Augmentation(views=3, max_rotation=5.0, max_shift=0.1, max_scale=0.2, seed=7)
+    assert augmentation.run_params() == {"augment_views": 3, "augment_max_rotation": 5.0, "augment_max_shift": 0.1,
+                                         "augment_max_scale": 0.2, "augment_seed": 7}

@@ -162,6 +162,9 @@ def test_mlflow_received_one_run_per_stage_with_a_shared_tag(project, mlflow_ser
     head = run(["git", "rev-parse", "HEAD"], root, env).strip()
     assert {r.data.tags["git_commit"] for r in runs} == {head}
     assert all(r.info.status == "FINISHED" for r in runs)
+    views = yaml.safe_load((root / "params.yaml").read_text())["augment"]["views"]
+    for stage in ("soft_targets", "train_student", "train_scratch", "prune"):  # one name for the views everywhere
+        assert next(r for r in runs if r.data.tags["stage"] == stage).data.params["augment_views"] == str(views)
     benchmark = next(r for r in runs if r.data.tags["stage"] == "benchmark")
     assert "headline.shipped.accuracy" in benchmark.data.metrics
     assert benchmark.data.params["shipped"] == "pruned_int8"

@@ -8,6 +8,7 @@ View 0 is the image itself.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,6 +28,10 @@ class Augmentation:
         """From the `augment` section of params.yaml plus the global seed."""
         return cls(views=params["views"], max_rotation=params["max_rotation"], max_shift=params["max_shift"],
                    max_scale=params["max_scale"], seed=params["seed"])
+
+    def run_params(self) -> dict:
+        """As MLflow params, `augment_`-prefixed: the same names in every stage that trains on the views."""
+        return {f"augment_{key}": value for key, value in dataclasses.asdict(self).items()}
 
     def view(self, images: np.ndarray, indices: np.ndarray, view: int) -> np.ndarray:
         """View `view` of images[k], the training image number indices[k]: (n, H, W, 1) uint8 -> same.
