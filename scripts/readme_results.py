@@ -2,8 +2,7 @@
 
 The block between `<!-- results:start -->` and `<!-- results:end -->` is the body of reports/benchmark.md
 (its title dropped, headings a level down, the frontier image pointed into reports/, the confusion
-matrix left to the report);
-tests/test_readme.py fails when README and metrics/benchmark.json disagree.
+matrix left to the report); tests/test_readme.py fails when README and metrics/benchmark.json disagree.
 """
 from __future__ import annotations
 
