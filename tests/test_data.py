@@ -80,3 +80,73 @@ def test_failed_write_leaves_nothing(tmp_path, digits):
     with pytest.raises(TypeError):
         data.write_prepared(out, {"train": (images[:10], labels[:10]), "val": None}, ["0"])
     assert list(tmp_path.iterdir()) == []
+
+
+def write_idx(path, array):
+    """`array` as a gzipped unsigned-byte IDX file, the format of Debian's dataset-fashion-mnist files."""
+    import gzip
+
+    header = bytes([0, 0, 8, array.ndim]) + b"".join(int(n).to_bytes(4, "big") for n in array.shape)
+    with gzip.open(path, "wb") as f:
+        f.write(header + np.ascontiguousarray(array, dtype=np.uint8).tobytes())
+
+
+def fake_fashion_mnist(root, train_per_class=8, test_per_class=3):
+    """A tiny copy of the four official files: class c's images are flat, 20 * c + their index mod 7 for
+    training images, 20 * c + 10 + index mod 3 for test images (so no test image equals a training one)."""
+    root.mkdir(parents=True, exist_ok=True)
+    for split, per_class, offset, cycle in (("train", train_per_class, 0, 7), ("test", test_per_class, 10, 3)):
+        labels = np.repeat(np.arange(10), per_class)
+        images = (20 * labels[:, None, None] + offset + np.arange(len(labels))[:, None, None] % cycle
+                  + np.zeros((1, 28, 28), dtype=np.int64)).astype(np.uint8)
+        images_file, labels_file = data.FASHION_MNIST_FILES[split]
+        write_idx(root / images_file, images)
+        write_idx(root / labels_file, labels)
+    return root
+
+
+def test_fashion_mnist_reader_reads_the_official_format(tmp_path):
+    root = fake_fashion_mnist(tmp_path / "fashion")
+    images, labels = data.load_fashion_mnist("train", root)
+    assert images.shape == (80, 28, 28) and images.dtype == np.uint8 and labels.dtype == np.int64
+    np.testing.assert_array_equal(labels, np.repeat(np.arange(10), 8))
+    assert (images[labels == 3] >= 60).all() and (images[labels == 3] < 67).all()
+    assert len(np.unique(images.reshape(80, -1)[:, 0])) == 70  # 7 distinct images per class
+    test_images, test_labels = data.load_fashion_mnist("test", root)
+    assert test_images.shape == (30, 28, 28) and np.bincount(test_labels).tolist() == [3] * 10
+
+
+def test_fashion_mnist_missing_names_the_debian_package(tmp_path):
+    with pytest.raises(data.DataError, match="apt-get install dataset-fashion-mnist") as error:
+        data.load_fashion_mnist("train", tmp_path / "nowhere")
+    assert "train-images-idx3-ubyte.gz" in str(error.value)
+
+
+def test_fashion_mnist_refuses_a_file_that_is_not_idx(tmp_path):
+    root = fake_fashion_mnist(tmp_path / "fashion")
+    import gzip
+
+    with gzip.open(root / "train-images-idx3-ubyte.gz", "wb") as f:
+        f.write(b"not an idx file at all")
+    with pytest.raises(data.DataError, match="train-images-idx3-ubyte.gz: not an unsigned-byte IDX file"):
+        data.load_fashion_mnist("train", root)
+
+
+def test_fashion_mnist_keeps_the_official_test_set_whole(tmp_path, monkeypatch):
+    monkeypatch.setenv("TINYGRAY_FASHION_MNIST_DIR", str(fake_fashion_mnist(tmp_path / "fashion")))
+    labels, names, test_source = data.prepare_builtin(
+        "fashion_mnist", tmp_path / "prepared", image_size=16, classes=None, max_per_class=5, val_fraction=0.2,
+        test_fraction=0.1, seed=0)
+    assert names[0] == "T-shirt/top" and names[9] == "Ankle boot" and test_source == "official test set"
+    assert {split: len(y) for split, y in labels.items()} == {"train": 40, "val": 10, "test": 30}
+    test_images, test_labels = data.read_split(tmp_path / "prepared", "test")
+    official_images, official_labels = data.load_fashion_mnist("test")
+    np.testing.assert_array_equal(test_labels, official_labels)  # every test image, in the official order
+    np.testing.assert_array_equal(test_images, data.resize(data.to_grayscale(official_images), 16))
+    train_images, _ = data.read_split(tmp_path / "prepared", "train")
+    # capped training pool from the official training images only
+    assert not ({img.tobytes() for img in train_images} & {img.tobytes() for img in test_images})
+    labels, names, _ = data.prepare_builtin(
+        "fashion_mnist", tmp_path / "binary", image_size=28, classes=[9, 5], max_per_class=None, val_fraction=0.25,
+        test_fraction=0.1, seed=0)
+    assert names == ["Ankle boot", "Sandal"] and len(labels["test"]) == 6 and len(labels["train"]) == 12

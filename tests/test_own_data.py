@@ -128,3 +128,44 @@ def test_builtin_dataset_runs_on_a_fresh_clone_without_data_raw(tmp_path):
     output = run(["dvc", "repro", "preprocess"], root, env)
     assert stages_run(output) == ["preprocess"]
     assert data.read_class_names(root / "data" / "prepared") == [str(c) for c in range(10)]
+
+
+def test_held_out_test_dir_is_the_test_split_and_nothing_else(tmp_path):
+    """preprocess.test_dir: its images are exactly the test split, never trained on or used for selection."""
+    raw = make_folder(tmp_path / "data" / "raw", {"cat": 12, "dog": 14}, seed=1)
+    held_out = make_folder(tmp_path / "data" / "test", {"cat": 3, "dog": 4}, seed=2)
+    write_params(tmp_path, test_dir="data/test", max_per_class=10)
+    code, output = run_stage(tmp_path, stage_env(tmp_path))
+    assert code == 0, output[-3000:]
+    prepared = tmp_path / "data" / "prepared"
+    metrics = json.loads((tmp_path / "metrics" / "preprocess.json").read_text())
+    assert metrics["test_source"] == "held-out folder"
+    assert metrics["num_images"] == {"train": 18, "val": 2, "test": 7}  # test_fraction unused, cap on raw only
+
+    def decoded(folder):
+        return {load_grayscale(p, 16).tobytes(): ["cat", "dog"].index(p.parent.name) for p in sorted(folder.glob("*/*"))}
+
+    test_images, test_labels = data.read_split(prepared, "test")
+    assert {image.tobytes(): int(label) for image, label in zip(test_images, test_labels)} == decoded(held_out)
+    training_pool = decoded(raw)
+    for split in ("train", "val"):
+        images, labels = data.read_split(prepared, split)
+        assert all(training_pool[image.tobytes()] == label for image, label in zip(images, labels))
+
+
+def test_test_dir_must_match_classes_not_overlap_and_be_a_dvc_dependency(tmp_path):
+    make_folder(tmp_path / "data" / "raw", {"cat": 12, "dog": 14})
+    make_folder(tmp_path / "data" / "test", {"cat": 3, "eel": 2})
+    with pytest.raises(DataError, match=r"data/test: class folders \['cat', 'eel'\] differ"):
+        data.prepare_folder(tmp_path / "data" / "raw", tmp_path / "out", image_size=8, val_fraction=0.1,
+                            test_fraction=0.1, seed=0, test_dir=tmp_path / "data" / "test", progress=False)
+    with pytest.raises(DataError, match="overlap"):
+        data.prepare_folder(tmp_path / "data", tmp_path / "out", image_size=8, val_fraction=0.1,
+                            test_fraction=0.1, seed=0, test_dir=tmp_path / "data" / "test", progress=False)
+    assert not (tmp_path / "out").exists()
+    dvc_yaml = tmp_path / "dvc.yaml"
+    stage = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]["preprocess"]
+    dvc_yaml.write_text(yaml.safe_dump({"stages": {"preprocess": {**stage, "deps": stage["deps"] + ["${preprocess.image_dir}"]}}}))
+    with pytest.raises(DataError, match=r"add `- \$\{preprocess.test_dir\}`"):
+        data.require_folder_dependency("data/test", dvc_yaml=dvc_yaml, param="test_dir")
+    data.require_folder_dependency("data/raw", dvc_yaml=dvc_yaml)

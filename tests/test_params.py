@@ -33,6 +33,7 @@ def test_every_stage_section_of_the_committed_params_is_valid():
     (lambda p: p["prune"].update(ramp_epochs=99), "prune.ramp_epochs"),
     (lambda p: p["train_teacher"].update(epochs=True), "train_teacher.epochs"),
     (lambda p: p["sweep"].update(num_seeds=0), "sweep.num_seeds"),
+    (lambda p: p["preprocess"].update(test_dir="data/test"), "preprocess.test_dir"),  # not a folder dataset
 ])
 def test_bad_values_name_the_parameter(tmp_path, change, message):
     path = write(tmp_path, change)

