@@ -14,7 +14,7 @@ import json
 import subprocess
 from pathlib import Path
 
-from tinygray import frontier
+from tinygray import frontier, plots
 from tinygray.atomic import atomic_output
 from tinygray.params import load_params
 
@@ -56,7 +56,7 @@ def summarise() -> list[dict]:
         rows += [{**row, "name": f"{name}/{row['name']}"} for row in json.loads(shown.stdout)]
     if not rows:
         raise SystemExit("no finished experiment with metrics/plots/frontier.json; run `dvc queue start` first")
-    frontier.plot_frontier(rows, OUT_PNG, title="Student widths sweep: size against test accuracy",
+    plots.frontier(rows, OUT_PNG, title="Student widths sweep: size against test accuracy",
                            label_front_only=True)
     with atomic_output(OUT_DATA) as staging:
         staging.write_text(json.dumps(frontier.frontier_plot_data(rows), indent=1) + "\n")

@@ -1,11 +1,13 @@
 """Control for stage 4: the same student architecture, seeds, epoch budget and augmented views, trained on
-labels alone. Without it a distillation "gain" cannot be told from the student simply being trained well."""
+labels alone, its seed selected by the same rule. Without it a distillation "gain" cannot be told from the
+student simply being trained well."""
 from tinygray import data, student, training
 from tinygray.augment import Augmentation
 from tinygray.params import stage_params
 from tinygray.tracking import stage_run
 
-PREPARED, MODEL_DIR, HISTORY = "data/prepared", "models/scratch", "metrics/history/scratch.csv"
+PREPARED, MODEL_DIR, SELECTED = "data/prepared", "models/scratch", "models/scratch.keras"
+HISTORY = "metrics/history/scratch.csv"
 
 params = stage_params("train_student")
 augmentation = Augmentation.from_params(stage_params("augment"))
@@ -13,5 +15,5 @@ with stage_run("train_scratch", {**{k: v for k, v in params.items() if k not in 
                                  **augmentation.run_params()}) as run:
     train, val = data.read_split(PREPARED, "train"), data.read_split(PREPARED, "val")
     metrics = student.train_seeds(train, val, len(data.read_class_names(PREPARED)), params,
-                                  student.scratch_setup(params), augmentation, MODEL_DIR, HISTORY)
+                                  student.scratch_setup(params), augmentation, MODEL_DIR, SELECTED, HISTORY)
     run.finish(metrics, artifacts=training.history_files(HISTORY))

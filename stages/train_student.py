@@ -1,5 +1,6 @@
 """Stage 4: the small student, trained on labels and the teacher's soft targets (Hinton et al. 2015) for
-each augmented view, over several seeds; optionally through a chain of teacher assistants."""
+each augmented view, over several seeds (the best on validation goes on as models/student.keras);
+optionally through a chain of teacher assistants."""
 from tinygray import data, student, training
 from tinygray.augment import Augmentation
 from tinygray.params import stage_params
@@ -7,7 +8,7 @@ from tinygray.soft_targets import distillation_data
 from tinygray.tracking import stage_run
 
 PREPARED, SOFT_TARGETS = "data/prepared", "data/soft_targets"
-MODEL_DIR, HISTORY = "models/student", "metrics/history/student.csv"
+MODEL_DIR, SELECTED, HISTORY = "models/student", "models/student.keras", "metrics/history/student.csv"
 
 params = stage_params("train_student")
 augmentation = Augmentation.from_params(stage_params("augment"))
@@ -16,5 +17,5 @@ with stage_run("train_student", {**params, **augmentation.run_params()}) as run:
     train, val = distillation_data(PREPARED, SOFT_TARGETS, augmentation)
     train, val, assistants = student.assistant_chain(train, val, num_classes, params, augmentation)
     metrics = student.train_seeds(train, val, num_classes, params, student.distillation_setup(params),
-                                  augmentation, MODEL_DIR, HISTORY)
+                                  augmentation, MODEL_DIR, SELECTED, HISTORY)
     run.finish({**metrics, **({"assistants": assistants} if assistants else {})}, artifacts=training.history_files(HISTORY))

@@ -1,17 +1,22 @@
 """Stage 2: the large, accurate teacher: an ImageNet backbone fine-tuned on grayscale (or a CNN from
 scratch), trained on labels with early stopping on validation."""
 from tinygray import data, models, teacher, training
+from tinygray.augment import Augmentation
 from tinygray.params import stage_params
 from tinygray.tracking import stage_run
 
 PREPARED, MODEL, HISTORY = "data/prepared", "models/teacher.keras", "metrics/history/teacher.csv"
 
 params = stage_params("train_teacher")
-with stage_run("train_teacher", params) as run:
+# a fresh view every epoch (the ranges of the augment section, not its number of views: soft targets need a
+# fixed set, the teacher's own training does not), or the plain images
+augmentation = Augmentation.from_params({**stage_params("augment"), "views": params["frozen_epochs"] + params["epochs"]}) \
+    if params["augment"] else None
+with stage_run("train_teacher", {**params, **(augmentation.run_params() if augmentation else {})}) as run:
     training.seed_everything(params["seed"])
     train, val = data.read_split(PREPARED, "train"), data.read_split(PREPARED, "val")
     model = teacher.build_teacher(train[0].shape[1:], len(data.read_class_names(PREPARED)), params)
-    metrics, histories = teacher.train(model, train, val, params)
+    metrics, histories = teacher.train(model, train, val, params, augmentation)
     training.write_history(HISTORY, *histories)
     models.save_model(model, MODEL)
     run.finish({**metrics, "params": models.count_params(model)[0]}, artifacts=training.history_files(HISTORY))

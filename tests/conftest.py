@@ -42,3 +42,20 @@ def trained_digits_cnn(digits_split):
 
 def accuracy(logits, labels):
     return float(np.mean(np.asarray(logits).argmax(1) == labels))
+
+
+@pytest.fixture
+def frontier_rows():
+    """Variants of every kind for the Pareto front and its plot: ties, dominated rows, an odd kind."""
+    return [
+        {"name": "teacher", "kind": "teacher", "size_bytes": 4_000_000, "accuracy": 0.99,
+         "accuracy_ci_low": 0.98, "accuracy_ci_high": 0.995},
+        {"name": "scratch", "kind": "scratch", "size_bytes": 20_000, "accuracy": 0.95},  # same size, less accurate
+        {"name": "distilled", "kind": "distilled", "size_bytes": 20_000, "accuracy": 0.97,
+         "accuracy_ci_low": 0.955, "accuracy_ci_high": 0.98},
+        {"name": "pruned", "kind": "pruned", "size_bytes": 12_000, "accuracy": 0.96},  # int8 is as good, smaller
+        {"name": "int8", "kind": "int8", "size_bytes": 6_000, "accuracy": 0.96},
+        {"name": "int8_twin", "kind": "int8", "size_bytes": 6_000, "accuracy": 0.96},  # exact tie: both stay
+        {"name": "wide", "kind": "scratch", "size_bytes": 50_000, "accuracy": 0.90},  # beaten on both axes
+        {"name": "odd", "kind": "qat", "size_bytes": 3_000, "accuracy": 0.50},  # smallest: on the front
+    ]

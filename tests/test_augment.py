@@ -32,6 +32,18 @@ def test_no_transform_leaves_every_view_unchanged(digits):
     np.testing.assert_array_equal(still.view(images, np.arange(5), 1), images)
 
 
+def test_flip_mirrors_about_half_the_views_and_leaves_the_other_draws_alone(digits):
+    images = digits[0][:200]
+    indices = np.arange(200)
+    flipping = Augmentation(**{**vars(AUGMENTATION), "flip": True})
+    plain, flipped = AUGMENTATION.view(images, indices, 1), flipping.view(images, indices, 1)
+    mirrored = [k for k in range(200) if not np.array_equal(flipped[k], plain[k])]
+    assert 70 < len(mirrored) < 130
+    for k in range(200):  # each view is the unflipped one, or exactly its mirror image
+        assert np.array_equal(flipped[k], plain[k]) or np.array_equal(flipped[k], plain[k][:, ::-1])
+    np.testing.assert_array_equal(flipping.view(images, indices, 0), images)  # view 0 stays the image
+
+
 def test_view_out_of_range_is_refused(digits):
     with pytest.raises(ValueError, match="view 3 out of range: augment.views is 3"):
         AUGMENTATION.view(digits[0][:2], np.arange(2), 3)
@@ -101,4 +113,4 @@ def _epoch(dataset):
 def test_run_params_name_every_field_with_the_augment_prefix():
     augmentation = Augmentation(views=3, max_rotation=5.0, max_shift=0.1, max_scale=0.2, seed=7)
     assert augmentation.run_params() == {"augment_views": 3, "augment_max_rotation": 5.0, "augment_max_shift": 0.1,
-                                         "augment_max_scale": 0.2, "augment_seed": 7}
+                                         "augment_max_scale": 0.2, "augment_flip": False, "augment_seed": 7}

@@ -136,7 +136,7 @@ def edit(root, change, text=None):
     (lambda p: p.update(image_dri="data/raw"), r"unknown parameter\(s\) \['preprocess.image_dri'\]"),
     (lambda p: p.pop("on_bad_file"), "missing parameter 'preprocess.on_bad_file'"),
     (lambda p: p.update(on_bad_file="warn"), r"'preprocess.on_bad_file' must be one of \['fail', 'skip'\]"),
-    (lambda p: p.update(dataset="imagenet"), r"'preprocess.dataset' must be one of \['mnist', 'digits', 'folder'\]"),
+    (lambda p: p.update(dataset="imagenet"), r"'preprocess.dataset' must be one of \['mnist', 'digits', 'fashion_mnist', 'folder'\]"),
     (lambda p: p.update(image_dir="data/nowhere"), "'preprocess.image_dir' must be an existing folder"),
     (lambda p: p.update(image_dir=["data/raw"]), "'preprocess.image_dir' must be of type str"),
     (lambda p: p.update(classes=[0, 1]), "'preprocess.classes' selects labels of the built-in datasets"),

@@ -1,14 +1,7 @@
 import numpy as np
 import pytest
 
-from tinygray import benchmarking
-
-
-def test_wilson_interval_known_values():
-    low, high = benchmarking.wilson_interval(490, 500)
-    assert (low, high) == pytest.approx((0.9636, 0.9892), abs=1e-4)
-    assert benchmarking.wilson_interval(500, 500)[1] == 1.0
-    assert benchmarking.wilson_interval(0, 0) == (0.0, 1.0)
+from tinygray import benchmarking, report
 
 
 def test_classification_metrics():
@@ -31,9 +24,10 @@ def test_ratios_and_table():
     benchmarking.add_ratios(variants, "teacher")
     assert variants[1]["size_ratio"] == 80.0 and variants[1]["speedup"] == 20.0
     assert variants[1]["accuracy_delta"] == pytest.approx(-0.01)
-    table = benchmarking.markdown_table(variants).splitlines()
+    variants[0]["fidelity"], variants[1]["fidelity"] = 1.0, 0.97
+    table = report.markdown_table(variants).splitlines()
     assert len(table) == 4
-    assert table[3].startswith("| tiny_int8 | tflite | 98.00 | 96.0–99.0 |")
+    assert table[3].startswith("| tiny_int8 | tflite | 98.00 | 96.0–99.0 | 0.9800 | 97.00 |")
     assert table[3].endswith("| 80.0 | 20.0 | -1.00 |")
 
 
@@ -42,3 +36,15 @@ def test_file_sizes(tmp_path):
     path.write_bytes(b"\0" * 10000)
     sizes = benchmarking.file_sizes(path)
     assert sizes["size_bytes"] == 10000 and sizes["gzip_bytes"] < 100
+
+
+def test_fidelity_is_agreement_with_the_teacher_right_or_wrong():
+    teacher = np.array([0, 1, 2, 2])
+    assert benchmarking.fidelity(np.array([0, 1, 2, 1]), teacher) == 0.75
+    assert benchmarking.fidelity(teacher, teacher) == 1.0
+
+
+def test_shippable_variants_are_the_tflite_files_of_the_quantized_models():
+    shippable = benchmarking.shippable_variants()
+    assert "pruned_int8" in shippable and "student_int8" in shippable and "teacher_float16" in shippable
+    assert "scratch_int8" not in shippable and "student" not in shippable

@@ -27,6 +27,8 @@ def test_flatten_names_variants_by_name():
     flat = metrics.flatten({"stage": "benchmark", "headline": {"shipped": {"accuracy": 0.9}},
                             "variants": [{"name": "pruned_int8", "format": "tflite", "size_bytes": 10}]})
     assert flat == {"headline.shipped.accuracy": 0.9, "variants.pruned_int8.size_bytes": 10.0}
+    trials = metrics.flatten({"trials": [{"level": 0.5, "within_budget": False}, {"level": 0.25}]})
+    assert trials == {"trials.0.level": 0.5, "trials.1.level": 0.25}  # unnamed items by position; bools left out
 
 
 def test_committed_metrics_files_follow_the_schema():

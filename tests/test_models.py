@@ -38,3 +38,20 @@ def test_count_params_counts_zeros_apart():
     assert total == model.count_params()
     model.get_layer("logits").kernel.assign(np.zeros((2, 3), np.float32))
     assert models.count_params(model)[1] == nonzero - 6
+
+
+def test_the_same_weights_give_the_same_bytes(tmp_path):
+    """.keras archives record when they were written; save_model fixes those readings (dvc.lock stays put)."""
+    import time
+
+    model = models.build_cnn((8, 8, 1), 3, [4])
+    models.save_model(model, tmp_path / "a.keras")
+    time.sleep(2.1)  # zip timestamps have a 2-second resolution
+    models.save_model(model, tmp_path / "b.keras")
+    assert (tmp_path / "a.keras").read_bytes() == (tmp_path / "b.keras").read_bytes()
+    loaded = models.load_model(tmp_path / "b.keras")
+    np.testing.assert_array_equal(loaded.predict(np.ones((2, 8, 8, 1)), verbose=0),
+                                  model.predict(np.ones((2, 8, 8, 1)), verbose=0))
+    model.layers[-1].kernel.assign(model.layers[-1].kernel + 1.0)
+    models.save_model(model, tmp_path / "c.keras")
+    assert (tmp_path / "c.keras").read_bytes() != (tmp_path / "a.keras").read_bytes()

@@ -24,7 +24,8 @@ def test_every_stage_section_of_the_committed_params_is_valid():
 
 @pytest.mark.parametrize("change, message", [
     (lambda p: p["train_student"].update(temperature=-1), "train_student.temperature"),
-    (lambda p: p["prune"].update(target_sparsity=1.0), "prune.target_sparsity"),
+    (lambda p: p["prune"].update(sparsities=[0.5, 1.0]), "prune.sparsities"),
+    (lambda p: p["prune"].update(filter_fractions=[]), "prune.filter_fractions"),
     (lambda p: p["preprocess"].update(image_size=0), "preprocess.image_size"),
     (lambda p: p["train_student"].update(temprature=8), "train_student.temprature"),
     (lambda p: p["train_student"].pop("alpha"), "train_student.alpha"),

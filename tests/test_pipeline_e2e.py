@@ -15,11 +15,12 @@ import yaml
 from stage_helpers import run
 
 REPO = Path(__file__).resolve().parents[1]
-QUANTIZED = ["teacher", "pruned", "pruned_filters"]
+QUANTIZED = ["teacher", "student", "pruned", "pruned_filters"]
 STAGES = ["preprocess", "train_teacher", "soft_targets", "train_student", "train_scratch", "prune",
           *(f"quantize@{model}" for model in QUANTIZED), "benchmark"]
 # the scratch control and the teacher's conversions do not depend on the distillation temperature
-DOWNSTREAM_OF_STUDENT = ["train_student", "prune", "quantize@pruned", "quantize@pruned_filters", "benchmark"]
+DOWNSTREAM_OF_STUDENT = ["train_student", "prune", "quantize@student", "quantize@pruned", "quantize@pruned_filters",
+                         "benchmark"]
 MODES = ["float32", "dynamic_range", "float16", "int8"]
 
 pytestmark = pytest.mark.e2e
@@ -120,10 +121,11 @@ def test_metrics_follow_the_schema_and_benchmark_lists_every_variant(project):
     benchmark = json.loads((root / "metrics" / "benchmark.json").read_text())
     assert benchmark["teacher"] == "teacher" and benchmark["shipped"] == "pruned_int8"
     names = [v["name"] for v in benchmark["variants"]]
-    assert names == ["teacher", *(f"teacher_{m}" for m in MODES), "student", "scratch", "pruned",
+    assert names == ["teacher", *(f"teacher_{m}" for m in MODES), "student", *(f"student_{m}" for m in MODES),
+                     "scratch", "pruned",
                      *(f"pruned_{m}" for m in MODES), "pruned_filters", *(f"pruned_filters_{m}" for m in MODES)]
-    required = {"name", "format", "accuracy", "macro_f1", "params", "nonzero_params", "size_bytes", "gzip_bytes",
-                "latency_ms_p50", "latency_ms_p90"}
+    required = {"name", "format", "model", "kind", "accuracy", "macro_f1", "fidelity", "params", "nonzero_params",
+                "size_bytes", "gzip_bytes", "latency_ms_p50", "latency_ms_p90"}
     for variant in benchmark["variants"]:
         assert required <= set(variant)
         assert variant["latency_ms_p50"] > 0 and 0 <= variant["accuracy"] <= 1
@@ -132,7 +134,18 @@ def test_metrics_follow_the_schema_and_benchmark_lists_every_variant(project):
     assert by_name["pruned_filters"]["params"] < by_name["student"]["params"]  # filters really removed
     assert set(by_name["pruned_int8"]["latency_by_threads"]) == {"2"}
     assert benchmark["seeds"]["distilled"]["num_seeds"] == 2 and len(benchmark["seeds"]["scratch"]["accuracies"]) == 2
-    assert set(benchmark["comparisons"]) == {"shipped_vs_teacher", "student_vs_scratch"}
+    assert by_name["teacher"]["fidelity"] == 1.0
+    # the seed each student stage selected on validation is the model that went on, and the benchmark says so
+    for kind, stage in (("distilled", "train_student"), ("scratch", "train_scratch")):
+        selected = json.loads((root / "metrics" / f"{stage}.json").read_text())["selected_seed"]
+        assert benchmark["seeds"][kind]["selected_seed"] == selected
+        folder = "student" if kind == "distilled" else "scratch"
+        assert (root / "models" / f"{folder}.keras").read_bytes() == \
+            (root / "models" / folder / f"seed_{selected}.keras").read_bytes()
+    assert set(benchmark["comparisons"]) == {"shipped_vs_teacher", "student_vs_scratch", "distilled_vs_scratch_seeds"}
+    assert [step["name"] for step in benchmark["compression_steps"]] == [
+        "student_to_pruned", "student_to_pruned_filters", "teacher_to_teacher_int8", "student_to_student_int8",
+        "pruned_to_pruned_int8", "pruned_filters_to_pruned_filters_int8"]
     assert 0 <= json.loads((root / "metrics" / "soft_targets.json").read_text())["augmented_view_accuracy"] <= 1
     student_metrics = json.loads((root / "metrics" / "train_student.json").read_text())
     assert list(student_metrics["assistants"]) == ["assistant_8x8"]  # the teacher-assistant chain ran
@@ -235,7 +248,7 @@ def test_queued_sweep_logs_to_the_original_store_and_summarises_a_frontier(proje
 
 def test_forced_rerun_gives_identical_metrics(project):
     """Same data, params and seeds: forcing the training stages again reproduces every metric but the
-    clocks (seeds everywhere, TF op determinism, seeded batch order). The student and everything after
+    clocks, and every model file byte for byte (seeds everywhere, TF op determinism, seeded batch order). The student and everything after
     it, to keep the suite short; preprocess is covered byte for byte in test_reproducibility.py.
     Runs last: it rewrites the outputs."""
     from tinygray.metrics import flatten
@@ -247,18 +260,20 @@ def test_forced_rerun_gives_identical_metrics(project):
         values = {}
         for path in sorted((root / "metrics").glob("*.json")):
             for key, value in flatten(json.loads(path.read_text())).items():
-                if key.split(".")[-1] not in timing and ".latency_by_threads." not in f".{key}" \
-                        and not (key.endswith(".gzip_bytes") and keras_variant(key)):
+                if key.split(".")[-1] not in timing and ".latency_by_threads." not in f".{key}":
                     values[f"{path.name}:{key}"] = value
         return values
 
-    def keras_variant(key):
-        # a .keras archive records when it was saved, so its gzip size moves by a byte or two
-        return key.split(".")[1] in ("teacher", "student", "scratch", "pruned", "pruned_filters")
+    def model_hashes():
+        lock = yaml.safe_load((root / "dvc.lock").read_text())["stages"]
+        return {f"{stage}:{out['path']}": out["md5"] for stage, entry in lock.items() for out in entry.get("outs", [])
+                if out["path"].startswith("models/")}
 
-    before = snapshot()
+    before, hashes = snapshot(), model_hashes()
     output = run(["dvc", "repro", "-f", "--downstream", "train_student"], root, env, timeout=900)
     assert stages_run(output) == DOWNSTREAM_OF_STUDENT
     after = snapshot()
     assert len(before) > 100
     assert {k: (v, after.get(k)) for k, v in before.items() if after.get(k) != v} == {}
+    # the same weights give the same bytes: every model file keeps its hash (.keras save times are fixed)
+    assert model_hashes() == hashes

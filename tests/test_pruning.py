@@ -42,3 +42,28 @@ def test_callback_reaches_target_sparsity_and_keeps_learning(digits_split):
     assert history.history["accuracy"][-1] > 0.5
     # BatchNorm and biases are left dense
     assert np.count_nonzero(model.get_layer("block0_bn0").gamma) == 8
+
+
+def test_budget_keeps_the_most_compression_within_the_validation_drop():
+    """Levels are tried from the most compressed down, and the search stops at the first within budget."""
+    val_accuracy = {0.75: 0.80, 0.5: 0.885, 0.25: 0.90}
+    tried = []
+
+    def prune_and_fine_tune(level):
+        tried.append(level)
+        return f"model@{level}", {"val_accuracy": val_accuracy[level]}, {"loss": [1.0]}
+
+    choice = pruning.most_compressed_within_budget([0.25, 0.5, 0.75], prune_and_fine_tune, 0.90, 0.02)
+    assert choice.level == 0.5 and choice.model == "model@0.5" and choice.within_budget
+    assert tried == [0.75, 0.5]  # 0.25 never trained: the budget was met before it
+    assert [t["within_budget"] for t in choice.trials] == [False, True]
+    exact = pruning.most_compressed_within_budget([0.5, 0.75], prune_and_fine_tune, 0.895, 0.01)
+    assert exact.level == 0.5  # 0.885 is exactly 0.01 below 0.895: inside the budget
+
+
+def test_budget_that_nothing_meets_keeps_the_least_compression_and_says_so():
+    def prune_and_fine_tune(level):
+        return level, {"val_accuracy": 0.5}, {}
+
+    choice = pruning.most_compressed_within_budget([0.5, 0.25], prune_and_fine_tune, 0.9, 0.01)
+    assert choice.level == 0.25 and not choice.within_budget and len(choice.trials) == 2

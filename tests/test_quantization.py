@@ -41,3 +41,17 @@ def test_latency_returns_one_time_per_run(tmp_path, trained_digits_cnn, digits_s
     path.write_bytes(quantization.convert(trained_digits_cnn, "float32"))
     times = quantization.TFLiteModel(path).latency_ms(digits_split["test"][0][0], warmup_runs=2, timed_runs=7)
     assert times.shape == (7,) and (times > 0).all()
+
+
+def test_int8_gate_fails_only_a_real_loss_beyond_the_budget():
+    from tinygray.quantization import int8_gate
+
+    float_correct = np.ones(80, bool)
+    two_lost = float_correct.copy()
+    two_lost[:2] = False  # 2.5 points on 80 images: over a 2-point budget, but 2 of 80 is chance (p = 0.5)
+    assert int8_gate(two_lost, float_correct, 0.02)["passed"]
+    twelve_lost = float_correct.copy()
+    twelve_lost[:12] = False  # 15 points, p = 2 * 0.5**12
+    gate = int8_gate(twelve_lost, float_correct, 0.02)
+    assert not gate["passed"] and gate["accuracy_delta"] == -0.15 and gate["p_value"] < 0.001
+    assert int8_gate(twelve_lost, float_correct, 0.2)["passed"]  # a real loss, but within the budget

@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from tinygray.stats import mcnemar, mean_std, significant
+from tinygray.stats import mcnemar, mean_std, paired_seeds, significant, wilson_interval
 
 
 def paired(b01, b10, both_right=0, both_wrong=0):
@@ -54,3 +54,22 @@ def test_mean_std_uses_the_sample_standard_deviation():
     assert mean_std([0.97]) == (0.97, 0.0)
     with pytest.raises(ValueError):
         mean_std([])
+
+
+def test_wilson_interval_known_values():
+    low, high = wilson_interval(490, 500)
+    assert (low, high) == pytest.approx((0.9636, 0.9891), abs=1e-4)
+    assert wilson_interval(500, 500)[1] == 1.0
+    assert wilson_interval(0, 0) == (0.0, 1.0)
+
+
+def test_paired_seeds_tests_the_per_seed_differences():
+    result = paired_seeds([0.87, 0.88, 0.86], [0.85, 0.86, 0.86])
+    assert result["num_seeds"] == 3 and result["mean_difference"] == pytest.approx(0.0133, abs=1e-4)
+    # t = mean(d) / (sd(d) / sqrt(3)) with d = (0.02, 0.02, 0): t = 2, two-sided with 2 degrees of freedom
+    assert result["p_value"] == pytest.approx(0.1835, abs=1e-3)
+    assert paired_seeds([0.9], [0.8])["p_value"] is None  # one seed: nothing to test against
+    assert paired_seeds([0.9, 0.8], [0.9, 0.8])["p_value"] == 1.0
+    assert not significant(None)
+    with pytest.raises(ValueError, match="one value per seed"):
+        paired_seeds([0.9, 0.8], [0.9])

@@ -13,13 +13,26 @@ def test_seeds_start_at_the_global_seed():
     assert student.seeds(P) == [7, 8]
 
 
-def test_train_seeds_writes_one_model_per_seed(tmp_path, digits_split):
+def test_train_seeds_writes_one_model_per_seed_and_the_selected_one(tmp_path, digits_split):
     (x, y), (vx, vy) = digits_split["train"], digits_split["val"]
     metrics = student.train_seeds((x, y), (vx, vy), 10, P, student.scratch_setup(P), VIEWS, tmp_path / "scratch",
-                                  tmp_path / "history.csv")
+                                  tmp_path / "scratch.keras", tmp_path / "history.csv")
     assert sorted(p.name for p in (tmp_path / "scratch").iterdir()) == ["seed_7.keras", "seed_8.keras"]
-    assert list(metrics["seeds"]) == ["7", "8"] and metrics["val_accuracy"] == metrics["seeds"]["7"]["val_accuracy"]
+    assert list(metrics["seeds"]) == ["7", "8"]
+    selected = str(metrics["selected_seed"])
+    assert selected == student.select_seed(metrics["seeds"])
+    assert metrics["val_accuracy"] == metrics["seeds"][selected]["val_accuracy"]
+    assert (tmp_path / "scratch.keras").read_bytes() == (tmp_path / "scratch" / f"seed_{selected}.keras").read_bytes()
     assert (tmp_path / "history.csv").read_text().startswith("epoch,phase,")
+
+
+def test_the_seed_with_the_best_validation_accuracy_is_selected():
+    def seed(accuracy, loss):
+        return {"val_accuracy": accuracy, "val_loss": loss}
+
+    assert student.select_seed({"42": seed(0.864, 0.5), "43": seed(0.876, 0.6), "44": seed(0.894, 0.7)}) == "44"
+    assert student.select_seed({"42": seed(0.9, 0.5), "43": seed(0.9, 0.4)}) == "43"  # tie: lower val loss
+    assert student.select_seed({"42": seed(0.9, 0.5), "43": seed(0.9, 0.5)}) == "42"  # full tie: first seed
 
 
 def test_assistant_chain_hands_on_its_own_logits_for_every_view(digits_split):

@@ -21,13 +21,14 @@ class Augmentation:
     max_rotation: float = 0.0  # degrees, uniform in [-max_rotation, max_rotation]
     max_shift: float = 0.0     # fraction of the image side, per axis
     max_scale: float = 0.0     # zoom uniform in [1 - max_scale, 1 + max_scale]
+    flip: bool = False         # mirror left-right with probability 1/2: right for clothes, wrong for digits or X-rays
     seed: int = 0
 
     @classmethod
     def from_params(cls, params: dict) -> Augmentation:
         """From the `augment` section of params.yaml plus the global seed."""
         return cls(views=params["views"], max_rotation=params["max_rotation"], max_shift=params["max_shift"],
-                   max_scale=params["max_scale"], seed=params["seed"])
+                   max_scale=params["max_scale"], flip=params["flip"], seed=params["seed"])
 
     def run_params(self) -> dict:
         """As MLflow params, `augment_`-prefixed: the same names in every stage that trains on the views."""
@@ -43,19 +44,21 @@ class Augmentation:
             return np.asarray(images)
         out = np.empty(images.shape, dtype=np.uint8)
         for k, (image, index) in enumerate(zip(images, indices)):
-            matrix, offset = self._transform(image.shape[:2], int(index), view)
+            matrix, offset, mirror = self._transform(image.shape[:2], int(index), view)
             # edge pixels extend outwards: right for dark and for light backgrounds alike
             moved = ndimage.affine_transform(image[..., 0].astype(np.float32), matrix, offset, order=1,
                                              mode="nearest")
-            out[k, ..., 0] = np.clip(np.rint(moved), 0, 255)
+            out[k, ..., 0] = np.clip(np.rint(moved[:, ::-1] if mirror else moved), 0, 255)
         return out
 
     def _transform(self, shape: tuple[int, int], index: int, view: int):
-        """Rotation, zoom and shift about the image centre, as affine_transform's output -> input map."""
+        """Rotation, zoom and shift about the image centre, as affine_transform's output -> input map, and
+        whether to mirror the result (drawn last, so the other draws do not depend on `flip`)."""
         rng = np.random.default_rng([self.seed, view, index])
         angle = np.deg2rad(rng.uniform(-self.max_rotation, self.max_rotation))
         zoom = rng.uniform(1.0 - self.max_scale, 1.0 + self.max_scale)
         shift = rng.uniform(-self.max_shift, self.max_shift, size=2) * np.array(shape)
+        mirror = self.flip and rng.random() < 0.5
         centre = (np.array(shape) - 1) / 2.0
         matrix = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]]) / zoom
-        return matrix, centre - matrix @ (centre + shift)
+        return matrix, centre - matrix @ (centre + shift), mirror

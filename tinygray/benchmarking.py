@@ -1,46 +1,53 @@
-"""Measuring every variant the same way, and the table that compares them."""
+"""Measuring every variant the same way: accuracy, agreement with the teacher, size and latency on the
+test split, per-seed results of the students and their controls, and the paired tests between them."""
 from __future__ import annotations
 
 import gzip
+import json
 import os
 import platform
+import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from sklearn.metrics import f1_score
 
-TABLE_COLUMNS = (  # (title, alignment, cell of a variant)
-    ("variant", "---", lambda v: v["name"]),
-    ("format", "---", lambda v: v["format"]),
-    ("test acc. %", "---:", lambda v: f"{100 * v['accuracy']:.2f}"),
-    ("95% CI", "---:", lambda v: f"{100 * v['accuracy_ci_low']:.1f}–{100 * v['accuracy_ci_high']:.1f}"),
-    ("macro F1", "---:", lambda v: f"{v['macro_f1']:.4f}"),
-    ("params", "---:", lambda v: f"{v['params']:,}"),
-    ("non-zero", "---:", lambda v: f"{v['nonzero_params']:,}"),
-    ("bytes", "---:", lambda v: f"{v['size_bytes']:,}"),
-    ("gzip bytes", "---:", lambda v: f"{v['gzip_bytes']:,}"),
-    ("p50 ms", "---:", lambda v: f"{v['latency_ms_p50']:.3f}"),
-    ("p90 ms", "---:", lambda v: f"{v['latency_ms_p90']:.3f}"),
-    ("× smaller", "---:", lambda v: f"{v['size_ratio']:.1f}"),
-    ("× faster", "---:", lambda v: f"{v['speedup']:.1f}"),
-    ("Δ acc. pts", "---:", lambda v: f"{100 * v['accuracy_delta']:+.2f}"),
-)
+from tinygray import models, quantization, stats
+
+TEACHER = "teacher"
+# The Keras models a benchmark measures, in table order, each with its role in the frontier, and
+# whether the quantize stage converted it to TFLite (quantize@<model> in dvc.yaml).
+KERAS_MODELS = {"teacher": ("teacher", True), "student": ("distilled", True), "scratch": ("scratch", False),
+                "pruned": ("pruned", True), "pruned_filters": ("pruned", True)}
+# Every seed trained by the students' stage and by their control, and the metrics file in which each
+# stage recorded the seed it selected.
+SEED_DIRS = {"distilled": ("models/student", "metrics/train_student.json"),
+             "scratch": ("models/scratch", "metrics/train_scratch.json")}
 
 
-def wilson_interval(correct: int, total: int, z: float = 1.959964) -> tuple[float, float]:
-    """95% interval for an accuracy: a 500-image test split cannot tell 98.8% from 98.0%, and the
-    report should say so. Wilson's interval stays inside [0, 1] near 100%, unlike the normal one."""
-    if total == 0:
-        return 0.0, 1.0
-    p = correct / total
-    centre = (p + z * z / (2 * total)) / (1 + z * z / total)
-    half = z * np.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / (1 + z * z / total)
-    return max(0.0, centre - half), min(1.0, centre + half)
+def shippable_variants() -> list[str]:
+    """The TFLite files benchmark.shipped may name: every conversion of every quantized model."""
+    return [f"{name}_{mode}" for name, (_, quantized) in KERAS_MODELS.items() if quantized for mode in quantization.MODES]
+
+
+def model_file(name: str) -> Path:
+    """The one file each Keras model of the pipeline lives in (the students: the seed selected on val)."""
+    return Path(f"models/{name}.keras")
+
+
+def tflite_file(name: str, mode: str) -> Path:
+    return Path("models/tflite") / name / f"{name}_{mode}.tflite"
+
+
+def int8_gate(name: str) -> dict:
+    """The int8 gate of a model, as its quantize stage recorded it."""
+    return json.loads(Path(f"metrics/quantize@{name}.json").read_text())["int8_gate"]
 
 
 def classification_metrics(logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
     predictions = np.asarray(logits).argmax(axis=1)
-    low, high = wilson_interval(int(np.sum(predictions == labels)), len(labels))
+    low, high = stats.wilson_interval(int(np.sum(predictions == labels)), len(labels))
     return {
         "accuracy": round(float(np.mean(predictions == labels)), 4),
         "accuracy_ci_low": round(low, 4),
@@ -49,9 +56,15 @@ def classification_metrics(logits: np.ndarray, labels: np.ndarray) -> dict[str, 
     }
 
 
+def fidelity(predictions: np.ndarray, teacher_predictions: np.ndarray) -> float:
+    """Top-1 agreement with the teacher (Stanton et al. 2021): how much of the teacher's function a
+    student kept, which accuracy alone does not tell (a student can be right where the teacher errs)."""
+    return round(float(np.mean(np.asarray(predictions) == np.asarray(teacher_predictions))), 4)
+
+
 def file_sizes(path: Path | str) -> dict[str, int]:
     content = Path(path).read_bytes()
-    return {"size_bytes": len(content), "gzip_bytes": len(gzip.compress(content, compresslevel=9))}
+    return {"size_bytes": len(content), "gzip_bytes": len(gzip.compress(content, compresslevel=9, mtime=0))}
 
 
 def latency_summary(times_ms: np.ndarray) -> dict[str, float]:
@@ -68,12 +81,108 @@ def add_ratios(variants: list[dict], teacher: str) -> None:
         variant["accuracy_delta"] = round(variant["accuracy"] - ref["accuracy"], 4)
 
 
-def markdown_table(variants: list[dict]) -> str:
-    lines = ["| " + " | ".join(title for title, _, _ in TABLE_COLUMNS) + " |",
-             "|" + "|".join(align for _, align, _ in TABLE_COLUMNS) + "|"]
-    lines += ["| " + " | ".join(cell(v) for _, _, cell in TABLE_COLUMNS) + " |" for v in variants]
-    return "\n".join(lines)
-
-
 def machine_description() -> str:
     return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}"
+
+
+@dataclass
+class Benchmark:
+    """Everything one benchmark run measured. `predictions` holds each variant's predicted class for every
+    test image, `files` the file each variant was measured from."""
+    variants: list[dict] = field(default_factory=list)
+    predictions: dict[str, np.ndarray] = field(default_factory=dict)
+    files: dict[str, Path] = field(default_factory=dict)
+    seeds: dict[str, dict] = field(default_factory=dict)
+
+    def by_name(self) -> dict[str, dict]:
+        return {v["name"]: v for v in self.variants}
+
+    def correct(self, labels: np.ndarray) -> dict[str, np.ndarray]:
+        return {name: predicted == labels for name, predicted in self.predictions.items()}
+
+
+def measure(test_images: np.ndarray, test_labels: np.ndarray, params: dict) -> Benchmark:
+    """Every Keras model and TFLite conversion on the test split (accuracy, fidelity, size, latency at each
+    of params['num_threads']), then every seed of the students and controls; ratios against the teacher."""
+    result = Benchmark()
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, (kind, quantized) in KERAS_MODELS.items():
+            model = models.load_model(model_file(name))
+            counts = models.count_params(model)
+            # Keras rows are timed as a plain float32 conversion of the same network, made here alike for
+            # every model: the quantize stage's float32 files of pruned models use the sparse encoding.
+            float_tflite = Path(tmp) / f"{name}.tflite"
+            float_tflite.write_bytes(quantization.convert(model, "float32"))
+            logits = model.predict(test_images, batch_size=256, verbose=0)
+            _add(result, {"name": name, "format": "keras", "model": name, "kind": kind}, logits, test_labels,
+                 counts, model_file(name), float_tflite, test_images[0], params)
+            for mode in quantization.MODES if quantized else ():
+                tflite = tflite_file(name, mode)
+                gate = {"gate_passed": int8_gate(name)["passed"]} if mode == "int8" else {}
+                _add(result, {"name": tflite.stem, "format": "tflite", "model": name,
+                              "kind": "int8" if mode == "int8" else kind, **gate},
+                     quantization.TFLiteModel(tflite).predict(test_images), test_labels, counts, tflite, tflite,
+                     test_images[0], params)
+    add_ratios(result.variants, TEACHER)
+    teacher_predictions = result.predictions[TEACHER]
+    for variant in result.variants:
+        variant["fidelity"] = fidelity(result.predictions[variant["name"]], teacher_predictions)
+    result.seeds = {kind: seed_results(directory, stage_metrics, test_images, test_labels, teacher_predictions)
+                    for kind, (directory, stage_metrics) in SEED_DIRS.items()}
+    return result
+
+
+def _add(result: Benchmark, identity: dict, logits: np.ndarray, labels: np.ndarray, counts: tuple[int, int],
+         path: Path, timed_path: Path, sample: np.ndarray, params: dict) -> None:
+    result.predictions[identity["name"]], result.files[identity["name"]] = logits.argmax(axis=1), path
+    result.variants.append({**identity, **classification_metrics(logits, labels), "params": counts[0],
+                            "nonzero_params": counts[1], **file_sizes(path), **speed(timed_path, sample, params)})
+
+
+def speed(tflite_path: Path, sample: np.ndarray, params: dict) -> dict:
+    """Batch-1 latency on one test image: the headline at the first thread count, the others under
+    latency_by_threads."""
+    results = {}
+    for threads in params["num_threads"]:
+        times = quantization.TFLiteModel(tflite_path, num_threads=threads).latency_ms(
+            sample, warmup_runs=params["warmup_runs"], timed_runs=params["timed_runs"])
+        results[str(threads)] = latency_summary(times)
+    first, *others = params["num_threads"]
+    return {**results[str(first)], "latency_by_threads": {str(n): results[str(n)] for n in others}}
+
+
+def seed_results(model_dir: Path | str, stage_metrics: Path | str, images: np.ndarray, labels: np.ndarray,
+                 teacher_predictions: np.ndarray) -> dict:
+    """Test accuracy and fidelity of every seed a student stage trained (model_dir/seed_<s>.keras), and the
+    seed the stage selected on validation, as it recorded it in its metrics file (read, not worked out again)."""
+    accuracies, fidelities = {}, {}
+    for path in sorted(Path(model_dir).glob("seed_*.keras"), key=lambda p: int(p.stem.removeprefix("seed_"))):
+        predicted = models.load_model(path).predict(images, batch_size=256, verbose=0).argmax(axis=1)
+        seed = path.stem.removeprefix("seed_")
+        accuracies[seed] = round(float(np.mean(predicted == labels)), 4)
+        fidelities[seed] = fidelity(predicted, teacher_predictions)
+    mean, std = stats.mean_std(list(accuracies.values()))
+    return {"num_seeds": len(accuracies), "selected_seed": json.loads(Path(stage_metrics).read_text())["selected_seed"],
+            "accuracy_mean": round(mean, 4), "accuracy_std": round(std, 4), "accuracies": accuracies, "fidelity_mean": round(float(np.mean(list(fidelities.values()))), 4),
+            "fidelities": fidelities}
+
+
+def compression_steps(result: Benchmark, labels: np.ndarray) -> list[dict]:
+    """What each compression step costs on the same test images: the distilled student -> each pruning,
+    and each Keras model -> its int8 file, with McNemar's test of the step."""
+    correct, by_name = result.correct(labels), result.by_name()
+    pairs = [("student", "pruned"), ("student", "pruned_filters")]
+    pairs += [(name, f"{name}_int8") for name in KERAS_MODELS if f"{name}_int8" in by_name]
+    return [{"name": f"{before}_to_{after}", "before": before, "after": after,
+             "accuracy_delta": round(by_name[after]["accuracy"] - by_name[before]["accuracy"], 4),
+             **stats.mcnemar(correct[after], correct[before])} for before, after in pairs]
+
+
+def comparisons(result: Benchmark, labels: np.ndarray, shipped: str) -> dict:
+    """The paired tests the report's conclusions rest on."""
+    correct = result.correct(labels)
+    distilled, scratch = (result.seeds[kind]["accuracies"] for kind in ("distilled", "scratch"))
+    return {"shipped_vs_teacher": stats.mcnemar(correct[shipped], correct[TEACHER]),
+            "student_vs_scratch": stats.mcnemar(correct["student"], correct["scratch"]),
+            "distilled_vs_scratch_seeds": stats.paired_seeds([distilled[s] for s in distilled if s in scratch],
+                                                             [scratch[s] for s in distilled if s in scratch])}

@@ -19,6 +19,8 @@ SCHEMA: dict[str, str] = {
     "stage": "name of the stage that wrote the file",
     "name": "variant name, e.g. teacher, student, pruned_int8",
     "format": "keras or tflite",
+    "model": "the Keras model a variant is, or was converted from (teacher, student, scratch, pruned, ...)",
+    "kind": "the variant's role on the frontier plot: teacher, distilled, scratch, pruned or int8",
     "teacher": "name of the reference variant",
     "shipped": "name of the deployable variant",
     # data
@@ -35,6 +37,14 @@ SCHEMA: dict[str, str] = {
     "val_accuracy": "top-1 accuracy on the validation split",
     "train_accuracy": "top-1 accuracy on the training split (the plain images)",
     "augmented_view_accuracy": "top-1 accuracy on the augmented views of the training images (views 1..)",
+    "fidelity": "top-1 agreement with the teacher on the test split (Stanton et al. 2021)",
+    "fidelity_mean": "mean of fidelity over the seeds of a student stage",
+    "fidelities": "fidelity per seed: {seed: fraction}",
+    "accuracies": "test accuracy per seed: {seed: fraction}",
+    "accuracy_mean": "mean of accuracy over seeds",
+    "accuracy_std": "sample standard deviation of accuracy over seeds",
+    "selected_seed": "the seed with the best validation accuracy, the one that goes on (pruned, quantized, shipped)",
+    "compression_steps": "list of {name, before, after, accuracy_delta, b01, b10, p_value}: what each compression step costs",
     "val_accuracy_mean": "mean of val_accuracy over the seeds of a stage",
     "val_accuracy_std": "sample standard deviation of val_accuracy over the seeds",
     "seeds": "per-seed metrics: {seed: {...}}, or per-seed summaries in the benchmark",
@@ -43,6 +53,9 @@ SCHEMA: dict[str, str] = {
     "val_loss": "loss on the validation split (the stage's own loss)",
     "macro_f1": "macro-averaged F1 on the test split",
     "int8_accuracy_drop": "float32 minus int8 validation accuracy of the quantized model",
+    "int8_gate": "int8 against float32 on validation: {accuracy_delta, b01, b10, p_value, passed}; failed only when the "
+                 "loss exceeds quantize.max_int8_accuracy_drop and McNemar's test calls it real",
+    "gate_passed": "an int8 variant's quantize gate (int8_gate.passed of its quantize stage)",
     "accuracy_delta": "variant minus teacher test accuracy",
     # training
     "epochs": "epochs trained",
@@ -54,6 +67,11 @@ SCHEMA: dict[str, str] = {
     "params": "parameters, trainable or not",
     "nonzero_params": "parameters that are not exactly zero",
     "sparsity": "fraction of prunable weights that are zero",
+    "target_sparsity": "the sparsity magnitude pruning aimed at: the most compressed level within the budget",
+    "filter_fraction": "fraction of each convolution's filters removed: the most within the budget",
+    "student_val_accuracy": "validation accuracy of the unpruned student, the reference of prune.max_val_drop",
+    "within_budget": "whether the kept pruning level stayed within prune.max_val_drop (else the least compressed level)",
+    "trials": "pruning levels tried, most compressed first: [{level, val_accuracy, within_budget}]",
     "layer_sparsity": "sparsity per prunable layer: {layer: fraction}",
     "size_bytes": "file size (Keras files saved without optimizer state)",
     "gzip_bytes": "file size after gzip -9",
@@ -116,9 +134,10 @@ def flatten(metrics: dict[str, Any], prefix: str = "") -> dict[str, float]:
         name = f"{prefix}{key}"
         if isinstance(value, dict):
             flat.update(flatten(value, f"{name}."))
-        elif isinstance(value, list):
-            for item in value:
-                flat.update(flatten({k: v for k, v in item.items() if k != "name"}, f"{name}.{item['name']}."))
+        elif isinstance(value, list):  # of objects, each under its name, or its position if it has none
+            for position, item in enumerate(value):
+                label = item.get("name", position)
+                flat.update(flatten({k: v for k, v in item.items() if k != "name"}, f"{name}.{label}."))
         elif isinstance(value, (int, float)) and not isinstance(value, bool):
             flat[name] = float(value)
     return flat

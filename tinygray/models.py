@@ -1,6 +1,8 @@
 """Model builders and the one way to save and load a model."""
 from __future__ import annotations
 
+import json
+import zipfile
 from pathlib import Path
 
 import keras
@@ -45,8 +47,34 @@ def uncompiled_copy(model: keras.Model) -> keras.Model:
 
 
 def save_model(model: keras.Model, path: Path | str) -> None:
+    """The uncompiled model as a .keras file whose bytes depend on the network alone (byte_stable)."""
     with atomic_output(path) as staging:
         uncompiled_copy(model).save(staging)
+        byte_stable(staging)
+
+
+# What a .keras archive records of the moment it was written (zip entry times, metadata.json's date_saved),
+# set to fixed values so the same weights always give the same bytes: otherwise every retrained stage gets a
+# new hash in dvc.lock, and the stages after it rerun although nothing changed.
+FIXED_ZIP_TIME = (1980, 1, 1, 0, 0, 0)
+FIXED_DATE_SAVED = "1980-01-01@00:00:00"
+
+
+def byte_stable(path: Path | str) -> None:
+    """Rewrite a .keras archive in place with its clock readings fixed; content is untouched otherwise."""
+    path = Path(path)
+    with zipfile.ZipFile(path) as archive:
+        entries = [(info, archive.read(info)) for info in archive.infolist()]
+    with zipfile.ZipFile(path, "w") as archive:
+        for info, content in entries:
+            if info.filename == "metadata.json":
+                metadata = json.loads(content)
+                if "date_saved" in metadata:
+                    metadata["date_saved"] = FIXED_DATE_SAVED
+                content = json.dumps(metadata).encode()
+            fixed = zipfile.ZipInfo(info.filename, date_time=FIXED_ZIP_TIME)
+            fixed.compress_type, fixed.external_attr = info.compress_type, info.external_attr
+            archive.writestr(fixed, content)
 
 
 def load_model(path: Path | str) -> keras.Model:

@@ -64,6 +64,7 @@ SPECS: dict[str, dict[str, Spec]] = {
         "unfreeze_top_layers": Spec(int, minimum=1, nullable=True),
         "cnn_widths": Spec(list, item_kind=int),
         "cnn_convs_per_block": _positive_int(),
+        "augment": Spec(bool),
         **TRAINING,
     },
     "augment": {  # the training views shared by soft_targets and every student stage (tinygray/augment.py)
@@ -71,6 +72,7 @@ SPECS: dict[str, dict[str, Spec]] = {
         "max_rotation": Spec((int, float), minimum=0.0, maximum=180.0),
         "max_shift": Spec((int, float), minimum=0.0, maximum=0.5),
         "max_scale": _fraction(exclusive_max=True),
+        "flip": Spec(bool),
     },
     "soft_targets": {
         "batch_size": _positive_int(),
@@ -84,8 +86,9 @@ SPECS: dict[str, dict[str, Spec]] = {
         **TRAINING,
     },
     "prune": {
-        "target_sparsity": _fraction(exclusive_max=True),
-        "filter_fraction": _fraction(exclusive_max=True),
+        "sparsities": Spec(list),        # fractions in [0, 1), checked in _check_relations
+        "filter_fractions": Spec(list),
+        "max_val_drop": _fraction(),
         "epochs": _positive_int(),
         "ramp_epochs": _positive_int(),
         "mask_update_steps": _positive_int(),
@@ -199,6 +202,11 @@ def _check_relations(stage: str, section: dict[str, Any], path: Path | str) -> N
     if stage == "benchmark" and not _positive_ints(section["num_threads"]):
         raise ParamsError(f"{path}: parameter 'benchmark.num_threads' must be a non-empty list of positive "
                           f"thread counts, got {section['num_threads']!r}")
+    for key in ("sparsities", "filter_fractions") if stage == "prune" else ():
+        values = section[key]
+        if not values or any(isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < 1 for v in values):
+            raise ParamsError(f"{path}: parameter 'prune.{key}' must be a non-empty list of fractions in [0, 1), the "
+                              f"levels to try from the most compression down, got {values!r}")
     if stage == "prune" and section["ramp_epochs"] > section["epochs"]:
         raise ParamsError(f"{path}: parameter 'prune.ramp_epochs' ({section['ramp_epochs']}) must be <= "
                           f"'prune.epochs' ({section['epochs']})")
@@ -217,7 +225,7 @@ def _check(name: str, value: Any, spec: Spec, path: Path | str) -> None:
             fail("must be set")
         return
     kinds = spec.kind if isinstance(spec.kind, tuple) else (spec.kind,)
-    if isinstance(value, bool) or not isinstance(value, kinds):
+    if (isinstance(value, bool) and bool not in kinds) or not isinstance(value, kinds):
         fail(f"must be of type {'/'.join(k.__name__ for k in kinds)}")
     if isinstance(value, float) and not math.isfinite(value):
         fail("must be a finite number")

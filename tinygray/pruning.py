@@ -5,6 +5,8 @@ process to it and rejects Keras 3 models, so the schedule and masks live here in
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import keras
 import numpy as np
 
@@ -74,3 +76,35 @@ def layer_sparsity(model: keras.Model) -> dict[str, float]:
     """Fraction of exactly-zero weights in each prunable kernel."""
     kernels = {name: np.asarray(kernel) for name, kernel in prunable_kernels(model).items()}
     return {name: round(1.0 - np.count_nonzero(k) / k.size, 4) for name, k in kernels.items()}
+
+
+@dataclass
+class BudgetChoice:
+    """The most compressed level whose fine-tuned validation accuracy stayed within the budget, and every
+    level tried on the way: [{level, val_accuracy, within_budget}]."""
+    level: float
+    model: keras.Model
+    metrics: dict
+    history: dict
+    within_budget: bool
+    trials: list[dict]
+
+
+def most_compressed_within_budget(levels: list[float], prune_and_fine_tune, baseline_val_accuracy: float,
+                                  max_val_drop: float) -> BudgetChoice:
+    """Try `levels` (sparsities or filter fractions) from the most to the least compression; keep the first
+    whose validation accuracy after fine-tuning is at most `max_val_drop` below the unpruned model's.
+    `prune_and_fine_tune(level)` returns (model, metrics with val_accuracy, history). When no level fits, the
+    least compressed one is kept and `within_budget` is False: the report says so, the pipeline goes on.
+    Defaults tuned on digits cost 2.4 and 6.0 points on Fashion-MNIST; a budget adapts to the data instead."""
+    trials, choice = [], None
+    for level in sorted(levels, reverse=True):
+        model, metrics, history = prune_and_fine_tune(level)
+        fits = metrics["val_accuracy"] >= baseline_val_accuracy - max_val_drop - 1e-9
+        trials.append({"level": level, "val_accuracy": metrics["val_accuracy"], "within_budget": fits})
+        print(f"prune: level {level}: val_accuracy {metrics['val_accuracy']:.4f} "
+              f"({'within' if fits else 'outside'} {max_val_drop} of {baseline_val_accuracy:.4f})", flush=True)
+        choice = BudgetChoice(level, model, metrics, history, fits, trials)
+        if fits:
+            break
+    return choice

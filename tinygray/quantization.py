@@ -7,6 +7,8 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from tinygray import stats
+
 MODES = ("float32", "dynamic_range", "float16", "int8")
 # EXPERIMENTAL_SPARSITY on the quantized modes gave files LiteRT's default XNNPack delegate refuses
 # ("failed to delegate CONV_2D ... failed to prepare") and, at 50% sparsity, larger ones
@@ -51,6 +53,14 @@ def convert(model: keras.Model, mode: str, *, representative=None, sparse: bool 
         optimizations.append(tf.lite.Optimize.EXPERIMENTAL_SPARSITY)
     converter.optimizations = optimizations
     return converter.convert()
+
+
+def int8_gate(int8_correct: np.ndarray, float_correct: np.ndarray, max_drop: float) -> dict:
+    """Failed only when int8 loses more than `max_drop` of validation accuracy and the paired test on the
+    same images says the loss is not chance."""
+    delta = round(float(int8_correct.mean() - float_correct.mean()), 4)
+    test = stats.mcnemar(int8_correct, float_correct)
+    return {"accuracy_delta": delta, **test, "passed": not (-delta > max_drop and stats.significant(test["p_value"]))}
 
 
 class TFLiteModel:

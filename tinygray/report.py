@@ -1,20 +1,37 @@
-"""The benchmark report: the table, the seed statistics, paired tests, and conclusions computed from
-the numbers, so the text can never claim more than the data supports."""
+"""The benchmark report: the table, the seed statistics, what each compression step costs, paired tests,
+and conclusions computed from the numbers, so the text can never claim more than the data supports."""
 from __future__ import annotations
 
-from tinygray.benchmarking import markdown_table
 from tinygray.stats import significant
 
+TABLE_COLUMNS = (  # (title, alignment, cell of a variant)
+    ("variant", "---", lambda v: v["name"]),
+    ("format", "---", lambda v: v["format"]),
+    ("test acc. %", "---:", lambda v: f"{100 * v['accuracy']:.2f}"),
+    ("95% CI", "---:", lambda v: f"{100 * v['accuracy_ci_low']:.1f}–{100 * v['accuracy_ci_high']:.1f}"),
+    ("macro F1", "---:", lambda v: f"{v['macro_f1']:.4f}"),
+    ("fidelity %", "---:", lambda v: f"{100 * v['fidelity']:.2f}"),
+    ("params", "---:", lambda v: f"{v['params']:,}"),
+    ("non-zero", "---:", lambda v: f"{v['nonzero_params']:,}"),
+    ("bytes", "---:", lambda v: f"{v['size_bytes']:,}"),
+    ("gzip bytes", "---:", lambda v: f"{v['gzip_bytes']:,}"),
+    ("p50 ms", "---:", lambda v: f"{v['latency_ms_p50']:.3f}"),
+    ("p90 ms", "---:", lambda v: f"{v['latency_ms_p90']:.3f}"),
+    ("× smaller", "---:", lambda v: f"{v['size_ratio']:.1f}"),
+    ("× faster", "---:", lambda v: f"{v['speedup']:.1f}"),
+    ("Δ acc. pts", "---:", lambda v: f"{100 * v['accuracy_delta']:+.2f}"),
+)
 
-def variant_kind(name: str) -> str:
-    """Frontier category of a variant, from its name."""
-    if name.endswith("_int8"):
-        return "int8"
-    for prefix, kind in (("teacher", "teacher"), ("scratch", "scratch"), ("student", "distilled"),
-                         ("pruned", "pruned")):
-        if name.startswith(prefix):
-            return kind
-    return name
+
+def markdown_table(variants: list[dict]) -> str:
+    lines = ["| " + " | ".join(title for title, _, _ in TABLE_COLUMNS) + " |",
+             "|" + "|".join(align for _, align, _ in TABLE_COLUMNS) + "|"]
+    lines += ["| " + " | ".join(cell(v) for _, _, cell in TABLE_COLUMNS) + " |" for v in variants]
+    return "\n".join(lines)
+
+
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def gain_sentence(a: str, b: str, delta: float, test: dict, note: str = "") -> str:
@@ -26,43 +43,60 @@ def gain_sentence(a: str, b: str, delta: float, test: dict, note: str = "") -> s
             f"{verdict}.")
 
 
+def seed_sentence(distilled: dict, scratch: dict, paired: dict) -> str:
+    """Distillation against its control over the seeds: a claim about the spread needs two seeds or more."""
+    gain = distilled["accuracy_mean"] - scratch["accuracy_mean"]
+    text = (f"Distillation over {plural(distilled['num_seeds'], 'seed')}: {100 * distilled['accuracy_mean']:.2f} ± "
+            f"{100 * distilled['accuracy_std']:.2f}% against {100 * scratch['accuracy_mean']:.2f} ± "
+            f"{100 * scratch['accuracy_std']:.2f}% for the same student trained on labels alone: {100 * gain:+.2f} points")
+    if min(distilled["num_seeds"], scratch["num_seeds"]) < 2:
+        return text + "; one seed has no spread to compare it with."
+    spread = max(distilled["accuracy_std"], scratch["accuracy_std"])
+    verdict = "a significant" if significant(paired["p_value"]) else "not a significant"
+    return (text + ", " + ("larger than" if abs(gain) > spread else "within") + " the seed-to-seed spread; "
+            f"paired over seeds (t-test, same seed on both sides) p = {paired['p_value']:.3g}: {verdict} difference.")
+
+
 def conclusions(by_name: dict, shipped: str, teacher: str, seeds: dict, comparisons: dict) -> list[str]:
     s, t = by_name[shipped], by_name[teacher]
+    distilled, scratch = seeds["distilled"], seeds["scratch"]
     lines = [
         f"The shipped model `{shipped}` is {s['size_ratio']:.0f}× smaller ({s['size_bytes']:,} vs "
         f"{t['size_bytes']:,} bytes) and {s['speedup']:.0f}× faster at batch 1 than the teacher, at "
         f"{100 * s['accuracy_delta']:+.1f} points of test accuracy ({100 * s['accuracy']:.1f}% vs "
         f"{100 * t['accuracy']:.1f}%).",
         gain_sentence(shipped, teacher, s["accuracy_delta"], comparisons["shipped_vs_teacher"]),
+        seed_sentence(distilled, scratch, comparisons["distilled_vs_scratch_seeds"]),
+        gain_sentence("student", "scratch", by_name["student"]["accuracy"] - by_name["scratch"]["accuracy"],
+                      comparisons["student_vs_scratch"],
+                      note=f" (seeds {distilled['selected_seed']} and {scratch['selected_seed']}, each selected on validation)"),
+        f"Fidelity: the distilled students agree with the teacher on {100 * distilled['fidelity_mean']:.1f}% of the "
+        f"test images, the scratch controls on {100 * scratch['fidelity_mean']:.1f}% (means over seeds).",
     ]
-    distilled, scratch = seeds["distilled"], seeds["scratch"]
-    gain = distilled["accuracy_mean"] - scratch["accuracy_mean"]
-    spread = max(distilled["accuracy_std"], scratch["accuracy_std"])
-    lines.append(
-        f"Distillation over {distilled['num_seeds']} seeds: {100 * distilled['accuracy_mean']:.2f} ± "
-        f"{100 * distilled['accuracy_std']:.2f}% against {100 * scratch['accuracy_mean']:.2f} ± "
-        f"{100 * scratch['accuracy_std']:.2f}% for the same student trained on labels alone: "
-        f"{100 * gain:+.2f} points, " + ("larger than" if abs(gain) > spread else "within")
-        + " the seed-to-seed spread.")
-    lines.append(gain_sentence("student", "scratch", by_name["student"]["accuracy"] - by_name["scratch"]["accuracy"],
-                               comparisons["student_vs_scratch"], note=" (first seed of each)"))
+    failed = [name for name, row in by_name.items() if row.get("gate_passed") is False]
+    if failed:
+        lines.append("Failed their int8 gate (a real loss against float32 on validation, larger than "
+                     f"quantize.max_int8_accuracy_drop): {', '.join(f'`{name}`' for name in failed)}.")
     for row in by_name.values():
-        for mode in ("dynamic_range", "float16", "int8"):
-            float_row = by_name.get(row["name"].removesuffix(f"_{mode}") + "_float32")
-            if row["name"].endswith(f"_{mode}") and float_row and row["latency_ms_p50"] > 1.05 * float_row["latency_ms_p50"]:
-                lines.append(f"`{row['name']}` is slower than `{float_row['name']}` ({row['latency_ms_p50']:.3g} vs "
-                             f"{float_row['latency_ms_p50']:.3g} ms at batch 1): a quantization mode is not "
-                             "automatically faster on this CPU.")
+        float_row = by_name.get(f"{row['model']}_float32")
+        if row["format"] == "tflite" and row is not float_row and float_row \
+                and row["latency_ms_p50"] > 1.05 * float_row["latency_ms_p50"]:
+            lines.append(f"`{row['name']}` is slower than `{float_row['name']}` ({row['latency_ms_p50']:.3g} vs "
+                         f"{float_row['latency_ms_p50']:.3g} ms at batch 1): a quantization mode is not "
+                         "automatically faster on this CPU.")
     return lines
 
 
 def render(*, variants: list[dict], shipped: str, teacher: str, seeds: dict, comparisons: dict,
-           num_test_images: int, latency_protocol: str, machine: str) -> str:
+           compression_steps: list[dict], test_description: str, latency_protocol: str, machine: str) -> str:
     by_name = {v["name"]: v for v in variants}
     seed_rows = "\n".join(
-        f"| {kind} | {s['num_seeds']} | {100 * s['accuracy_mean']:.2f} ± {100 * s['accuracy_std']:.2f} | "
-        + ", ".join(f"{100 * a:.1f}" for a in s["accuracies"].values()) + " |"
-        for kind, s in seeds.items())
+        f"| {kind} | {s['num_seeds']} | {s['selected_seed']} | {100 * s['accuracy_mean']:.2f} ± "
+        f"{100 * s['accuracy_std']:.2f} | " + ", ".join(f"{100 * a:.2f}" for a in s["accuracies"].values())
+        + f" | {100 * s['fidelity_mean']:.2f} |" for kind, s in seeds.items())
+    step_rows = "\n".join(
+        f"| {step['before']} → {step['after']} | {100 * step['accuracy_delta']:+.2f} | {step['b01']} | {step['b10']} | "
+        f"{step['p_value']:.3g} |" for step in compression_steps)
     threads = sorted({n for v in variants for n in v.get("latency_by_threads", {})})
     thread_table = ""
     if threads:
@@ -72,13 +106,20 @@ def render(*, variants: list[dict], shipped: str, teacher: str, seeds: dict, com
                                                                for n in threads) + " |" for v in variants))
     return (
         "# Benchmark\n\n"
-        f"Test split: {num_test_images} images. Accuracy with its 95% Wilson interval. Latency: {latency_protocol}, "
-        f"on {machine}. Keras rows are timed as their float32 TFLite conversion. Ratios are against `{teacher}`.\n\n"
+        f"Test split: {test_description}. Accuracy with its 95% Wilson interval; fidelity is top-1 agreement with "
+        f"`{teacher}`. Latency: {latency_protocol}, on {machine}. Keras rows are timed as their float32 TFLite "
+        f"conversion. Ratios are against `{teacher}`.\n\n"
         f"{markdown_table(variants)}{thread_table}\n\n"
         "## Seeds\n\nTest accuracy of every seed of the distilled student and of its scratch control "
-        "(same architecture, seeds and epoch budget, labels only); model selection used the validation split only.\n\n"
-        "| student | seeds | accuracy % (mean ± std) | per seed |\n|---|---:|---:|---|\n"
+        "(same architecture, seeds and epoch budget, labels only). Each stage selected one seed on the validation "
+        "split alone; that one goes on (`student` and `scratch` above).\n\n"
+        "| student | seeds | selected | accuracy % (mean ± std) | per seed | fidelity % (mean) |\n"
+        "|---|---:|---:|---:|---|---:|\n"
         f"{seed_rows}\n\n"
+        "## Compression steps\n\nWhat each step costs on the same test images; McNemar's test counts the images "
+        "only one side gets right.\n\n"
+        "| step | Δ acc. pts | right only before | right only after | McNemar p |\n|---|---:|---:|---:|---:|\n"
+        f"{step_rows}\n\n"
         "## Conclusions\n\n" + "\n".join(f"- {line}" for line in conclusions(by_name, shipped, teacher, seeds, comparisons))
         + "\n\n## Plots\n\n![size against accuracy](frontier.png)\n\n"
         f"![confusion matrix of {shipped}](confusion_matrix.png)\n"

@@ -1,7 +1,9 @@
 """Students: the small CNN trained on soft targets (distilled) or on labels alone (the scratch
-control), over several seeds, because one seed cannot tell a 0.5-point gain from noise."""
+control), over several seeds, because one seed cannot tell a 0.5-point gain from noise; the seed with the
+best validation accuracy is the one that goes on."""
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import keras
@@ -20,12 +22,20 @@ DISTILLATION_ONLY = ("temperature", "alpha", "assistants")
 
 
 def seeds(p: dict) -> list[int]:
-    """`num_seeds` consecutive seeds from the global one; the first is the one pruned and shipped."""
+    """`num_seeds` consecutive seeds from the global one."""
     return [p["seed"] + i for i in range(p["num_seeds"])]
 
 
 def checkpoint(model_dir: Path | str, seed: int) -> Path:
     return Path(model_dir) / f"seed_{seed}.keras"
+
+
+def select_seed(per_seed: dict[str, dict]) -> str:
+    """The seed whose student goes on (pruned, quantized, shipped): the best validation accuracy, ties to
+    the lower validation loss, then to the earlier seed. Model selection on validation is honest; a fixed
+    first seed is not a choice at all (on Fashion-MNIST it was the worst of three: 86.4 vs 87.6 and 89.4%)."""
+    return min(per_seed, key=lambda seed: (-per_seed[seed]["val_accuracy"], per_seed[seed]["val_loss"],
+                                           list(per_seed).index(seed)))
 
 
 def distillation_setup(p: dict) -> dict:
@@ -67,18 +77,23 @@ def assistant_chain(train: tuple, val: tuple, num_classes: int, p: dict, augment
 
 
 def train_seeds(train: tuple, val: tuple, num_classes: int, p: dict, setup: dict, augmentation: Augmentation,
-                model_dir: Path | str, history_csv: Path | str) -> dict:
-    """Train one student per seed into model_dir/seed_<s>.keras (all or nothing); the first seed's
-    curves go to history_csv. Returns the stage metrics: the first seed's, plus every seed's."""
-    per_seed, first = {}, None
+                model_dir: Path | str, selected_path: Path | str, history_csv: Path | str) -> dict:
+    """Train one student per seed into model_dir/seed_<s>.keras (all or nothing), and copy the one
+    select_seed picks to `selected_path`, the single file later stages read; its curves go to history_csv.
+    Returns the stage metrics: the selected seed's, which seed that is, and every seed's."""
+    per_seed, histories, params = {}, {}, None
     with atomic_output(model_dir) as staging:
         staging.mkdir()
-        for seed in seeds(p):
-            model, metrics, history = train_one(p["widths"], train, val, num_classes, p, seed, setup, augmentation)
+        for number, seed in enumerate(seeds(p), start=1):
+            print(f"{Path(model_dir).name}: seed {seed} ({number}/{p['num_seeds']})", flush=True)
+            model, metrics, histories[str(seed)] = train_one(p["widths"], train, val, num_classes, p, seed, setup,
+                                                             augmentation)
             models.save_model(model, checkpoint(staging, seed))
-            per_seed[str(seed)] = metrics
-            if first is None:
-                first = {**metrics, "params": models.count_params(model)[0]}
-                training.write_history(history_csv, history)
+            per_seed[str(seed)], params = metrics, models.count_params(model)[0]
+        selected = select_seed(per_seed)
+        with atomic_output(selected_path) as selected_staging:
+            shutil.copyfile(checkpoint(staging, int(selected)), selected_staging)
+    training.write_history(history_csv, histories[selected], title=f"{Path(model_dir).name}, seed {selected} (selected)")
     mean, std = mean_std([m["val_accuracy"] for m in per_seed.values()])
-    return {**first, "val_accuracy_mean": round(mean, 4), "val_accuracy_std": round(std, 4), "seeds": per_seed}
+    return {**per_seed[selected], "params": params, "selected_seed": int(selected), "val_accuracy_mean": round(mean, 4),
+            "val_accuracy_std": round(std, 4), "seeds": per_seed}

@@ -59,10 +59,12 @@ def set_trainable(backbone: keras.Model, *, pretrained: bool, unfreeze_top_layer
             layer.trainable = False
 
 
-def train(teacher: keras.Model, train_split: tuple, val_split: tuple, p: dict) -> tuple[dict, list[dict]]:
-    """Returns the stage's training metrics and one history per phase."""
+def train(teacher: keras.Model, train_split: tuple, val_split: tuple, p: dict,
+          augmentation=None) -> tuple[dict, list[dict]]:
+    """Returns the stage's training metrics and one history per phase. With an `augment.Augmentation`
+    (train_teacher.augment), epoch e trains on view e mod views of every image, the views the student sees."""
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    common = dict(loss=loss, batch_size=p["batch_size"], seed=p["seed"])
+    common = dict(loss=loss, batch_size=p["batch_size"], seed=p["seed"], augmentation=augmentation)
     backbone = backbone_of(teacher)
     pretrained = is_pretrained(p)
     phases, histories = {}, []

@@ -8,6 +8,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from tinygray import plots
 from tinygray.atomic import atomic_output
 
 
@@ -109,7 +110,7 @@ def fit(model: keras.Model, train: tuple, val: tuple, *, loss, metric: keras.met
     return metrics, history.history
 
 
-def write_history(path: Path | str, *histories: dict) -> None:
+def write_history(path: Path | str, *histories: dict, title: str | None = None) -> None:
     """Per-epoch curves of one or more consecutive fit() calls as one CSV (a DVC plot), epochs numbered
     on from phase to phase, and the same curves as a PNG beside it (DVC's HTML plots need a CDN)."""
     rows = []
@@ -122,29 +123,9 @@ def write_history(path: Path | str, *histories: dict) -> None:
         writer = csv.DictWriter(f, fieldnames=columns)
         writer.writeheader()
         writer.writerows({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()} for row in rows)
-    _plot_history(rows, history_files(path)[1], title=Path(path).stem)
+    plots.history(rows, history_files(path)[1], title=title or Path(path).stem)
 
 
 def history_files(path: Path | str) -> list[Path]:
     """The files write_history(path, ...) writes, for logging to MLflow."""
     return [Path(path), Path(path).with_suffix(".png")]
-
-
-def _plot_history(rows: list[dict], path_png: Path, *, title: str) -> None:
-    from matplotlib.figure import Figure  # a Figure, not pyplot: no global backend, nothing left open
-
-    fig = Figure(figsize=(9, 3.5), layout="constrained")
-    for ax, metric in zip(fig.subplots(1, 2), ("accuracy", "loss")):
-        for key, style in ((metric, "-"), (f"val_{metric}", "--")):
-            points = [(row["epoch"], row[key]) for row in rows if key in row]
-            if points:
-                ax.plot(*zip(*points), style, label=key)
-        for row, previous in zip(rows[1:], rows):
-            if row["phase"] != previous["phase"]:
-                ax.axvline(row["epoch"] - 0.5, color="grey", linewidth=0.8)  # a new training phase begins
-        ax.set_xlabel("epoch")
-        ax.set_title(f"{title}: {metric}")
-        ax.legend()
-        ax.grid(alpha=0.3)
-    with atomic_output(path_png) as staging:
-        fig.savefig(staging, format="png", dpi=100)
