@@ -5,7 +5,7 @@ from tinygray.augment import Augmentation
 from tinygray.distillation import pack_targets
 
 P = {"seed": 7, "num_seeds": 2, "widths": [4, 8], "temperature": 4.0, "alpha": 0.5, "assistants": [[8, 8]],
-     "epochs": 2, "batch_size": 128, "learning_rate": 0.01, "patience": 5}
+     "epochs": 2, "batch_size": 128, "learning_rate": 0.01, "patience": 5, "schedule": "plateau"}
 VIEWS = Augmentation(views=2, max_rotation=10, max_shift=0.1, max_scale=0.1, seed=7)
 
 
@@ -57,3 +57,38 @@ def test_history_is_written_as_csv_and_png(tmp_path):
     csv_file, png = training.history_files(tmp_path / "h.csv")
     assert csv_file.read_text().splitlines()[3].startswith("3,1,")  # epochs numbered on across phases
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_student_follows_the_image_size():
+    """One stride-2 stem convolution per doubling above 32 px: the last block sees an 8x8 (or 7x7) map of the
+    whole image at every size, and the parameter count stays phone-class."""
+    import keras
+
+    from tinygray.structured_pruning import prune_filters
+
+    assert [student.stem_downsamples(s) for s in (28, 32, 33, 64, 128, 256)] == [0, 0, 1, 1, 2, 3]
+    for size, stems in ((28, 0), (64, 1), (128, 2), (256, 3)):
+        model = student.build((size, size, 1), 2, [12, 24, 32])
+        assert sum(layer.name.startswith("stem") and isinstance(layer, keras.layers.Conv2D)
+                   for layer in model.layers) == stems
+        assert model.get_layer("pool").input.shape[1] <= 8 and model.count_params() < 15_000
+        pruned = prune_filters(model, 0.25)  # the stem is a plain chain too
+        assert pruned.count_params() < model.count_params()
+        x = np.random.default_rng(0).integers(0, 255, (2, size, size, 1)).astype("float32")
+        assert pruned.predict(x, verbose=0).shape == (2, 2)
+
+
+def test_cosine_schedule_runs_every_epoch_and_keeps_the_best_on_validation(digits_split):
+    from tinygray import training
+
+    (x, y), val = digits_split["train"], digits_split["val"]
+    cosine = {**P, "schedule": "cosine", "epochs": 4, "patience": 1}  # patience 1 would stop a plateau run early
+    model, metrics, history = student.train_one([4, 8], (x, y), val, 10, cosine, 7, student.scratch_setup(cosine), VIEWS)
+    assert metrics["epochs"] == 4 and len(history["val_accuracy"]) == 4
+    assert metrics["val_accuracy"] == round(max(history["val_accuracy"]), 4)
+    assert float(model.optimizer.learning_rate) < 1e-6  # decayed to zero at the last step
+    import pytest
+
+    with pytest.raises(ValueError, match="unknown schedule 'step'"):
+        training.fit(model, (x, y), val, loss="mse", metric=training.accuracy_metric(), epochs=1, batch_size=8,
+                     learning_rate=0.1, seed=0, patience=1, schedule="step")

@@ -16,14 +16,21 @@ BN_MOMENTUM = 0.9
 
 
 def build_cnn(input_shape: tuple[int, int, int], num_classes: int, widths: list[int], *,
-              convs_per_block: int = 1, dropout: float = 0.0, name: str = "cnn") -> keras.Model:
+              convs_per_block: int = 1, dropout: float = 0.0, stem_downsamples: int = 0,
+              name: str = "cnn") -> keras.Model:
     """A plain conv -> BN -> ReLU -> max-pool stack with a global-average-pool head returning logits.
 
     It takes raw 0..255 pixels (the scaling is inside), so a TFLite int8 input maps 1:1 onto pixels.
     Global average pooling instead of Flatten keeps the head tiny whatever the image size.
+    `stem_downsamples` stride-2 convolutions (widths[0] filters each) come first, so that larger images
+    reach the blocks at a small working resolution (student.stem_downsamples picks the number).
     """
     inputs = keras.Input(shape=input_shape, name="pixels")
     x = keras.layers.Rescaling(1.0 / 255.0, name="scale")(inputs)
+    for stem in range(stem_downsamples):
+        x = keras.layers.Conv2D(widths[0], 3, strides=2, padding="same", use_bias=False, name=f"stem{stem}_conv")(x)
+        x = keras.layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"stem{stem}_bn")(x)
+        x = keras.layers.ReLU(name=f"stem{stem}_relu")(x)
     for block, width in enumerate(widths):
         for conv in range(convs_per_block):
             x = keras.layers.Conv2D(width, 3, padding="same", use_bias=False, name=f"block{block}_conv{conv}")(x)

@@ -83,6 +83,7 @@ SPECS: dict[str, dict[str, Spec]] = {
         "alpha": _fraction(),
         "num_seeds": _positive_int(),
         "assistants": Spec(list),
+        "schedule": Spec(str, choices=("plateau", "cosine")),
         **TRAINING,
     },
     "prune": {

@@ -3,6 +3,7 @@ control), over several seeds, because one seed cannot tell a 0.5-point gain from
 best validation accuracy is the one that goes on."""
 from __future__ import annotations
 
+import math
 import shutil
 from pathlib import Path
 
@@ -24,6 +25,23 @@ DISTILLATION_ONLY = ("temperature", "alpha", "assistants")
 def seeds(p: dict) -> list[int]:
     """`num_seeds` consecutive seeds from the global one."""
     return [p["seed"] + i for i in range(p["num_seeds"])]
+
+
+# The student works at about this resolution whatever the image size: each doubling above it adds a stride-2
+# stem convolution, so a 256-px student costs a few times a 28-px one instead of 84 times, and its last
+# block sees the whole image instead of an 18-pixel patch.
+WORKING_RESOLUTION = 32
+
+
+def stem_downsamples(image_size: int) -> int:
+    """Stride-2 stem convolutions for a square image of this side: 0 up to 32 px, 1 to 64, 2 to 128, 3 to 256."""
+    return max(0, math.ceil(math.log2(image_size / WORKING_RESOLUTION) - 1e-9))
+
+
+def build(input_shape: tuple[int, int, int], num_classes: int, widths: list[int], name: str = "student") -> keras.Model:
+    """The student for these images: build_cnn with the stem its image size needs."""
+    return models.build_cnn(input_shape, num_classes, widths, stem_downsamples=stem_downsamples(input_shape[0]),
+                            name=name)
 
 
 def checkpoint(model_dir: Path | str, seed: int) -> Path:
@@ -53,11 +71,11 @@ def scratch_setup(p: dict) -> dict:
 def train_one(widths: list[int], train: tuple, val: tuple, num_classes: int, p: dict, seed: int, setup: dict,
               augmentation: Augmentation, name: str = "student") -> tuple[keras.Model, dict, dict]:
     training.seed_everything(seed)
-    model = models.build_cnn(train[0].shape[1:], num_classes, widths, name=name)
+    model = build(train[0].shape[1:], num_classes, widths, name=name)
     metrics, history = training.fit(
         model, train, val, loss=setup["loss"], metric=training.accuracy_metric(setup["metric_fn"]),
         epochs=p["epochs"], batch_size=p["batch_size"], learning_rate=p["learning_rate"], patience=p["patience"],
-        seed=seed, augmentation=augmentation, targets_per_view=setup["targets_per_view"])
+        schedule=p["schedule"], seed=seed, augmentation=augmentation, targets_per_view=setup["targets_per_view"])
     return model, metrics, history
 
 

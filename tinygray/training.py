@@ -75,26 +75,41 @@ def accuracy_metric(metric_fn=None) -> keras.metrics.Metric:
     return keras.metrics.MeanMetricWrapper(metric_fn, name="accuracy")
 
 
+SCHEDULES = ("plateau", "cosine")
+
+
 def fit(model: keras.Model, train: tuple, val: tuple, *, loss, metric: keras.metrics.Metric,
         epochs: int, batch_size: int, learning_rate: float, seed: int, patience: int | None = None,
-        callbacks: list | None = None, augmentation=None, targets_per_view: bool = False) -> tuple[dict, dict]:
+        schedule: str = "plateau", callbacks: list | None = None, augmentation=None,
+        targets_per_view: bool = False) -> tuple[dict, dict]:
     """Train with Adam on batches streamed from the (memory-mapped) arrays, shuffled from `seed`, each
-    epoch on the next augmented view if `augmentation` is given (Batches); with `patience`, stop
-    early on val accuracy and keep the best epoch's weights (model selection sees the validation split
-    only, never test, and always its plain images). Returns (metrics, history)."""
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss, metrics=[metric])
+    epoch on the next augmented view if `augmentation` is given (Batches). Returns (metrics, history).
+
+    With `patience`, the best epoch's weights on validation accuracy are kept (model selection sees the
+    validation split only, never test, and always its plain images), and `schedule` sets the step size:
+    "plateau" cuts it when validation loss stalls and stops after `patience` epochs without a gain;
+    "cosine" decays it to zero over exactly `epochs` epochs and never stops early, so every run costs the
+    same and no run pays a patience tail after its best epoch. Without `patience`: constant step size,
+    the last epoch's weights (fine-tuning, where callbacks own the weights)."""
+    if schedule not in SCHEDULES:
+        raise ValueError(f"unknown schedule {schedule!r}; choose one of {SCHEDULES}")
+    train_batches = Batches(*train, batch_size, seed=seed, augmentation=augmentation, targets_per_view=targets_per_view)
+    step_size = learning_rate
     callbacks = list(callbacks or [])
-    if patience is not None:
+    if patience is not None and schedule == "cosine":
+        step_size = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=epochs * len(train_batches))
+        callbacks.append(keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max", patience=epochs,
+                                                       restore_best_weights=True))
+    elif patience is not None:
         # Cutting the step size when validation loss stalls was worth +1.4 points of test accuracy for
         # the 10k-parameter student here (97.4% vs 96.0%, same seed) at no cost in epochs.
         callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.3,
                                                            patience=max(2, patience // 3), min_lr=1e-5))
         callbacks.append(keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max", patience=patience,
                                                        restore_best_weights=True))
+    model.compile(optimizer=keras.optimizers.Adam(step_size), loss=loss, metrics=[metric])
     start = time.perf_counter()
-    history = model.fit(Batches(*train, batch_size, seed=seed, augmentation=augmentation,
-                                targets_per_view=targets_per_view),
-                        validation_data=Batches(*val, batch_size, shuffle=False),
+    history = model.fit(train_batches, validation_data=Batches(*val, batch_size, shuffle=False),
                         epochs=epochs, callbacks=callbacks, verbose=2)
     seconds = time.perf_counter() - start
     val_accuracy = history.history["val_accuracy"]

@@ -1,0 +1,103 @@
+"""Distilled students against their scratch controls under one set of changed parameters, on the data and
+teacher the pipeline already made (data/prepared, models/teacher.keras), scored on the test split.
+
+    python scripts/distillation_study.py RESULTS.jsonl NAME [key=value ...] [--seeds 42,43,44] [--kinds distilled,scratch]
+
+Each key is a train_student or augment parameter (train_student.temperature=2, augment.views=32, ...), the
+rest is params.yaml. Students are trained exactly as the train_student and train_scratch stages train them
+(tinygray.student.train_one), one per seed and kind; the teacher's logits for a new set of views are
+computed once and cached beside the results. One JSON line per trained student is appended to RESULTS:
+validation and test accuracy, fidelity to the teacher, epochs and seconds. This is how the README's
+distillation table was measured: it runs only the students, where a `dvc exp run` would also prune,
+quantize and benchmark every variant.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from tinygray import benchmarking, data, models, soft_targets, student
+from tinygray.atomic import atomic_output
+from tinygray.augment import Augmentation
+from tinygray.params import stage_params
+
+PREPARED, TEACHER = "data/prepared", "models/teacher.keras"
+
+
+def parse_override(text: str) -> tuple[str, str, object]:
+    key, _, value = text.partition("=")
+    section, _, name = key.partition(".")
+    if section not in ("train_student", "augment") or not name or not _:
+        raise SystemExit(f"{text!r}: expected train_student.<key>=<value> or augment.<key>=<value>")
+    return section, name, yaml.safe_load(value)
+
+
+def teacher_targets(teacher, augmentation: Augmentation, cache: Path) -> Path:
+    """A soft-targets folder for these views (the stage's own when it matches, else computed once)."""
+    folder = cache / hashlib.sha1(json.dumps(dataclasses.asdict(augmentation), sort_keys=True).encode()).hexdigest()[:12]
+    if not (folder / soft_targets.VIEWS_FILE).is_file():
+        train_images, _ = data.read_split(PREPARED, "train")
+        val_images, _ = data.read_split(PREPARED, "val")
+        train_logits = soft_targets.view_logits(teacher, train_images, augmentation, 256)
+        val_logits = teacher.predict(np.asarray(val_images), batch_size=256, verbose=0)
+        with atomic_output(folder) as staging:
+            staging.mkdir()
+            soft_targets.write(staging, train_logits, val_logits, augmentation)
+    return folder
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("results", type=Path)
+    parser.add_argument("name")
+    parser.add_argument("overrides", nargs="*")
+    parser.add_argument("--seeds", default=None, help="comma-separated; default: the seeds train_student would use")
+    parser.add_argument("--kinds", default="distilled,scratch")
+    args = parser.parse_args()
+
+    p, augment = stage_params("train_student"), stage_params("augment")
+    for section, key, value in map(parse_override, args.overrides):
+        target = p if section == "train_student" else augment
+        if key not in target:
+            raise SystemExit(f"{section}.{key}: not a parameter of params.yaml's {section} section")
+        target[key] = value
+    augmentation = Augmentation.from_params(augment)
+    seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else student.seeds(p)
+    teacher = models.load_model(TEACHER)
+    test_images, test_labels = data.read_split(PREPARED, "test")
+    test_images = np.asarray(test_images)
+    teacher_predictions = teacher.predict(test_images, batch_size=256, verbose=0).argmax(axis=1)
+    num_classes = len(data.read_class_names(PREPARED))
+    for kind in args.kinds.split(","):
+        if kind == "distilled":
+            folder = teacher_targets(teacher, augmentation, args.results.parent / "soft_targets_cache")
+            train, val = soft_targets.distillation_data(PREPARED, folder, augmentation)
+            setup = student.distillation_setup(p)
+        else:
+            train, val = data.read_split(PREPARED, "train"), data.read_split(PREPARED, "val")
+            setup = student.scratch_setup(p)
+        for seed in seeds:
+            start = time.perf_counter()
+            model, metrics, _ = student.train_one(p["widths"], train, val, num_classes, p, seed, setup, augmentation)
+            predicted = model.predict(test_images, batch_size=256, verbose=0).argmax(axis=1)
+            line = {"name": args.name, "overrides": args.overrides, "kind": kind, "seed": seed,
+                    "val_accuracy": metrics["val_accuracy"], "test_accuracy": round(float(np.mean(predicted == test_labels)), 4),
+                    "fidelity": benchmarking.fidelity(predicted, teacher_predictions), "epochs": metrics["epochs"],
+                    "best_epoch": metrics["best_epoch"], "params": models.count_params(model)[0],
+                    "seconds": round(time.perf_counter() - start, 1),
+                    "correct": np.packbits(predicted == test_labels).tobytes().hex()}
+            with args.results.open("a") as f:
+                f.write(json.dumps(line) + "\n")
+            print(f"{args.name} {kind} seed {seed}: val {line['val_accuracy']:.4f} test {line['test_accuracy']:.4f} "
+                  f"fidelity {line['fidelity']:.4f} ({line['epochs']} epochs, {line['seconds']} s)", flush=True)
+
+
+if __name__ == "__main__":
+    main()
