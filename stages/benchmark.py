@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tinygray import benchmarking, data, frontier, plots, report, tracking
+from tinygray import benchmarking, data, frontier, plots, report, tracking, training
 from tinygray.atomic import atomic_output
 from tinygray.params import stage_params
 from tinygray.tracking import stage_run
@@ -53,6 +53,8 @@ def main() -> None:
             "compression_steps": steps,
             "variants": result.variants,
         }, artifacts=[REPORT_DIR / "benchmark.md", REPORT_DIR / "frontier.png", REPORT_DIR / "confusion_matrix.png"])
+        training.require_above_chance(f"benchmark: the shipped variant {shipped}", by_name[shipped]["accuracy"],
+                                      test_labels, split="test", hint="Not registering it; see reports/benchmark.md.")
         if not by_name[shipped].get("gate_passed", True):
             raise SystemExit(f"benchmark: the shipped variant {shipped} failed its int8 gate (metrics/quantize@"
                              f"{by_name[shipped]['model']}.json, int8_gate); not registering it. Ship another "

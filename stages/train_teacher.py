@@ -17,6 +17,11 @@ with stage_run("train_teacher", {**params, **(augmentation.run_params() if augme
     train, val = data.read_split(PREPARED, "train"), data.read_split(PREPARED, "val")
     model = teacher.build_teacher(train[0].shape[1:], len(data.read_class_names(PREPARED)), params)
     metrics, histories = teacher.train(model, train, val, params, augmentation)
+    training.require_above_chance(
+        "train_teacher", metrics["val_accuracy"], val[1],
+        hint=f"Seen: training accuracy {histories[-1]['accuracy'][-1]:.4f} at the last of {metrics['epochs']} epochs. "
+             "Try a larger train_teacher.patience or epochs, a lower learning_rate, and look at class_counts in "
+             "metrics/preprocess.json; no teacher was written.")
     training.write_history(HISTORY, *histories)
     models.save_model(model, MODEL)
     run.finish({**metrics, "params": models.count_params(model)[0]}, artifacts=training.history_files(HISTORY))

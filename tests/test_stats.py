@@ -73,3 +73,16 @@ def test_paired_seeds_tests_the_per_seed_differences():
     assert not significant(None)
     with pytest.raises(ValueError, match="one value per seed"):
         paired_seeds([0.9, 0.8], [0.9])
+
+
+def test_above_chance_margin_follows_the_split_size():
+    from tinygray.stats import above_chance
+
+    balanced_80 = np.repeat([0, 1], 40)
+    assert not above_chance(0.5, balanced_80)["above"]  # one class for every image
+    assert not above_chance(0.625, balanced_80)["above"]  # 50 of 80: p = 0.015, not below 0.01
+    assert above_chance(0.7, balanced_80)["above"]
+    skewed = np.array([0] * 90 + [1] * 10)
+    verdict = above_chance(0.9, skewed)  # always answering class 0
+    assert verdict["majority_rate"] == 0.9 and not verdict["above"]
+    assert above_chance(0.11, np.repeat(np.arange(10), 1000))["above"]  # 10,000 images: a point above is real

@@ -58,3 +58,42 @@ def test_two_phase_training_reports_both_phases(digits_split):
     for bn in batchnorms(backbone):
         index = [id(w) for w in backbone.weights].index(id(bn.moving_mean))
         np.testing.assert_array_equal(np.asarray(bn.moving_mean), frozen_before[index])
+
+
+def separable_images(size, per_class, seed=0):
+    """Two classes anyone can tell apart at a glance: a bright square on the left half or on the right."""
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 60, (2 * per_class, size, size, 1)).astype(np.uint8)
+    labels = np.repeat([0, 1], per_class)
+    for image, label in zip(images, labels):
+        left = int(rng.integers(0, size // 2 - size // 4)) + (size // 2 if label else 0)
+        top = int(rng.integers(0, size - size // 4))
+        image[top:top + size // 4, left:left + size // 4] = 230
+    order = rng.permutation(len(labels))
+    return images[order], labels[order]
+
+
+def test_from_scratch_cnn_teacher_beats_chance_with_the_default_patience():
+    """At 64 px and more, with few steps per epoch, the moving BatchNorm statistics of a CNN trained from
+    scratch lag its weights: validation saw one class for several epochs and early stopping (patience 3)
+    ended training at chance. The statistics are recomputed before each validation now."""
+    import yaml
+    from pathlib import Path
+
+    defaults = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())["train_teacher"]
+    p = {**defaults, "backbone": "cnn", "input_size": 64, "seed": 0}
+    train, val = separable_images(64, 48), separable_images(64, 20, seed=1)
+    keras.utils.set_random_seed(0)
+    model = teacher.build_teacher(train[0].shape[1:], 2, p)
+    metrics, _ = teacher.train(model, train, val, p)
+    predicted = model.predict(val[0], verbose=0).argmax(axis=1)
+    assert metrics["val_accuracy"] > 0.8 and len(set(predicted)) == 2, metrics
+
+
+def test_a_teacher_at_chance_stops_the_pipeline_naming_what_was_seen():
+    from tinygray.training import ChanceLevelError, require_above_chance
+
+    with pytest.raises(ChanceLevelError, match=r"train_teacher: validation accuracy 0.5000 on 80 images is not clearly "
+                                               r"above the majority-class rate 0.5000 .* Try a larger"):
+        require_above_chance("train_teacher", 0.5, np.repeat([0, 1], 40), hint="Try a larger patience.")
+    require_above_chance("train_teacher", 0.95, np.repeat([0, 1], 40))

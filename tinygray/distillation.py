@@ -17,6 +17,12 @@ def pack_targets(labels: np.ndarray, teacher_logits: np.ndarray) -> np.ndarray:
     return np.concatenate([one_hot, teacher_logits.astype(np.float32)], axis=1)
 
 
+def labels_of(targets: np.ndarray, num_classes: int) -> np.ndarray:
+    """The class labels of (N,) labels or (N, 2C) packed targets."""
+    targets = np.asarray(targets)
+    return targets if targets.ndim == 1 else targets[:, :num_classes].argmax(axis=1)
+
+
 def with_teacher_logits(packed: np.ndarray, teacher_logits: np.ndarray) -> np.ndarray:
     """Packed targets (any leading shape) with their teacher half replaced: a teacher assistant's logits."""
     num_classes = teacher_logits.shape[-1]

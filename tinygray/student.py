@@ -13,7 +13,7 @@ import numpy as np
 from tinygray import models, training
 from tinygray.atomic import atomic_output
 from tinygray.augment import Augmentation
-from tinygray.distillation import DistillationLoss, label_accuracy, with_teacher_logits
+from tinygray.distillation import DistillationLoss, label_accuracy, labels_of, with_teacher_logits
 from tinygray.soft_targets import view_logits
 from tinygray.stats import mean_std
 
@@ -106,6 +106,10 @@ def train_seeds(train: tuple, val: tuple, num_classes: int, p: dict, setup: dict
             print(f"{Path(model_dir).name}: seed {seed} ({number}/{p['num_seeds']})", flush=True)
             model, metrics, histories[str(seed)] = train_one(p["widths"], train, val, num_classes, p, seed, setup,
                                                              augmentation)
+            training.require_above_chance(
+                f"{Path(model_dir).name} seed {seed}", metrics["val_accuracy"], labels_of(val[1], num_classes),
+                hint=f"It trained {metrics['epochs']} epochs; try a larger train_student.learning_rate or epochs, or "
+                     "check the teacher (metrics/train_teacher.json) and the data (metrics/preprocess.json).")
             models.save_model(model, checkpoint(staging, seed))
             per_seed[str(seed)], params = metrics, models.count_params(model)[0]
         selected = select_seed(per_seed)
