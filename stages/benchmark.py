@@ -37,6 +37,7 @@ def main() -> None:
             (staging / "benchmark.md").write_text(report.render(
                 variants=result.variants, shipped=shipped, teacher=TEACHER, seeds=result.seeds, comparisons=comparisons,
                 compression_steps=steps, test_description=f"{len(test_labels):,} images ({test_source})",
+                teacher_views=json.loads(Path("metrics/soft_targets.json").read_text()),
                 machine=benchmarking.machine_description(),
                 latency_protocol=f"batch 1, {params['warmup_runs']} warm-up then {params['timed_runs']} timed runs "
                                  f"through the LiteRT interpreter, {params['num_threads'][0]} thread(s)"))

@@ -2,7 +2,7 @@
 experiments never rerun it and always learn the teacher's answer for the view they are shown."""
 import numpy as np
 
-from tinygray import data, models, soft_targets
+from tinygray import data, models, report, soft_targets
 from tinygray.atomic import atomic_output
 from tinygray.augment import Augmentation
 from tinygray.params import stage_params
@@ -24,7 +24,10 @@ with stage_run("soft_targets", {**params, **augmentation.run_params()}) as run:
     # how often the teacher is right on the augmented views: a teacher that often errs on them would
     # teach mistakes, and the hard-label term (train_student.alpha) would have to pull against it
     view_accuracy = (train_logits.argmax(-1) == train_labels).mean(axis=1)
-    run.finish({"val_accuracy": round(float(np.mean(val_logits.argmax(1) == val_labels)), 4),
-                "train_accuracy": round(float(view_accuracy[0]), 4),
-                **({"augmented_view_accuracy": round(float(view_accuracy[1:].mean()), 4)}
-                   if len(view_accuracy) > 1 else {})})
+    metrics = {"val_accuracy": round(float(np.mean(val_logits.argmax(1) == val_labels)), 4),
+               "train_accuracy": round(float(view_accuracy[0]), 4),
+               **({"augmented_view_accuracy": round(float(view_accuracy[1:].mean()), 4)} if len(view_accuracy) > 1 else {})}
+    warning = report.views_warning(metrics)
+    if warning:
+        print(f"soft_targets: {warning}", flush=True)
+    run.finish(metrics)
