@@ -12,6 +12,7 @@ from tinygray import data, models, quantization
 from tinygray.atomic import atomic_output
 from tinygray.params import stage_params
 from tinygray.tracking import stage_run
+from tinygray.variants import MODES
 
 PREPARED = "data/prepared"
 
@@ -28,7 +29,7 @@ def main(model_name: str) -> None:
         variants, correct = [], {}
         with atomic_output(out) as staging:
             staging.mkdir()
-            for mode in quantization.MODES:
+            for mode in MODES:
                 path = staging / f"{model_name}_{mode}.tflite"
                 path.write_bytes(quantization.convert(model, mode, representative=representative, sparse=True))
                 logits = quantization.TFLiteModel(path).predict(val_images)

@@ -45,6 +45,8 @@ def test_fidelity_is_agreement_with_the_teacher_right_or_wrong():
 
 
 def test_shippable_variants_are_the_tflite_files_of_the_quantized_models():
-    shippable = benchmarking.shippable_variants()
+    from tinygray import variants
+
+    shippable = variants.shippable()
     assert "pruned_int8" in shippable and "student_int8" in shippable and "teacher_float16" in shippable
     assert "scratch_int8" not in shippable and "student" not in shippable

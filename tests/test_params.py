@@ -35,6 +35,12 @@ def test_every_stage_section_of_the_committed_params_is_valid():
     (lambda p: p["train_teacher"].update(epochs=True), "train_teacher.epochs"),
     (lambda p: p["sweep"].update(num_seeds=0), "sweep.num_seeds"),
     (lambda p: p["preprocess"].update(test_dir="data/test"), "preprocess.test_dir"),  # not a folder dataset
+    (lambda p: p["train_student"].update(widths=[0, 4]), "train_student.widths"),
+    (lambda p: p["train_teacher"].update(cnn_widths=[0]), "train_teacher.cnn_widths"),
+    (lambda p: p["sweep"].update(student_widths=[[4, 0]]), "sweep.student_widths"),
+    (lambda p: p["benchmark"].update(shipped="pruned_int4"), "benchmark.shipped"),
+    (lambda p: p["preprocess"].update(group_pattern="person("), "preprocess.group_pattern"),  # not a regex
+    (lambda p: p["preprocess"].update(group_pattern="^(p\\d+)"), "preprocess.group_pattern"),  # not a folder dataset
 ])
 def test_bad_values_name_the_parameter(tmp_path, change, message):
     path = write(tmp_path, change)
@@ -46,4 +52,11 @@ def test_bad_values_name_the_parameter(tmp_path, change, message):
 def test_unknown_section_is_reported(tmp_path):
     path = write(tmp_path, lambda p: p.update(train_studnet={}))
     with pytest.raises(ParamsError, match="train_studnet"):
+        stage_params("preprocess", path)
+
+
+def test_a_bad_value_in_any_section_stops_every_stage_before_it_starts(tmp_path):
+    """benchmark.shipped is read by the last stage only, but a typo in it stops the first one."""
+    path = write(tmp_path, lambda p: p["benchmark"].update(shipped="pruned_int4"))
+    with pytest.raises(ParamsError, match=r"'benchmark.shipped' must name one of the TFLite variants .*'pruned_int8'"):
         stage_params("preprocess", path)

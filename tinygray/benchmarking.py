@@ -14,21 +14,12 @@ import numpy as np
 from sklearn.metrics import f1_score
 
 from tinygray import models, quantization, stats
+from tinygray.variants import KERAS_MODELS, MODES, TEACHER
 
-TEACHER = "teacher"
-# The Keras models a benchmark measures, in table order, each with its role in the frontier, and
-# whether the quantize stage converted it to TFLite (quantize@<model> in dvc.yaml).
-KERAS_MODELS = {"teacher": ("teacher", True), "student": ("distilled", True), "scratch": ("scratch", False),
-                "pruned": ("pruned", True), "pruned_filters": ("pruned", True)}
 # Every seed trained by the students' stage and by their control, and the metrics file in which each
 # stage recorded the seed it selected.
 SEED_DIRS = {"distilled": ("models/student", "metrics/train_student.json"),
              "scratch": ("models/scratch", "metrics/train_scratch.json")}
-
-
-def shippable_variants() -> list[str]:
-    """The TFLite files benchmark.shipped may name: every conversion of every quantized model."""
-    return [f"{name}_{mode}" for name, (_, quantized) in KERAS_MODELS.items() if quantized for mode in quantization.MODES]
 
 
 def model_file(name: str) -> Path:
@@ -116,7 +107,7 @@ def measure(test_images: np.ndarray, test_labels: np.ndarray, params: dict) -> B
             logits = model.predict(test_images, batch_size=256, verbose=0)
             _add(result, {"name": name, "format": "keras", "model": name, "kind": kind}, logits, test_labels,
                  counts, model_file(name), float_tflite, test_images[0], params)
-            for mode in quantization.MODES if quantized else ():
+            for mode in MODES if quantized else ():
                 tflite = tflite_file(name, mode)
                 gate = {"gate_passed": int8_gate(name)["passed"]} if mode == "int8" else {}
                 _add(result, {"name": tflite.stem, "format": "tflite", "model": name,

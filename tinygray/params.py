@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from tinygray import variants
 
 PARAMS_FILE = Path("params.yaml")
 
@@ -25,6 +28,7 @@ class Spec:
     choices: tuple | None = None
     nullable: bool = False
     item_kind: type | None = None  # for lists
+    item_minimum: int = 0          # smallest value an item may take
 
 
 def _positive_int() -> Spec:
@@ -47,6 +51,7 @@ SPECS: dict[str, dict[str, Spec]] = {
         "dataset": Spec(str, choices=("mnist", "digits", "fashion_mnist", "folder")),
         "image_dir": Spec(str),  # dataset folder: one subfolder of images per class
         "test_dir": Spec(str, nullable=True),  # dataset folder: held-out test images, same class subfolders
+        "group_pattern": Spec(str, nullable=True),  # dataset folder: regex over file names, one group per match
         "on_bad_file": Spec(str, choices=("fail", "skip")),
         "image_size": Spec(int, minimum=8, maximum=1024),
         "classes": Spec(list, nullable=True, item_kind=int),
@@ -62,7 +67,7 @@ SPECS: dict[str, dict[str, Spec]] = {
         "frozen_epochs": Spec(int, minimum=0),
         "finetune_learning_rate": Spec((int, float), minimum=0.0, exclusive_min=True),
         "unfreeze_top_layers": Spec(int, minimum=1, nullable=True),
-        "cnn_widths": Spec(list, item_kind=int),
+        "cnn_widths": Spec(list, item_kind=int, item_minimum=1),
         "cnn_convs_per_block": _positive_int(),
         "augment": Spec(bool),
         **TRAINING,
@@ -78,7 +83,7 @@ SPECS: dict[str, dict[str, Spec]] = {
         "batch_size": _positive_int(),
     },
     "train_student": {
-        "widths": Spec(list, item_kind=int),
+        "widths": Spec(list, item_kind=int, item_minimum=1),
         "temperature": Spec((int, float), minimum=0.0, exclusive_min=True),
         "alpha": _fraction(),
         "num_seeds": _positive_int(),
@@ -107,7 +112,7 @@ SPECS: dict[str, dict[str, Spec]] = {
     "benchmark": {
         "warmup_runs": Spec(int, minimum=0),
         "timed_runs": _positive_int(),
-        "num_threads": Spec(list, item_kind=int),
+        "num_threads": Spec(list, item_kind=int, item_minimum=1),
         "shipped": Spec(str),
     },
 }
@@ -131,8 +136,14 @@ def load_params(path: Path | str = PARAMS_FILE) -> dict[str, Any]:
 
 
 def stage_params(stage: str, path: Path | str = PARAMS_FILE) -> dict[str, Any]:
-    """The stage's validated section plus the global `seed`."""
+    """The stage's section plus the global `seed`, after checking every section of the file: a bad value
+    anywhere stops the first stage that runs, before any work, not the stage that reads it an hour later."""
     params = load_params(path)
+    sections = {name: _section(name, params, path) for name in SPECS}
+    return sections[stage]
+
+
+def _section(stage: str, params: dict[str, Any], path: Path | str) -> dict[str, Any]:
     if stage not in params:
         raise ParamsError(f"{path}: missing section '{stage}'")
     if not isinstance(params[stage] or {}, dict):
@@ -169,7 +180,16 @@ def _check_preprocess(section: dict[str, Any], path: Path | str) -> None:
     if section["val_fraction"] + section["test_fraction"] >= 1.0:
         raise ParamsError(f"{path}: parameters 'preprocess.val_fraction' + 'preprocess.test_fraction' "
                           f"({section['val_fraction']} + {section['test_fraction']}) must leave images for training")
+    if section["group_pattern"] is not None:
+        try:
+            re.compile(section["group_pattern"])
+        except re.error as error:
+            raise ParamsError(f"{path}: parameter 'preprocess.group_pattern' is not a valid regular expression "
+                              f"({error}), got {section['group_pattern']!r}") from None
     if section["dataset"] != "folder":
+        if section["group_pattern"] is not None:
+            raise ParamsError(f"{path}: parameter 'preprocess.group_pattern' groups the files of an image folder "
+                              f"(preprocess.dataset 'folder'); set it to null, got {section['group_pattern']!r}")
         if section["test_dir"] is not None:
             raise ParamsError(f"{path}: parameter 'preprocess.test_dir' is for preprocess.dataset 'folder' (the "
                               f"built-in datasets bring their own test split); set it to null, got "
@@ -197,6 +217,12 @@ def _positive_ints(value) -> bool:
 def _check_relations(stage: str, section: dict[str, Any], path: Path | str) -> None:
     if stage == "preprocess":
         _check_preprocess(section, path)
+    if stage == "benchmark" and section["shipped"] not in variants.shippable():
+        raise ParamsError(f"{path}: parameter 'benchmark.shipped' must name one of the TFLite variants "
+                          f"{variants.shippable()}, got {section['shipped']!r}")
+    if stage == "sweep" and not all(_positive_ints(widths) for widths in section["student_widths"]):
+        raise ParamsError(f"{path}: parameter 'sweep.student_widths' must be a list of width lists of positive "
+                          f"integers such as [[8, 16], [12, 24, 32]], got {section['student_widths']!r}")
     if stage == "train_student" and not all(_positive_ints(widths) for widths in section["assistants"]):
         raise ParamsError(f"{path}: parameter 'train_student.assistants' must be a list of width lists such as "
                           f"[[32, 64, 64]], got {section['assistants']!r}")
@@ -233,8 +259,9 @@ def _check(name: str, value: Any, spec: Spec, path: Path | str) -> None:
     if spec.choices is not None and value not in spec.choices:
         fail(f"must be one of {list(spec.choices)}")
     if spec.item_kind is not None:
-        if not value or any(isinstance(v, bool) or not isinstance(v, spec.item_kind) or v < 0 for v in value):
-            fail(f"must be a non-empty list of non-negative {spec.item_kind.__name__}")
+        if not value or any(isinstance(v, bool) or not isinstance(v, spec.item_kind) or v < spec.item_minimum
+                            for v in value):
+            fail(f"must be a non-empty list of {spec.item_kind.__name__} >= {spec.item_minimum}")
     if spec.minimum is not None and (value <= spec.minimum if spec.exclusive_min else value < spec.minimum):
         fail(f"must be {'>' if spec.exclusive_min else '>='} {spec.minimum}")
     if spec.maximum is not None and (value >= spec.maximum if spec.exclusive_max else value > spec.maximum):

@@ -8,8 +8,8 @@ import keras
 import numpy as np
 
 from tinygray import stats
+from tinygray.variants import MODES
 
-MODES = ("float32", "dynamic_range", "float16", "int8")
 # EXPERIMENTAL_SPARSITY on the quantized modes gave files LiteRT's default XNNPack delegate refuses
 # ("failed to delegate CONV_2D ... failed to prepare") and, at 50% sparsity, larger ones
 # (int8: 20,208 vs 16,384 bytes), so the sparse encoding is only used for the float kernels.
