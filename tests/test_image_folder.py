@@ -59,6 +59,54 @@ def test_high_bit_depth_gray_is_scaled_not_clipped(tmp_path, name):
     np.testing.assert_array_equal(load_grayscale(path, 2), [[0, 128], [255, 1]])
 
 
+def test_high_bit_depth_is_converted_in_bands_exactly_as_whole(tmp_path, monkeypatch):
+    import tinygray.image_folder as image_folder
+
+    values = noise((37, 23), np.uint16, 65536)
+    path = save(tmp_path / "tall16.png", Image.fromarray(values))
+    whole = load_grayscale(path, 37)
+    monkeypatch.setattr(image_folder, "LUMA_BAND_PIXELS", 50)  # two rows a band, the last one short
+    np.testing.assert_array_equal(load_grayscale(path, 37), whole)
+    np.testing.assert_array_equal(np.asarray(image_folder._to_luma(Image.open(path))),
+                                  np.clip(np.rint(values / 257.0), 0, 255).astype(np.uint8))
+
+
+def test_a_huge_16_bit_image_costs_memory_in_proportion_to_its_8_bit_pixels(tmp_path):
+    """A 9,400 x 9,400 16-bit PNG of 171 KB (under PIL's bomb limit) peaked at 2.55 GB through float64
+    temporaries; now the decoded image (2 bytes a pixel) plus its 8-bit copy, about 0.3 GB over Python's own."""
+    import subprocess
+    import sys
+
+    side = 9400
+    pixels = np.zeros((side, side), dtype=np.uint16)
+    pixels[:, : side // 2] = 30000
+    save(tmp_path / "huge16.png", Image.fromarray(pixels))
+    del pixels
+    script = ("import resource, sys; from tinygray.image_folder import load_grayscale; "
+              "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss; "
+              "pixels = load_grayscale(sys.argv[1], 64); "
+              "print(before, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, pixels[0, 0], pixels[0, -1])")
+    out = subprocess.run([sys.executable, "-c", script, str(tmp_path / "huge16.png")], capture_output=True, text=True,
+                         check=True).stdout.split()
+    before_kb, peak_kb, left, right = map(int, out)
+    assert (left, right) == (117, 0)  # 30000 / 257
+    assert (peak_kb - before_kb) / 1024 < 3.5 * side * side / 2**20  # MB: 2 bytes decoded + 1 byte gray + slack
+
+
+def test_an_animated_image_is_refused_not_read_as_its_first_frame(tmp_path):
+    frames = [Image.fromarray(noise((8, 8))) for _ in range(3)]
+    path = tmp_path / "moving.png"
+    frames[0].save(path, save_all=True, append_images=frames[1:])
+    from tinygray.image_folder import BadImageError
+
+    with pytest.raises(BadImageError, match=r"moving.png: 3 frames \(animated or multi-page\)"):
+        load_grayscale(path, 8)
+    pages = tmp_path / "pages.tif"
+    frames[0].save(pages, save_all=True, append_images=frames[1:2])
+    with pytest.raises(BadImageError, match="2 frames"):
+        load_grayscale(pages, 8)
+
+
 def test_float_gray_is_taken_as_unit_range(tmp_path):
     path = save(tmp_path / "f.tif", Image.fromarray(np.array([[0.0, 0.5], [1.0, 2.0]], dtype=np.float32)))
     np.testing.assert_array_equal(load_grayscale(path, 2), [[0, 128], [255, 255]])

@@ -87,22 +87,40 @@ def load_grayscale(path: Path, size: int) -> np.ndarray:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path, formats=DECODERS) as image:
+                frames = getattr(image, "n_frames", 1)
+                if frames > 1:  # an animated PNG or a multi-page TIFF: which frame is the image?
+                    raise BadImageError(path, f"{frames} frames (animated or multi-page); save the one image to "
+                                              "train on as a single-frame file")
                 image.load()  # decode every pixel now, so a truncated or corrupt file fails here
                 gray = _to_luma(image)
+    except BadImageError:
+        raise
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
         raise BadImageError(path, f"unreadable image: {error}") from error
     return np.asarray(gray.resize((size, size), Image.BILINEAR), dtype=np.uint8)
 
 
 def _to_luma(image: Image.Image) -> Image.Image:
-    """8-bit gray of any decoded mode; convert("L") would clip 16-bit and float gray, so those are scaled here."""
+    """8-bit gray of any decoded mode; convert("L") would clip 16-bit and float gray, so those are scaled here,
+    a band of rows at a time into one uint8 array: memory stays at the decoded image plus one byte a pixel
+    (a 9,400 x 9,400 16-bit PNG peaked at 2.55 GB through whole-image float64 temporaries)."""
     if image.mode == "F":
-        gray = np.asarray(image, dtype=np.float64) * 255.0
+        def to_8bit(band):
+            return np.clip(np.rint(band * np.float32(255.0)), 0, 255)
     elif image.mode.startswith("I"):  # I;16, I;16B, ... and I (32-bit int, taken to hold 16-bit data)
-        gray = np.asarray(image, dtype=np.float64) / 257.0  # the inverse of 8 -> 16 bit's x * 257
+        def to_8bit(band):  # the inverse of 8 -> 16 bit's x * 257, rounded to nearest: (x + 128) // 257
+            return np.clip((band.astype(np.int64) + 128) // 257, 0, 255)
     else:
         return image.convert("L")  # RGB(A), CMYK, P, LA, 1, ...: BT.601 luma, alpha ignored
-    return Image.fromarray(np.clip(np.rint(gray), 0, 255).astype(np.uint8))
+    width, height = image.size
+    gray = np.empty((height, width), dtype=np.uint8)
+    rows = max(1, LUMA_BAND_PIXELS // max(1, width))
+    for top in range(0, height, rows):
+        gray[top:top + rows] = to_8bit(np.asarray(image.crop((0, top, width, min(height, top + rows)))))
+    return Image.fromarray(gray)
+
+
+LUMA_BAND_PIXELS = 1 << 20  # pixels converted at a time by _to_luma
 
 
 def read_images_into(out: np.ndarray, paths: list[Path], labels: np.ndarray, *, on_bad_file: str = "fail",
