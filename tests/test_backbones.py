@@ -137,3 +137,13 @@ def test_bad_arguments():
         build_backbone("vgg16", "none", (32, 32, 3))
     with pytest.raises(BackboneError, match="existing file"):
         build_backbone("efficientnet_lite0", "/nonexistent/weights.h5", (32, 32, 1))
+
+
+def test_a_weights_file_that_is_not_one_names_the_parameter_and_the_file(tmp_path):
+    from tinygray.backbones import BackboneError, build_backbone
+
+    fake = tmp_path / "lite0.h5"
+    fake.write_bytes(b"not an HDF5 file")
+    with pytest.raises(BackboneError, match=r"parameter 'train_teacher.weights': .*lite0.h5 cannot be loaded as "
+                                            r"efficientnet_lite0 weights"):
+        build_backbone("efficientnet_lite0", str(fake), (32, 32, 1))

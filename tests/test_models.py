@@ -55,3 +55,23 @@ def test_the_same_weights_give_the_same_bytes(tmp_path):
     model.layers[-1].kernel.assign(model.layers[-1].kernel + 1.0)
     models.save_model(model, tmp_path / "c.keras")
     assert (tmp_path / "c.keras").read_bytes() != (tmp_path / "a.keras").read_bytes()
+
+
+def test_a_file_that_is_not_a_model_is_named(tmp_path):
+    fake = tmp_path / "teacher.keras"
+    fake.write_bytes(b"not a zip archive")
+    with pytest.raises(models.ModelFileError, match=r"teacher.keras: cannot be loaded as a Keras model \(ValueError"):
+        models.load_model(fake)
+
+
+def test_a_lambda_layer_is_refused_naming_the_file_and_runs_nothing(tmp_path):
+    import keras
+
+    marker = tmp_path / "ran"
+    inputs = keras.Input((2,))
+    outputs = keras.layers.Lambda(lambda x: x * 2)(inputs)
+    path = tmp_path / "lambda.keras"
+    keras.Model(inputs, outputs).save(path)
+    with pytest.raises(models.ModelFileError, match=r"lambda.keras: cannot be loaded as a Keras model .*safe_mode"):
+        models.load_model(path)
+    assert not marker.exists()

@@ -66,12 +66,23 @@ def build_backbone(name: str, weights: str, input_shape: tuple) -> keras.Model:
     if weights not in ("imagenet", "none") and not os.path.isfile(weights):
         raise BackboneError(f"weights must be 'imagenet', 'none' or an existing file, got {weights!r}")
     rgb_shape, gray_shape = (height, width, 3), (height, width, 1)
+    rgb_builder = {"efficientnet_lite0": _lite_rgb, "mobilenet_v2": _mobilenet_v2_rgb, "vgg16": _vgg16_rgb}[name]
+    try:
+        rgb = rgb_builder(weights, rgb_shape)
+    except BackboneError:
+        raise
+    except Exception as error:  # a local file: h5py, zipfile and Keras each fail their own way on a wrong one
+        if weights in ("imagenet", "none"):
+            raise
+        raise BackboneError(f"parameter 'train_teacher.weights': {weights} cannot be loaded as {name} weights "
+                            f"({type(error).__name__}: {error}); it must be a Keras weights file saved from "
+                            f"that backbone (.weights.h5 or .h5)") from None
     if name == "efficientnet_lite0":
-        rgb, gray, stem = _lite_rgb(weights, rgb_shape), efficientnet_lite0(gray_shape, include_top=False), None
+        gray, stem = efficientnet_lite0(gray_shape, include_top=False), None
     elif name == "mobilenet_v2":
-        rgb, gray, stem = _mobilenet_v2_rgb(weights, rgb_shape), _mobilenet_v2_gray(gray_shape), None
+        gray, stem = _mobilenet_v2_gray(gray_shape), None
     else:
-        rgb, gray, stem = _vgg16_rgb(weights, rgb_shape), _vgg16_gray(gray_shape), _vgg16_stem_kernel
+        gray, stem = _vgg16_gray(gray_shape), _vgg16_stem_kernel
     _copy_to_grayscale(rgb, gray, stem or grayscale_stem_kernel)
     return gray
 

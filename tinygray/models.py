@@ -84,11 +84,20 @@ def byte_stable(path: Path | str) -> None:
             archive.writestr(fixed, content)
 
 
+class ModelFileError(ValueError):
+    """A model file that is missing, not a .keras archive, or refused by safe mode; the message names it."""
+
+
 def load_model(path: Path | str) -> keras.Model:
+    """A .keras file, never executing code from it (safe_mode refuses Lambda layers and the like)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: model not found; run the stage that produces it first")
-    return keras.models.load_model(path, compile=False, safe_mode=True)
+    try:
+        return keras.models.load_model(path, compile=False, safe_mode=True)
+    except Exception as error:  # zipfile, json, h5py and Keras' own deserialisation all fail differently
+        raise ModelFileError(f"{path}: cannot be loaded as a Keras model ({type(error).__name__}: {error}); "
+                             "rerun the stage that produces it (dvc repro)") from None
 
 
 def count_params(model: keras.Model) -> tuple[int, int]:
