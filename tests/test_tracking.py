@@ -18,3 +18,108 @@ def test_pipeline_run_id_env_wins_and_is_stable(monkeypatch):
     monkeypatch.delenv("PIPELINE_RUN_ID")
     monkeypatch.delenv("DVC_EXP_NAME", raising=False)
     assert tracking.pipeline_run_id().startswith("manual-")  # pytest has no dvc ancestor
+
+
+# --- the MLflow record of killed, orphaned and nested stages, through real processes and a real store ---
+
+import os  # noqa: E402
+import signal  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+
+import pytest  # noqa: E402
+
+FAKE_STAGE = """
+import sys, time
+from tinygray.tracking import stage_run
+with stage_run(sys.argv[1], {"x": 1}) as run:
+    print("started", flush=True)
+    time.sleep(float(sys.argv[2]))
+    run.finish({"val_accuracy": 0.5})
+"""
+
+
+@pytest.fixture
+def store(tmp_path):
+    (tmp_path / "stage.py").write_text(FAKE_STAGE)
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db", "PIPELINE_RUN_ID": "exec-1",
+           "MLFLOW_DISABLE_TELEMETRY": "true"}
+    return tmp_path, env
+
+
+def start(tmp_path, env, stage, seconds, launcher=None):
+    command = [sys.executable, str(tmp_path / "stage.py"), stage, str(seconds)]
+    process = subprocess.Popen([*(launcher or []), *command], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    assert process.stdout.readline().strip() == "started" or launcher, process.stderr.read()
+    return process
+
+
+def runs(tmp_path):
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
+    experiment = client.get_experiment_by_name("tinygray")
+    return {r.data.tags.get("stage", "parent"): r for r in client.search_runs([experiment.experiment_id])}, experiment
+
+
+def test_stages_of_one_execution_nest_under_one_parent(store):
+    tmp_path, env = store
+    for stage in ("first", "second"):
+        assert start(tmp_path, env, stage, 0).wait(60) == 0
+    found, experiment = runs(tmp_path)
+    parent = found["parent"]
+    assert parent.data.tags["kind"] == "pipeline" and parent.info.status == "FINISHED"
+    assert parent.data.tags["stages_run"] == "first, second"
+    assert {found[s].data.tags["mlflow.parentRunId"] for s in ("first", "second")} == {parent.info.run_id}
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"  # a training experiment
+
+
+def test_sigterm_ends_the_run_killed(store):
+    tmp_path, env = store
+    process = start(tmp_path, env, "slow", 60)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(30) == 143
+    found, _ = runs(tmp_path)
+    assert found["slow"].info.status == "KILLED" and found["parent"].info.status == "KILLED"
+
+
+def test_a_run_left_running_by_kill_9_is_closed_by_the_next_stage(store):
+    tmp_path, env = store
+    process = start(tmp_path, env, "killed", 60)
+    process.kill()
+    process.wait(30)
+    assert runs(tmp_path)[0]["killed"].info.status == "RUNNING"  # nothing could run in the killed process
+    assert start(tmp_path, {**env, "PIPELINE_RUN_ID": "exec-2"}, "next", 0).wait(60) == 0
+    found, _ = runs(tmp_path)
+    assert found["killed"].info.status == "KILLED" and found["next"].info.status == "FINISHED"
+
+
+def test_a_stage_whose_dvc_process_dies_stops_instead_of_running_on_as_an_orphan(store):
+    """Killing only `dvc` used to leave its stage running, writing outputs DVC no longer tracked."""
+    tmp_path, env = store
+    fake_dvc = tmp_path / "dvc"  # what tracking.dvc_process recognises: a process whose program is named dvc
+    fake_dvc.write_text("import subprocess, sys, time\n"
+                        "subprocess.Popen(sys.argv[1:])\n"
+                        "time.sleep(600)\n")
+    launcher = subprocess.Popen([sys.executable, str(fake_dvc), sys.executable, str(tmp_path / "stage.py"),
+                                 "orphan", "600"], cwd=tmp_path, env=env)
+    deadline = time.time() + 60
+    while "orphan" not in runs_or_empty(tmp_path):
+        assert time.time() < deadline, "the stage never started"
+        time.sleep(0.5)
+    launcher.kill()
+    launcher.wait(10)
+    deadline = time.time() + 30
+    while runs(tmp_path)[0]["orphan"].info.status == "RUNNING":
+        assert time.time() < deadline, "the orphaned stage kept running"
+        time.sleep(0.5)
+    assert runs(tmp_path)[0]["orphan"].info.status == "KILLED"
+
+
+def runs_or_empty(tmp_path):
+    try:
+        return runs(tmp_path)[0]
+    except Exception:  # the store is not created yet
+        return {}

@@ -1,15 +1,19 @@
-"""One MLflow run per stage, tied to the pipeline execution it belongs to.
+"""One MLflow run per stage, nested under one parent run per pipeline execution.
 
-Each stage is a separate process, so runs of one `dvc repro` / `dvc exp run` are grouped by a shared
-`pipeline_run` tag derived from the DVC process that launched them (or PIPELINE_RUN_ID when set).
+Each stage is a separate process, so the runs of one `dvc repro` / `dvc exp run` find their parent by a
+shared `pipeline_run` tag derived from the DVC process that launched them (or PIPELINE_RUN_ID when set).
 """
 from __future__ import annotations
 
 import http.client
 import os
 import re
+import signal
 import socket
 import subprocess
+import sys
+import threading
+import time
 import urllib.error
 import urllib.request
 import uuid
@@ -25,6 +29,7 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # before mlflow is im
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "3")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "60")
 import mlflow  # noqa: E402
+import numpy as np  # noqa: E402
 import mlflow.pyfunc  # noqa: E402
 
 DEFAULT_EXPERIMENT = "tinygray"
@@ -61,21 +66,28 @@ def check_tracking_server(uri: str, timeout: float = 5.0) -> None:
             "(`make ui` serves http://127.0.0.1:5000) or unset MLFLOW_TRACKING_URI to log to mlflow.db") from None
 
 
+def dvc_process():
+    """The `dvc` process this stage runs under (repro, exp run, a queue worker), or None when run by hand."""
+    import psutil
+
+    for process in psutil.Process().parents():
+        try:
+            args = process.cmdline()
+        except (psutil.AccessDenied, psutil.ZombieProcess, psutil.NoSuchProcess):
+            continue
+        if any(Path(arg).name == "dvc" for arg in args[:2]) or args[1:3] == ["-m", "dvc"]:
+            return process
+    return None
+
+
 def pipeline_run_id() -> str:
     """The same id for every stage that one DVC invocation runs, and a fresh one for the next."""
     if os.environ.get("PIPELINE_RUN_ID"):
         return os.environ["PIPELINE_RUN_ID"]
-    import psutil
-
-    exp = os.environ.get("DVC_EXP_NAME")
-    for process in psutil.Process().parents():
-        try:
-            args = process.cmdline()
-        except (psutil.AccessDenied, psutil.ZombieProcess):
-            continue
-        if any(Path(arg).name == "dvc" for arg in args[:2]) or args[1:3] == ["-m", "dvc"]:
-            ident = f"{socket.gethostname()}-{process.pid}-{int(process.create_time())}"
-            return f"{exp}-{ident}" if exp else ident
+    exp, process = os.environ.get("DVC_EXP_NAME"), dvc_process()
+    if process is not None:
+        ident = f"{socket.gethostname()}-{process.pid}-{int(process.create_time())}"
+        return f"{exp}-{ident}" if exp else ident
     return exp or f"manual-{uuid.uuid4().hex[:12]}"
 
 
@@ -101,17 +113,142 @@ class StageRun:
             mlflow.log_artifact(str(artifact))
 
 
+class StageKilled(BaseException):
+    """SIGTERM, or the dvc process that started this stage is gone: stop, and record the run as KILLED."""
+
+
+# Experiment tag MLflow 3's UI reads to open an experiment on its training runs, not its GenAI traces view.
+EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
+
+
 @contextmanager
 def stage_run(stage: str, params: dict[str, Any]) -> Iterator[StageRun]:
+    """One MLflow run for the stage, nested under one parent run per pipeline execution, ended FINISHED,
+    FAILED or KILLED whatever happens: SIGTERM and the death of the launching `dvc` process end it KILLED
+    (the stage then stops rather than go on writing outputs DVC no longer tracks), and runs left RUNNING by
+    a kill -9 are closed as KILLED by the next stage that starts on this host."""
     check_tracking_server(tracking_uri(), float(os.environ.get("TINYGRAY_TRACKING_TIMEOUT", 5)))
+    check_metrics_writable(stage)
     mlflow.set_tracking_uri(tracking_uri())
-    mlflow.set_experiment(os.environ.get("MLFLOW_EXPERIMENT_NAME", DEFAULT_EXPERIMENT))
-    tags = {"stage": stage, "pipeline_run": pipeline_run_id(), "git_commit": git_commit() or "unknown"}
+    experiment = mlflow.set_experiment(os.environ.get("MLFLOW_EXPERIMENT_NAME", DEFAULT_EXPERIMENT))
+    client = mlflow.MlflowClient()
+    if experiment.tags.get(EXPERIMENT_KIND[0]) != EXPERIMENT_KIND[1]:
+        client.set_experiment_tag(experiment.experiment_id, *EXPERIMENT_KIND)
+    close_stale_runs(client, experiment.experiment_id)
+    pipeline = pipeline_run_id()
+    parent = parent_run(client, experiment.experiment_id, pipeline)
+    tags = {"stage": stage, "pipeline_run": pipeline, "git_commit": git_commit() or "unknown", **process_tags()}
     if os.environ.get("DVC_EXP_NAME"):
         tags["dvc_exp_name"] = os.environ["DVC_EXP_NAME"]
-    with mlflow.start_run(run_name=stage, tags=tags) as run:
-        mlflow.log_params(flatten_params(params))
-        yield StageRun(stage, run)
+    run = mlflow.start_run(run_name=stage, tags=tags, parent_run_id=parent)
+    status = "FAILED"
+    try:
+        with _killable():
+            mlflow.log_params(flatten_params(params))
+            yield StageRun(stage, run)
+        status = "FINISHED"
+    except KeyboardInterrupt:  # Ctrl-C: dvc passes SIGINT to its stage
+        status = "KILLED"
+        raise
+    except StageKilled:
+        status = "KILLED"
+        print(f"{stage}: stopped (SIGTERM, or its dvc process is gone); MLflow run {run.info.run_id} KILLED",
+              file=sys.stderr, flush=True)
+        raise SystemExit(143) from None
+    finally:
+        mlflow.end_run(status)
+        ran = client.get_run(parent).data.tags.get("stages_run", "")
+        client.set_tag(parent, "stages_run", ", ".join([*filter(None, ran.split(", ")), stage]))
+        client.set_terminated(parent, status)
+
+
+def check_metrics_writable(stage: str) -> None:
+    """Fail before any work when the stage's metrics file cannot be written: otherwise its outputs would be
+    replaced and its metrics left from an earlier run, half an update."""
+    from tinygray.metrics import METRICS_DIR
+
+    target = METRICS_DIR / f"{stage}.json"
+    try:
+        METRICS_DIR.mkdir(parents=True, exist_ok=True)
+        probe = METRICS_DIR / f".tmp-{os.getpid()}-probe"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as error:
+        raise PermissionError(f"{target}: the metrics folder {METRICS_DIR} is not writable ({error}); nothing "
+                              "was run, so no output was replaced") from None
+
+
+def process_tags() -> dict[str, str]:
+    """Who runs this stage, so that a later stage can tell a run left RUNNING by a killed process."""
+    import psutil
+
+    me = psutil.Process()
+    return {"host": socket.gethostname(), "pid": str(me.pid), "pid_started": str(me.create_time())}
+
+
+def close_stale_runs(client, experiment_id: str) -> list[str]:
+    """Runs of this experiment still RUNNING on this host whose process is gone (kill -9 leaves them so)
+    are ended KILLED, and their parents with them. Returns their ids."""
+    import psutil
+
+    stale = []
+    for run in client.search_runs([experiment_id], filter_string=f"attributes.status = 'RUNNING' and "
+                                                                 f"tags.host = '{socket.gethostname()}'"):
+        pid, started = run.data.tags.get("pid"), run.data.tags.get("pid_started")
+        try:
+            alive = pid is not None and str(psutil.Process(int(pid)).create_time()) == started
+        except (psutil.NoSuchProcess, ValueError):
+            alive = False
+        if not alive:
+            client.set_terminated(run.info.run_id, "KILLED")
+            stale.append(run.info.run_id)
+            parent = run.data.tags.get("mlflow.parentRunId")
+            if parent:
+                client.set_terminated(parent, "KILLED")
+    return stale
+
+
+def parent_run(client, experiment_id: str, pipeline: str) -> str:
+    """The parent run of this pipeline execution, created by its first stage and named so a person can tell
+    executions apart (the DVC experiment's name, or commit and time); every stage nests its run under it."""
+    found = client.search_runs([experiment_id], filter_string=f"tags.pipeline_run = '{pipeline}' and "
+                                                              "tags.kind = 'pipeline'", max_results=1)
+    if found:
+        client.update_run(found[0].info.run_id, status="RUNNING")
+        return found[0].info.run_id
+    commit = (git_commit() or "no-git")[:7]
+    name = os.environ.get("DVC_EXP_NAME") or f"{commit} {time.strftime('%Y-%m-%d %H:%M')}"
+    tags = {"kind": "pipeline", "pipeline_run": pipeline, "git_commit": commit,
+            "mlflow.runName": name, **process_tags()}
+    if os.environ.get("DVC_EXP_NAME"):
+        tags["dvc_exp_name"] = os.environ["DVC_EXP_NAME"]
+    return client.create_run(experiment_id, run_name=name, tags=tags).info.run_id
+
+
+@contextmanager
+def _killable():
+    """SIGTERM and the death of the launching dvc process raise StageKilled in the main thread."""
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def on_sigterm(signum, frame):
+        raise StageKilled()
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    stop = threading.Event()
+    launcher = dvc_process()
+    if launcher is not None:
+        def watch():
+            while not stop.wait(1.0):
+                if not launcher.is_running():
+                    os.kill(os.getpid(), signal.SIGTERM)
+                    return
+
+        threading.Thread(target=watch, name="dvc-watchdog", daemon=True).start()
+    try:
+        yield
+    finally:
+        stop.set()
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _metric_name(name: str) -> str:
@@ -140,7 +277,7 @@ class TFLiteClassifier(mlflow.pyfunc.PythonModel):
 
         self.model = TFLiteModel(context.artifacts["tflite"])
 
-    def predict(self, context, model_input, params=None):
+    def predict(self, context, model_input: np.ndarray, params: dict | None = None) -> np.ndarray:
         return self.model.predict(model_input)
 
 
