@@ -14,12 +14,12 @@ if params["dataset"] == "folder":
         if params[folder_param] is not None:
             data.require_folder_dependency(params[folder_param], param=folder_param)
 with stage_run("preprocess", params) as run:
-    skipped = {}
+    skipped, num_groups = {}, {}
     if params["dataset"] == "folder":
-        labels, class_names, skipped = data.prepare_folder(
+        labels, class_names, skipped, num_groups = data.prepare_folder(
             params["image_dir"], OUT, image_size=params["image_size"], val_fraction=params["val_fraction"],
             test_fraction=params["test_fraction"], seed=params["seed"], on_bad_file=params["on_bad_file"],
-            max_per_class=params["max_per_class"], test_dir=params["test_dir"])
+            max_per_class=params["max_per_class"], test_dir=params["test_dir"], group_pattern=params["group_pattern"])
         test_source = "held-out folder" if params["test_dir"] else "split off"
     else:
         labels, class_names, test_source = data.prepare_builtin(
@@ -33,5 +33,6 @@ with stage_run("preprocess", params) as run:
         "class_counts": {name: {class_names[c]: int(n) for c, n in zip(*np.unique(y, return_counts=True))}
                          for name, y in labels.items()},
         "test_source": test_source,
+        **({"num_groups": num_groups} if num_groups else {}),
         "skipped_files": skipped,
     })

@@ -37,7 +37,7 @@ def test_stage_prepares_a_folder_like_the_reader_decodes_it(tmp_path):
 
 def test_prepare_folder_matches_an_in_memory_reference(tmp_path):
     raw = make_folder(tmp_path / "raw", {"a": 10, "b": 11})
-    labels, names, skipped = data.prepare_folder(raw, tmp_path / "out", image_size=8, val_fraction=0.1,
+    labels, names, skipped, _ = data.prepare_folder(raw, tmp_path / "out", image_size=8, val_fraction=0.1,
                                                  test_fraction=0.1, seed=3, progress=False)
     paths = sorted(raw.glob("*/*.png"))
     all_images = np.stack([load_grayscale(p, 8) for p in paths])[..., None]
@@ -169,3 +169,42 @@ def test_test_dir_must_match_classes_not_overlap_and_be_a_dvc_dependency(tmp_pat
     with pytest.raises(DataError, match=r"add `- \$\{preprocess.test_dir\}`"):
         data.require_folder_dependency("data/test", dvc_yaml=dvc_yaml, param="test_dir")
     data.require_folder_dependency("data/raw", dvc_yaml=dvc_yaml)
+
+
+def test_images_of_one_group_never_land_in_two_splits(tmp_path):
+    """person<N>_<class>_<i>.png: several images per patient; with group_pattern each patient's images stay in
+    one split, through the real stage, and the group counts are in the metrics."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    raw = tmp_path / "data" / "raw"
+    for label, name in enumerate(["normal", "pneumonia"]):
+        (raw / name).mkdir(parents=True)
+        for person in range(30):
+            for i in range(3):
+                pixels = np.clip(rng.integers(0, 128, (16, 16)) + 100 * label, 0, 255).astype(np.uint8)
+                Image.fromarray(pixels).save(raw / name / f"person{label * 100 + person}_{name}_{i}.png")
+    write_params(tmp_path, group_pattern=r"^(person\d+)_")
+    code, output = run_stage(tmp_path, stage_env(tmp_path))
+    assert code == 0, output[-3000:]
+    metrics = json.loads((tmp_path / "metrics" / "preprocess.json").read_text())
+    assert sum(metrics["num_groups"].values()) == 60 and all(n >= 2 for n in metrics["num_groups"].values())
+    # which person each prepared image came from: the images are noise, so each is unique
+    person_of = {np.asarray(Image.open(p)).tobytes(): p.name.split("_")[0] for p in raw.glob("*/*.png")}
+    people = {split: {person_of[image[..., 0].tobytes()] for image in data.read_split(tmp_path / "data" / "prepared",
+                                                                                      split)[0]}
+              for split in data.SPLITS}
+    assert not (people["train"] & people["val"]) and not (people["train"] & people["test"]) \
+        and not (people["val"] & people["test"])
+    assert {split: len(p) for split, p in people.items()} == metrics["num_groups"]
+
+
+def test_group_pattern_must_match_every_file_and_leave_enough_groups(tmp_path):
+    raw = make_folder(tmp_path / "raw", {"a": 12, "b": 12})
+    with pytest.raises(DataError, match=r"00000.png: preprocess.group_pattern '\^person' does not match"):
+        data.prepare_folder(raw, tmp_path / "out", image_size=8, val_fraction=0.1, test_fraction=0.1, seed=0,
+                            group_pattern="^person", progress=False)
+    with pytest.raises(DataError, match="groups are too few to hold out"):
+        data.prepare_folder(raw, tmp_path / "out", image_size=8, val_fraction=0.1, test_fraction=0.1, seed=0,
+                            group_pattern=r"^000[01]", progress=False)  # two groups (0000x and 0001x) for 24 files
+    assert not (tmp_path / "out").exists()

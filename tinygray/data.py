@@ -144,10 +144,15 @@ def cap_per_class(labels: np.ndarray, max_per_class: int | None, seed: int) -> n
     return np.sort(np.concatenate(keep))
 
 
-def stratified_split(labels: np.ndarray, val_fraction: float, test_fraction: float, seed: int):
+def stratified_split(labels: np.ndarray, val_fraction: float, test_fraction: float, seed: int,
+                     groups: np.ndarray | None = None):
     """Index arrays for train/val/test with every class in the same proportion in each split.
-    test_fraction 0: the data has a fixed test set elsewhere, so only train and val are drawn here."""
+    test_fraction 0: the data has a fixed test set elsewhere, so only train and val are drawn here.
+    With `groups` (one id per image: a patient, a part), every group lands in one split whole, and the
+    classes are kept in proportion as far as the groups allow (scikit-learn's StratifiedGroupKFold)."""
     indices = np.arange(len(labels))
+    if groups is not None:
+        return _group_split(indices, labels, np.asarray(groups), val_fraction, test_fraction, seed)
     if not test_fraction:
         train, val = train_test_split(indices, test_size=val_fraction, stratify=labels, random_state=seed)
         return {"train": np.sort(train), "val": np.sort(val)}
@@ -155,6 +160,40 @@ def stratified_split(labels: np.ndarray, val_fraction: float, test_fraction: flo
     train, val = train_test_split(rest, test_size=val_fraction / (1.0 - test_fraction),
                                   stratify=labels[rest], random_state=seed)
     return {"train": np.sort(train), "val": np.sort(val), "test": np.sort(test)}
+
+
+def _group_split(indices, labels, groups, val_fraction, test_fraction, seed):
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    def hold_out(idx, fraction, split):
+        folds = max(2, round(1.0 / fraction))
+        if len(np.unique(groups[idx])) < folds:
+            raise DataError(f"preprocess.group_pattern: {len(np.unique(groups[idx]))} groups are too few to hold out "
+                            f"about {fraction:.0%} of them as {split}; need at least {folds}")
+        cv = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
+        rest, held = next(cv.split(idx, labels[idx], groups[idx]))
+        return idx[rest], idx[held]
+
+    splits = {}
+    rest = indices
+    if test_fraction:
+        rest, splits["test"] = hold_out(indices, test_fraction, "test")
+    train, val = hold_out(rest, val_fraction / (1.0 - test_fraction), "val")
+    return {"train": np.sort(train), "val": np.sort(val), **({"test": np.sort(splits["test"])} if test_fraction else {})}
+
+
+def group_ids(paths: list[Path], pattern: str) -> np.ndarray:
+    """The group of each file: the first capture group of `pattern` searched in its file name (or the whole
+    match), e.g. `^(person\\d+)_` puts person12_bacteria_3.jpeg in group person12."""
+    regex = re.compile(pattern)
+    ids = []
+    for path in paths:
+        match = regex.search(Path(path).name)
+        if match is None:
+            raise DataError(f"{path}: preprocess.group_pattern {pattern!r} does not match the file name, so its "
+                            "group is unknown; every file needs one")
+        ids.append(match.group(1) if regex.groups else match.group(0))
+    return np.array(ids, dtype=object)
 
 
 def prepare_builtin(name: str, out_dir: Path | str, *, image_size: int, classes: list[int] | None,
@@ -207,18 +246,20 @@ def read_class_names(prepared_dir: Path | str) -> list[str]:
 
 def prepare_folder(image_dir: Path | str, out_dir: Path | str, *, image_size: int, val_fraction: float,
                    test_fraction: float, seed: int, on_bad_file: str = "fail", max_per_class: int | None = None,
-                   test_dir: Path | str | None = None,
-                   progress: bool = True) -> tuple[dict[str, np.ndarray], list[str], dict[str, str]]:
+                   test_dir: Path | str | None = None, group_pattern: str | None = None,
+                   progress: bool = True) -> tuple[dict[str, np.ndarray], list[str], dict[str, str], dict[str, int]]:
     """A class-per-subfolder image folder -> the prepared format, streamed: memory holds one image, not the set.
 
     Images are decoded once, in scan order, into a memmap inside the staging directory; bad files are
     dropped there (on_bad_file); the stratified split is drawn on what is left and each split copied out in
     chunks. With `test_dir` (the same class subfolders), the test split is exactly its images, and image_dir
     gives train and val only (test_fraction unused): images a user holds out are never trained on or used
-    for selection. `max_per_class` caps image_dir only. Everything lands in `out_dir` at once
+    for selection. `max_per_class` caps image_dir only. With `group_pattern`, the images of one group
+    (group_ids: a patient, a part) are never split between train, val and test. Everything lands in `out_dir` at once
     (atomic_output), so a failure or a kill leaves no partial output. Only links inside each folder are
     followed: every byte read is covered by the DVC dependency.
-    Returns the labels per split, the class names and the skipped files ({path: reason}).
+    Returns the labels per split, the class names, the skipped files ({path: reason}) and the number of
+    groups per split (empty without group_pattern).
     """
     out_dir = Path(out_dir)
     if test_dir is not None:
@@ -230,14 +271,18 @@ def prepare_folder(image_dir: Path | str, out_dir: Path | str, *, image_size: in
     if max_per_class:
         keep = cap_per_class(labels, max_per_class, seed)
         paths, labels = [paths[i] for i in keep], labels[keep]
-    split_counts_check(labels, class_names, val_fraction, test_fraction)  # fail before decoding anything
+    groups = group_ids(paths, group_pattern) if group_pattern else None  # fail before decoding anything
+    split_counts_check(labels, class_names, val_fraction, test_fraction)
     _remove_stale_staging(out_dir)
     with atomic_output(out_dir) as staging:
         staging.mkdir()
         print(f"preprocess: reading {len(paths)} files of {len(class_names)} classes from {image_dir}", flush=True)
         everything, labels, skipped = _decode(paths, labels, staging / "decoded.npy", image_size, on_bad_file, progress)
         split_counts_check(labels, class_names, val_fraction, test_fraction)  # skipped files may leave too few
-        split_indices = stratified_split(labels, val_fraction, test_fraction, seed)
+        if groups is not None and skipped:
+            dropped = {Path(path) for path, _ in skipped}
+            groups = np.array([g for path, g in zip(paths, groups) if Path(path) not in dropped], dtype=object)
+        split_indices = stratified_split(labels, val_fraction, test_fraction, seed, groups=groups)
         sources = {split: (everything, labels, idx) for split, idx in split_indices.items()}
         if test_dir is not None:
             print(f"preprocess: reading {len(test_paths)} held-out test files from {test_dir}", flush=True)
@@ -264,7 +309,8 @@ def prepare_folder(image_dir: Path | str, out_dir: Path | str, *, image_size: in
         for decoded in staging.glob("decoded*.npy"):
             decoded.unlink()
         (staging / "classes.json").write_text(json.dumps(class_names) + "\n")
-    return all_labels, class_names, {Path(path).as_posix(): reason for path, reason in skipped}
+    num_groups = {} if groups is None else {split: len(set(groups[idx])) for split, idx in split_indices.items()}
+    return all_labels, class_names, {Path(path).as_posix(): reason for path, reason in skipped}, num_groups
 
 
 def _check_apart(test_dir: Path, image_dir: Path) -> None:
