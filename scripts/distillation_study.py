@@ -77,15 +77,15 @@ def main() -> None:
     num_classes = len(data.read_class_names(PREPARED))
     for kind in args.kinds.split(","):
         if kind == "distilled":
-            folder = teacher_targets(teacher, augmentation, args.results.parent / "soft_targets_cache")
-            train, val = soft_targets.distillation_data(PREPARED, folder, augmentation)
-            setup = student.distillation_setup(p)
+            folder = teacher_targets(teacher, augmentation, args.results.parent / "soft_targets_cache") \
+                if not p["teacher_in_loop"] else None
+            train, val, setup, views = student.distillation_inputs(PREPARED, folder, TEACHER, augmentation, p,
+                                                                   num_classes)
         else:
-            train, val = data.read_split(PREPARED, "train"), data.read_split(PREPARED, "val")
-            setup = student.scratch_setup(p)
+            train, val, setup, views = student.scratch_inputs(PREPARED, augmentation, p, num_classes)
         for seed in seeds:
             start = time.perf_counter()
-            model, metrics, _ = student.train_one(p["widths"], train, val, num_classes, p, seed, setup, augmentation)
+            model, metrics, _ = student.train_one(p["widths"], train, val, num_classes, p, seed, setup, views)
             predicted = model.predict(test_images, batch_size=256, verbose=0).argmax(axis=1)
             line = {"name": args.name, "overrides": args.overrides, "kind": kind, "seed": seed,
                     "val_accuracy": metrics["val_accuracy"], "test_accuracy": round(float(np.mean(predicted == test_labels)), 4),

@@ -30,7 +30,7 @@ def main() -> None:
         baseline = float(np.mean(models.load_model(STUDENT).predict(np.asarray(val_images), batch_size=256, verbose=0)
                                  .argmax(axis=1) == val_labels))
         setup = student.distillation_setup(student_params)
-        fine_tune = partial(training.fit, train=train, val=val, loss=setup["loss"], epochs=params["epochs"],
+        fine_tune = partial(training.fit, train=train, val=val, loss=setup.loss, epochs=params["epochs"],
                             batch_size=params["batch_size"], learning_rate=params["learning_rate"], seed=params["seed"],
                             augmentation=augmentation, targets_per_view=True)
         steps_per_epoch = int(np.ceil(len(train[0]) / params["batch_size"]))
@@ -40,14 +40,14 @@ def main() -> None:
             model = models.load_model(STUDENT)
             schedule = partial(pruning.polynomial_sparsity, final_sparsity=sparsity, begin_step=0,
                                end_step=params["ramp_epochs"] * steps_per_epoch)
-            metrics, history = fine_tune(model, metric=training.accuracy_metric(setup["metric_fn"]),
+            metrics, history = fine_tune(model, metric=setup.metric(),
                                          callbacks=[pruning.MagnitudePruning(schedule, params["mask_update_steps"])])
             return model, metrics, history
 
         def filters(fraction):
             training.seed_everything(params["seed"])
             model = structured_pruning.prune_filters(models.load_model(STUDENT), fraction)
-            return (model, *fine_tune(model, metric=training.accuracy_metric(setup["metric_fn"])))
+            return (model, *fine_tune(model, metric=setup.metric()))
 
         budget = partial(pruning.most_compressed_within_budget, baseline_val_accuracy=baseline,
                          max_val_drop=params["max_val_drop"])

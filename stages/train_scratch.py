@@ -13,7 +13,7 @@ params = stage_params("train_student")
 augmentation = Augmentation.from_params(stage_params("augment"))
 with stage_run("train_scratch", {**{k: v for k, v in params.items() if k not in student.DISTILLATION_ONLY},
                                  **augmentation.run_params()}) as run:
-    train, val = data.read_split(PREPARED, "train"), data.read_split(PREPARED, "val")
-    metrics = student.train_seeds(train, val, len(data.read_class_names(PREPARED)), params,
-                                  student.scratch_setup(params), augmentation, MODEL_DIR, SELECTED, HISTORY)
+    num_classes = len(data.read_class_names(PREPARED))
+    train, val, setup, views = student.scratch_inputs(PREPARED, augmentation, params, num_classes)
+    metrics = student.train_seeds(train, val, num_classes, params, setup, views, MODEL_DIR, SELECTED, HISTORY)
     run.finish(metrics, artifacts=training.history_files(HISTORY))

@@ -10,7 +10,7 @@ PREPARED, MODEL, HISTORY = "data/prepared", "models/teacher.keras", "metrics/his
 params = stage_params("train_teacher")
 # a fresh view every epoch (the ranges of the augment section, not its number of views: soft targets need a
 # fixed set, the teacher's own training does not), or the plain images
-augmentation = Augmentation.from_params({**stage_params("augment"), "views": params["frozen_epochs"] + params["epochs"]}) \
+augmentation = Augmentation.from_params(stage_params("augment")).fresh(params["frozen_epochs"] + params["epochs"]) \
     if params["augment"] else None
 with stage_run("train_teacher", {**params, **(augmentation.run_params() if augmentation else {})}) as run:
     training.seed_everything(params["seed"])

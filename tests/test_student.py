@@ -5,8 +5,10 @@ from tinygray.augment import Augmentation
 from tinygray.distillation import pack_targets
 
 P = {"seed": 7, "num_seeds": 2, "widths": [4, 8], "temperature": 4.0, "alpha": 0.5, "assistants": [[8, 8]],
-     "epochs": 2, "batch_size": 128, "learning_rate": 0.01, "patience": 5, "schedule": "plateau"}
+     "epochs": 2, "batch_size": 128, "learning_rate": 0.01, "patience": 5, "schedule": "plateau",
+     "teacher_in_loop": False, "mixup": 0.0}
 VIEWS = Augmentation(views=2, max_rotation=10, max_shift=0.1, max_scale=0.1, seed=7)
+SCRATCH_LOSS = "sparse_categorical_crossentropy"
 
 
 def test_seeds_start_at_the_global_seed():
@@ -15,7 +17,7 @@ def test_seeds_start_at_the_global_seed():
 
 def test_train_seeds_writes_one_model_per_seed_and_the_selected_one(tmp_path, digits_split):
     (x, y), (vx, vy) = digits_split["train"], digits_split["val"]
-    metrics = student.train_seeds((x, y), (vx, vy), 10, P, student.scratch_setup(P), VIEWS, tmp_path / "scratch",
+    metrics = student.train_seeds((x, y), (vx, vy), 10, P, student.Setup(SCRATCH_LOSS), VIEWS, tmp_path / "scratch",
                                   tmp_path / "scratch.keras", tmp_path / "history.csv")
     assert sorted(p.name for p in (tmp_path / "scratch").iterdir()) == ["seed_7.keras", "seed_8.keras"]
     assert list(metrics["seeds"]) == ["7", "8"]
@@ -83,7 +85,7 @@ def test_cosine_schedule_runs_every_epoch_and_keeps_the_best_on_validation(digit
 
     (x, y), val = digits_split["train"], digits_split["val"]
     cosine = {**P, "schedule": "cosine", "epochs": 4, "patience": 1}  # patience 1 would stop a plateau run early
-    model, metrics, history = student.train_one([4, 8], (x, y), val, 10, cosine, 7, student.scratch_setup(cosine), VIEWS)
+    model, metrics, history = student.train_one([4, 8], (x, y), val, 10, cosine, 7, student.Setup(SCRATCH_LOSS), VIEWS)
     assert metrics["epochs"] == 4 and len(history["val_accuracy"]) == 4
     assert metrics["val_accuracy"] == round(max(history["val_accuracy"]), 4)
     assert float(model.optimizer.learning_rate) < 1e-6  # decayed to zero at the last step
@@ -92,3 +94,39 @@ def test_cosine_schedule_runs_every_epoch_and_keeps_the_best_on_validation(digit
     with pytest.raises(ValueError, match="unknown schedule 'step'"):
         training.fit(model, (x, y), val, loss="mse", metric=training.accuracy_metric(), epochs=1, batch_size=8,
                      learning_rate=0.1, seed=0, patience=1, schedule="step")
+
+
+def test_teacher_in_the_loop_trains_only_the_student_against_the_teacher_of_each_batch(tmp_path, digits_split,
+                                                                                   trained_digits_cnn):
+    """Function matching: the teacher labels the mixed, freshly augmented batch itself; its weights never move."""
+    from tinygray import data, models
+
+    prepared = tmp_path / "prepared"
+    data.write_prepared(prepared, {split: digits_split[split] for split in ("train", "val")}, [str(c) for c in range(10)])
+    models.save_model(trained_digits_cnn, tmp_path / "teacher.keras")
+    online = {**P, "teacher_in_loop": True, "mixup": 0.4, "epochs": 6, "assistants": []}
+    still = Augmentation(views=2, seed=7)  # the conftest teacher never saw moved 8-px digits: 29% right on them
+    train, val, setup, views = student.distillation_inputs(prepared, None, tmp_path / "teacher.keras", still, online, 10)
+    assert setup.teacher is not None and setup.mixup == 0.4 and views.views == 6  # a fresh view every epoch
+    assert train[1].shape == (len(digits_split["train"][1]), 10)  # one-hot labels, no stored logits
+    teacher_before = [w.copy() for w in setup.teacher.get_weights()]
+    model, metrics, history = student.train_one([4, 8], train, val, 10, online, 7, setup, views)
+    assert model.name == "student" and model.output_shape == (None, 10) and metrics["epochs"] == 6
+    for before, after in zip(teacher_before, setup.teacher.get_weights()):
+        np.testing.assert_array_equal(before, after)
+    assert history["loss"][-1] < 0.9 * history["loss"][0] and metrics["val_accuracy"] > 0.25  # it learns
+    scratch_train, _, scratch_setup, scratch_views = student.scratch_inputs(prepared, still, online, 10)
+    assert scratch_setup.mixup == 0.4 and scratch_views.views == 6 and scratch_train[1].shape == train[1].shape
+
+
+def test_mixup_blends_images_and_targets_alike_and_reproducibly():
+    from tinygray import training
+
+    images = np.stack([np.full((2, 2, 1), 10 * k, np.uint8) for k in range(8)])
+    targets = np.eye(8, dtype=np.float32)
+    batches = training.Batches(images, targets, 8, seed=3, mixup=0.5)
+    x, y = batches[0]
+    assert np.allclose(y.sum(axis=1), 1.0) and not np.allclose(y, np.eye(8)[np.argmax(y, 1)])
+    # each blended image is the blend of the two images its target names, with the same weights
+    np.testing.assert_allclose(x[:, 0, 0, 0], y @ (10.0 * np.arange(8)), rtol=1e-5)
+    np.testing.assert_array_equal(training.Batches(images, targets, 8, seed=3, mixup=0.5)[0][0], x)

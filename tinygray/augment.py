@@ -34,6 +34,11 @@ class Augmentation:
         """As MLflow params, `augment_`-prefixed: the same names in every stage that trains on the views."""
         return {f"augment_{key}": value for key, value in dataclasses.asdict(self).items()}
 
+    def fresh(self, epochs: int) -> Augmentation:
+        """The same transforms with a new view every epoch (view e in epoch e), for training that needs no
+        stored outputs per view: the teacher's own, or a student with the teacher in the loop."""
+        return dataclasses.replace(self, views=max(self.views, epochs))
+
     def view(self, images: np.ndarray, indices: np.ndarray, view: int) -> np.ndarray:
         """View `view` of images[k], the training image number indices[k]: (n, H, W, 1) uint8 -> same.
         Each image's transform is drawn from (seed, view, index), so a view does not depend on which

@@ -66,3 +66,24 @@ def label_accuracy(y_true, y_pred):
     """Top-1 accuracy against the hard labels inside packed targets."""
     labels, _ = _unpack(y_true, y_pred)
     return keras.metrics.categorical_accuracy(labels, y_pred)
+
+
+class TeacherInTheLoop(keras.Model):
+    """The student trained against the teacher's logits for exactly the batch it is shown, computed in the
+    training step ("function matching", Beyer et al. 2022): fresh augmentations every epoch and mixup
+    need it, since no stored logits exist for those images. Targets are one-hot (or mixed) labels; the
+    loss is the same DistillationLoss as with stored logits. Only the student's weights train."""
+
+    def __init__(self, student: keras.Model, teacher: keras.Model, temperature: float, alpha: float, **kwargs):
+        super().__init__(name=f"{student.name}_with_teacher", **kwargs)
+        self.student, self.teacher = student, teacher
+        self.teacher.trainable = False
+        self.temperature, self.alpha = float(temperature), float(alpha)
+
+    def call(self, x, training=False):
+        return self.student(x, training=training)
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        teacher_logits = ops.stop_gradient(self.teacher(x, training=False))
+        packed = ops.concatenate([ops.cast(y, "float32"), ops.cast(teacher_logits, "float32")], axis=-1)
+        return ops.mean(distillation_loss(packed, y_pred, self.temperature, self.alpha))

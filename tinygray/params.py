@@ -89,6 +89,8 @@ SPECS: dict[str, dict[str, Spec]] = {
         "num_seeds": _positive_int(),
         "assistants": Spec(list),
         "schedule": Spec(str, choices=("plateau", "cosine")),
+        "teacher_in_loop": Spec(bool),
+        "mixup": Spec((int, float), minimum=0.0),
         **TRAINING,
     },
     "prune": {
@@ -217,6 +219,12 @@ def _positive_ints(value) -> bool:
 def _check_relations(stage: str, section: dict[str, Any], path: Path | str) -> None:
     if stage == "preprocess":
         _check_preprocess(section, path)
+    if stage == "train_student" and section["mixup"] and not section["teacher_in_loop"]:
+        raise ParamsError(f"{path}: parameter 'train_student.mixup' ({section['mixup']}) needs "
+                          "'train_student.teacher_in_loop: true': no teacher logits are stored for mixed images")
+    if stage == "train_student" and section["teacher_in_loop"] and section["assistants"]:
+        raise ParamsError(f"{path}: parameter 'train_student.assistants' works from stored logits; with "
+                          "'train_student.teacher_in_loop: true' set it to []")
     if stage == "benchmark" and section["shipped"] not in variants.shippable():
         raise ParamsError(f"{path}: parameter 'benchmark.shipped' must name one of the TFLite variants "
                           f"{variants.shippable()}, got {section['shipped']!r}")

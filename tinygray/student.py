@@ -5,16 +5,18 @@ from __future__ import annotations
 
 import math
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import keras
 import numpy as np
 
-from tinygray import models, training
+from tinygray import data, models, training
 from tinygray.atomic import atomic_output
 from tinygray.augment import Augmentation
-from tinygray.distillation import DistillationLoss, label_accuracy, labels_of, with_teacher_logits
-from tinygray.soft_targets import view_logits
+from tinygray.distillation import DistillationLoss, TeacherInTheLoop, label_accuracy, labels_of, with_teacher_logits
+from tinygray.soft_targets import distillation_data, view_logits
 from tinygray.stats import mean_std
 
 
@@ -56,26 +58,65 @@ def select_seed(per_seed: dict[str, dict]) -> str:
                                            list(per_seed).index(seed)))
 
 
-def distillation_setup(p: dict) -> dict:
+@dataclass
+class Setup:
+    """How a student learns: its loss, its accuracy metric, whether each training view comes with its own
+    targets (stored teacher logits), the teacher it runs in the loop instead, and mixup."""
+    loss: Any
+    metric_fn: Any = None
+    targets_per_view: bool = False
+    one_hot: bool = False
+    teacher: keras.Model | None = None
+    mixup: float = 0.0
+
+    def metric(self) -> keras.metrics.Metric:
+        return training.accuracy_metric(self.metric_fn, one_hot=self.one_hot)
+
+
+def one_hot(split: tuple, num_classes: int) -> tuple:
+    images, labels = split
+    return images, np.eye(num_classes, dtype=np.float32)[labels]
+
+
+def distillation_setup(p: dict) -> Setup:
     """Packed targets (soft_targets.distillation_data), one set per training view."""
-    return {"loss": DistillationLoss(p["temperature"], p["alpha"]), "metric_fn": label_accuracy,
-            "targets_per_view": True}
+    return Setup(DistillationLoss(p["temperature"], p["alpha"]), label_accuracy, targets_per_view=True)
 
 
-def scratch_setup(p: dict) -> dict:
-    """Labels alone, the same for every view: the control sees exactly the distilled student's images."""
-    return {"loss": keras.losses.SparseCategoricalCrossentropy(from_logits=True), "metric_fn": None,
-            "targets_per_view": False}
+def distillation_inputs(prepared_dir, soft_targets_dir, teacher_path, augmentation: Augmentation, p: dict,
+                        num_classes: int) -> tuple[tuple, tuple, Setup, Augmentation]:
+    """(train, val, setup, views) for the distilled student. By default the stored logits of the fixed views;
+    with train_student.teacher_in_loop, one-hot labels, the teacher itself, a fresh view every epoch and
+    train_student.mixup: the teacher labels exactly the (mixed) image the student sees."""
+    if not p["teacher_in_loop"]:
+        train, val = distillation_data(prepared_dir, soft_targets_dir, augmentation)
+        return train, val, distillation_setup(p), augmentation
+    train, val = (one_hot(data.read_split(prepared_dir, split), num_classes) for split in ("train", "val"))
+    setup = Setup(None, one_hot=True, teacher=models.load_model(teacher_path), mixup=p["mixup"])
+    return train, val, setup, augmentation.fresh(p["epochs"])
 
 
-def train_one(widths: list[int], train: tuple, val: tuple, num_classes: int, p: dict, seed: int, setup: dict,
+def scratch_inputs(prepared_dir, augmentation: Augmentation, p: dict, num_classes: int) -> tuple[tuple, tuple, Setup, Augmentation]:
+    """(train, val, setup, views) for the scratch control: labels alone, on the images the distilled student
+    sees (the same fixed views, or fresh ones and the same mixup when the teacher runs in the loop)."""
+    train, val = data.read_split(prepared_dir, "train"), data.read_split(prepared_dir, "val")
+    if not (p["teacher_in_loop"] or p["mixup"]):
+        return train, val, Setup(keras.losses.SparseCategoricalCrossentropy(from_logits=True)), augmentation
+    setup = Setup(keras.losses.CategoricalCrossentropy(from_logits=True), one_hot=True, mixup=p["mixup"])
+    views = augmentation.fresh(p["epochs"]) if p["teacher_in_loop"] else augmentation
+    return one_hot(train, num_classes), one_hot(val, num_classes), setup, views
+
+
+def train_one(widths: list[int], train: tuple, val: tuple, num_classes: int, p: dict, seed: int, setup: Setup,
               augmentation: Augmentation, name: str = "student") -> tuple[keras.Model, dict, dict]:
     training.seed_everything(seed)
     model = build(train[0].shape[1:], num_classes, widths, name=name)
+    fitted = model if setup.teacher is None else TeacherInTheLoop(model, setup.teacher, p["temperature"], p["alpha"])
     metrics, history = training.fit(
-        model, train, val, loss=setup["loss"], metric=training.accuracy_metric(setup["metric_fn"]),
+        fitted, train, val, loss=setup.loss, metric=setup.metric(),
         epochs=p["epochs"], batch_size=p["batch_size"], learning_rate=p["learning_rate"], patience=p["patience"],
-        schedule=p["schedule"], seed=seed, augmentation=augmentation, targets_per_view=setup["targets_per_view"])
+        schedule=p["schedule"], seed=seed, augmentation=augmentation, targets_per_view=setup.targets_per_view,
+        mixup=setup.mixup)
     return model, metrics, history
 
 
@@ -94,7 +135,7 @@ def assistant_chain(train: tuple, val: tuple, num_classes: int, p: dict, augment
     return train, val, report
 
 
-def train_seeds(train: tuple, val: tuple, num_classes: int, p: dict, setup: dict, augmentation: Augmentation,
+def train_seeds(train: tuple, val: tuple, num_classes: int, p: dict, setup: Setup, augmentation: Augmentation,
                 model_dir: Path | str, selected_path: Path | str, history_csv: Path | str) -> dict:
     """Train one student per seed into model_dir/seed_<s>.keras (all or nothing), and copy the one
     select_seed picks to `selected_path`, the single file later stages read; its curves go to history_csv.

@@ -67,8 +67,6 @@ def train(teacher: keras.Model, train_split: tuple, val_split: tuple, p: dict,
     common = dict(loss=loss, batch_size=p["batch_size"], seed=p["seed"], augmentation=augmentation)
     backbone = backbone_of(teacher)
     pretrained = is_pretrained(p)
-    # BatchNorm that trains (from scratch, or random weights) is judged with up-to-date statistics
-    recalibrate = [] if pretrained else [training.RecalibrateBatchNorm(train_split[0], p["batch_size"], seed=p["seed"])]
     phases, histories = {}, []
     if pretrained and p["frozen_epochs"]:
         backbone.trainable = False
@@ -81,7 +79,7 @@ def train(teacher: keras.Model, train_split: tuple, val_split: tuple, p: dict,
     phases["finetune" if pretrained else "train"], history = training.fit(
         teacher, train_split, val_split, metric=training.accuracy_metric(), epochs=p["epochs"],
         learning_rate=p["finetune_learning_rate"] if pretrained else p["learning_rate"],
-        patience=p["patience"], callbacks=recalibrate, **common)
+        patience=p["patience"], **common)
     histories.append(history)
     last = list(phases.values())[-1]
     metrics = {

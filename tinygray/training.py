@@ -18,15 +18,17 @@ class Batches(keras.utils.PyDataset):
 
     With an `augment.Augmentation`, epoch e yields view e mod views of every image (view 0: the images
     themselves); with `targets_per_view`, targets is (views, N, ...) and each view gets its own targets
-    (the teacher's logits for that view), else every view shares them (labels).
+    (the teacher's logits for that view), else every view shares them (labels). With `mixup` > 0 (and
+    one-hot float targets), each image is blended with another of its batch, and so is its target, with a
+    weight drawn from Beta(mixup, mixup) (Zhang et al. 2018); the draws, too, follow (seed, epoch, batch).
     """
 
     def __init__(self, images, targets, batch_size: int, *, shuffle: bool = True, seed: int = 0,
-                 augmentation=None, targets_per_view: bool = False):
+                 augmentation=None, targets_per_view: bool = False, mixup: float = 0.0):
         super().__init__()
         self.images, self.targets = images, targets
         self.batch_size, self.shuffle, self.seed = int(batch_size), shuffle, seed
-        self.augmentation, self.targets_per_view = augmentation, targets_per_view
+        self.augmentation, self.targets_per_view, self.mixup = augmentation, targets_per_view, float(mixup)
         self.num_views = augmentation.views if augmentation is not None else 1
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -52,7 +54,14 @@ class Batches(keras.utils.PyDataset):
         images = np.asarray(self.images[idx])
         if view:
             images = self.augmentation.view(images, idx, view)
-        return images, np.asarray((self.targets[view] if self.targets_per_view else self.targets)[idx])
+        targets = np.asarray((self.targets[view] if self.targets_per_view else self.targets)[idx])
+        if self.mixup:
+            rng = np.random.default_rng([self.seed, self.epoch, index, 1])
+            partner = rng.permutation(len(idx))
+            weight = rng.beta(self.mixup, self.mixup, size=len(idx)).astype(np.float32)
+            images = (weight[:, None, None, None] * images + (1 - weight[:, None, None, None]) * images[partner])
+            targets = weight[:, None] * targets + (1 - weight[:, None]) * targets[partner]
+        return images, targets
 
     def on_epoch_end(self):
         self.epoch += 1
@@ -118,10 +127,11 @@ def seed_everything(seed: int) -> None:
     tf.config.experimental.enable_op_determinism()
 
 
-def accuracy_metric(metric_fn=None) -> keras.metrics.Metric:
+def accuracy_metric(metric_fn=None, one_hot: bool = False) -> keras.metrics.Metric:
     """One metric name, `accuracy`, whatever the targets look like, so every history reads alike."""
     if metric_fn is None:
-        return keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+        return keras.metrics.CategoricalAccuracy(name="accuracy") if one_hot else \
+            keras.metrics.SparseCategoricalAccuracy(name="accuracy")
     return keras.metrics.MeanMetricWrapper(metric_fn, name="accuracy")
 
 
@@ -131,7 +141,7 @@ SCHEDULES = ("plateau", "cosine")
 def fit(model: keras.Model, train: tuple, val: tuple, *, loss, metric: keras.metrics.Metric,
         epochs: int, batch_size: int, learning_rate: float, seed: int, patience: int | None = None,
         schedule: str = "plateau", callbacks: list | None = None, augmentation=None,
-        targets_per_view: bool = False) -> tuple[dict, dict]:
+        targets_per_view: bool = False, mixup: float = 0.0) -> tuple[dict, dict]:
     """Train with Adam on batches streamed from the (memory-mapped) arrays, shuffled from `seed`, each
     epoch on the next augmented view if `augmentation` is given (Batches). Returns (metrics, history).
 
@@ -143,7 +153,8 @@ def fit(model: keras.Model, train: tuple, val: tuple, *, loss, metric: keras.met
     the last epoch's weights (fine-tuning, where callbacks own the weights)."""
     if schedule not in SCHEDULES:
         raise ValueError(f"unknown schedule {schedule!r}; choose one of {SCHEDULES}")
-    train_batches = Batches(*train, batch_size, seed=seed, augmentation=augmentation, targets_per_view=targets_per_view)
+    train_batches = Batches(*train, batch_size, seed=seed, augmentation=augmentation, targets_per_view=targets_per_view,
+                            mixup=mixup)
     step_size = learning_rate
     callbacks = list(callbacks or [])
     if patience is not None and schedule == "cosine":
@@ -157,6 +168,8 @@ def fit(model: keras.Model, train: tuple, val: tuple, *, loss, metric: keras.met
                                                            patience=max(2, patience // 3), min_lr=1e-5))
         callbacks.append(keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max", patience=patience,
                                                        restore_best_weights=True))
+    # validation judges the network as it is, not BatchNorm statistics that lag it (RecalibrateBatchNorm)
+    callbacks.append(RecalibrateBatchNorm(train[0], batch_size, seed=seed))
     model.compile(optimizer=keras.optimizers.Adam(step_size), loss=loss, metrics=[metric])
     start = time.perf_counter()
     history = model.fit(train_batches, validation_data=Batches(*val, batch_size, shuffle=False),
