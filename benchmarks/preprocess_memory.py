@@ -57,7 +57,7 @@ def main() -> int:
     parser.add_argument("--limit-gb", type=float, default=2.0)
     args = parser.parse_args()
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="tinygray-bench-"))
-    raw, prepared = workdir / "raw", workdir / "prepared"
+    raw, prepared_dir = workdir / "raw", workdir / "prepared"
     report = {"images": args.images, "source_size": 256, "image_size": args.image_size, "workdir": str(workdir)}
 
     start = time.perf_counter()
@@ -65,19 +65,19 @@ def main() -> int:
         generate(raw, args.images)
     report["generate_seconds"] = round(time.perf_counter() - start, 1)
 
-    from tinygray import data, training
+    from tinygray import data, prepared, training
 
     start = time.perf_counter()
-    labels, class_names, skipped, _ = data.prepare_folder(raw, prepared, image_size=args.image_size, val_fraction=0.1,
+    labels, class_names, skipped, _ = data.prepare_folder(raw, prepared_dir, image_size=args.image_size, val_fraction=0.1,
                                                        test_fraction=0.1, seed=0, progress=False)
     report["preprocess_seconds"] = round(time.perf_counter() - start, 1)
     report["peak_rss_mb_after_preprocess"] = round(peak_rss_mb())
-    report["prepared_mb"] = round(sum(p.stat().st_size for p in prepared.rglob("*.npy")) / 2**20)
+    report["prepared_mb"] = round(sum(p.stat().st_size for p in prepared_dir.rglob("*.npy")) / 2**20)
 
     import keras
 
     keras.utils.set_random_seed(0)
-    images, train_labels = data.read_split(prepared, "train")
+    images, train_labels = prepared.read_split(prepared_dir, "train")
     model = keras.Sequential([
         keras.Input(images.shape[1:]), keras.layers.Rescaling(1 / 255),
         keras.layers.Conv2D(8, 3, strides=2, activation="relu"), keras.layers.Conv2D(16, 3, strides=2, activation="relu"),

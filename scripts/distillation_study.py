@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from tinygray import benchmarking, data, models, soft_targets, student
+from tinygray import benchmarking, models, prepared, soft_targets, student
 from tinygray.atomic import atomic_output
 from tinygray.augment import Augmentation
 from tinygray.params import stage_params
@@ -43,8 +43,8 @@ def teacher_targets(teacher, augmentation: Augmentation, cache: Path) -> Path:
     """A soft-targets folder for these views (the stage's own when it matches, else computed once)."""
     folder = cache / hashlib.sha1(json.dumps(dataclasses.asdict(augmentation), sort_keys=True).encode()).hexdigest()[:12]
     if not (folder / soft_targets.VIEWS_FILE).is_file():
-        train_images, _ = data.read_split(PREPARED, "train")
-        val_images, _ = data.read_split(PREPARED, "val")
+        train_images, _ = prepared.read_split(PREPARED, "train")
+        val_images, _ = prepared.read_split(PREPARED, "val")
         train_logits = soft_targets.view_logits(teacher, train_images, augmentation, 256)
         val_logits = teacher.predict(np.asarray(val_images), batch_size=256, verbose=0)
         with atomic_output(folder) as staging:
@@ -71,10 +71,10 @@ def main() -> None:
     augmentation = Augmentation.from_params(augment)
     seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else student.seeds(p)
     teacher = models.load_model(TEACHER)
-    test_images, test_labels = data.read_split(PREPARED, "test")
+    test_images, test_labels = prepared.read_split(PREPARED, "test")
     test_images = np.asarray(test_images)
     teacher_predictions = teacher.predict(test_images, batch_size=256, verbose=0).argmax(axis=1)
-    num_classes = len(data.read_class_names(PREPARED))
+    num_classes = len(prepared.read_class_names(PREPARED))
     for kind in args.kinds.split(","):
         if kind == "distilled":
             folder = teacher_targets(teacher, augmentation, args.results.parent / "soft_targets_cache") \

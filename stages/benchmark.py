@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tinygray import benchmarking, data, frontier, plots, report, tracking, training
+from tinygray import benchmarking, frontier, plots, prepared, report, tracking, training
 from tinygray.atomic import atomic_output
 from tinygray.params import stage_params
 from tinygray.tracking import stage_run
@@ -19,7 +19,7 @@ def main() -> None:
     params = stage_params("benchmark")
     shipped = params["shipped"]
     with stage_run("benchmark", params) as run:
-        test_images, test_labels = data.read_split(PREPARED, "test")
+        test_images, test_labels = prepared.read_split(PREPARED, "test")
         test_images = np.asarray(test_images)
         result = benchmarking.measure(test_images, test_labels, params)
         by_name = result.by_name()
@@ -29,7 +29,7 @@ def main() -> None:
         with atomic_output(REPORT_DIR) as staging:
             staging.mkdir()
             plots.frontier(result.variants, staging / "frontier.png", title="Size against test accuracy (Pareto front marked)")
-            plots.confusion_matrix(test_labels, result.predictions[shipped], data.read_class_names(PREPARED),
+            plots.confusion_matrix(test_labels, result.predictions[shipped], prepared.read_class_names(PREPARED),
                                    staging / "confusion_matrix.png")
             (staging / "benchmark.md").write_text(report.render(
                 variants=result.variants, shipped=shipped, teacher=TEACHER, seeds=result.seeds, comparisons=comparisons,

@@ -7,7 +7,7 @@ from functools import partial
 
 import numpy as np
 
-from tinygray import data, models, pruning, structured_pruning, student, training
+from tinygray import models, prepared, pruning, structured_pruning, student, training
 from tinygray.augment import Augmentation
 from tinygray.params import stage_params
 from tinygray.soft_targets import distillation_data
@@ -25,8 +25,8 @@ def main() -> None:
     with stage_run("prune", {**params, "temperature": student_params["temperature"],
                              "alpha": student_params["alpha"], **augmentation.run_params()}) as run:
         train, val = distillation_data(PREPARED, SOFT_TARGETS, augmentation)
-        data.check_num_classes(models.load_model(STUDENT), PREPARED, STUDENT)
-        val_images, val_labels = data.read_split(PREPARED, "val")
+        prepared.check_num_classes(models.load_model(STUDENT), PREPARED, STUDENT)
+        val_images, val_labels = prepared.read_split(PREPARED, "val")
         baseline = float(np.mean(models.load_model(STUDENT).predict(np.asarray(val_images), batch_size=256, verbose=0)
                                  .argmax(axis=1) == val_labels))
         setup = student.distillation_setup(student_params)

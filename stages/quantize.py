@@ -8,7 +8,7 @@ import sys
 
 import numpy as np
 
-from tinygray import data, models, quantization
+from tinygray import models, prepared, quantization
 from tinygray.atomic import atomic_output
 from tinygray.params import stage_params
 from tinygray.tracking import stage_run
@@ -22,8 +22,8 @@ def main(model_name: str) -> None:
     params = stage_params("quantize")
     with stage_run(f"quantize@{model_name}", params) as run:
         model = models.load_model(source)
-        train_images, _ = data.read_split(PREPARED, "train")
-        val_images, val_labels = data.read_split(PREPARED, "val")
+        train_images, _ = prepared.read_split(PREPARED, "train")
+        val_images, val_labels = prepared.read_split(PREPARED, "val")
         representative = quantization.representative_dataset(train_images, params["representative_samples"],
                                                              params["seed"])
         variants, correct = [], {}

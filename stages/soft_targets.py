@@ -2,32 +2,38 @@
 experiments never rerun it and always learn the teacher's answer for the view they are shown."""
 import numpy as np
 
-from tinygray import data, models, report, soft_targets
+from tinygray import models, prepared, soft_targets
 from tinygray.atomic import atomic_output
-from tinygray.augment import Augmentation
+from tinygray.augment import Augmentation, views_warning
 from tinygray.params import stage_params
 from tinygray.tracking import stage_run
 
 PREPARED, TEACHER, OUT = "data/prepared", "models/teacher.keras", "data/soft_targets"
 
-params = stage_params("soft_targets")
-augmentation = Augmentation.from_params(stage_params("augment"))
-with stage_run("soft_targets", {**params, **augmentation.run_params()}) as run:
-    teacher = models.load_model(TEACHER)
-    data.check_num_classes(teacher, PREPARED, TEACHER)
-    (train_images, train_labels), (val_images, val_labels) = (data.read_split(PREPARED, s) for s in ("train", "val"))
-    train_logits = soft_targets.view_logits(teacher, train_images, augmentation, params["batch_size"])
-    val_logits = teacher.predict(np.asarray(val_images), batch_size=params["batch_size"], verbose=0)
-    with atomic_output(OUT) as staging:
-        staging.mkdir()
-        soft_targets.write(staging, train_logits, val_logits, augmentation)
-    # how often the teacher is right on the augmented views: a teacher that often errs on them would
-    # teach mistakes, and the hard-label term (train_student.alpha) would have to pull against it
-    view_accuracy = (train_logits.argmax(-1) == train_labels).mean(axis=1)
-    metrics = {"val_accuracy": round(float(np.mean(val_logits.argmax(1) == val_labels)), 4),
-               "train_accuracy": round(float(view_accuracy[0]), 4),
-               **({"augmented_view_accuracy": round(float(view_accuracy[1:].mean()), 4)} if len(view_accuracy) > 1 else {})}
-    warning = report.views_warning(metrics)
-    if warning:
-        print(f"soft_targets: {warning}", flush=True)
-    run.finish(metrics)
+
+def main() -> None:
+    params = stage_params("soft_targets")
+    augmentation = Augmentation.from_params(stage_params("augment"))
+    with stage_run("soft_targets", {**params, **augmentation.run_params()}) as run:
+        teacher = models.load_model(TEACHER)
+        prepared.check_num_classes(teacher, PREPARED, TEACHER)
+        (train_images, train_labels), (val_images, val_labels) = (prepared.read_split(PREPARED, s) for s in ("train", "val"))
+        train_logits = soft_targets.view_logits(teacher, train_images, augmentation, params["batch_size"])
+        val_logits = teacher.predict(np.asarray(val_images), batch_size=params["batch_size"], verbose=0)
+        with atomic_output(OUT) as staging:
+            staging.mkdir()
+            soft_targets.write(staging, train_logits, val_logits, augmentation)
+        # how often the teacher is right on the augmented views: a teacher that often errs on them would
+        # teach mistakes, and the hard-label term (train_student.alpha) would have to pull against it
+        view_accuracy = (train_logits.argmax(-1) == train_labels).mean(axis=1)
+        metrics = {"val_accuracy": round(float(np.mean(val_logits.argmax(1) == val_labels)), 4),
+                   "train_accuracy": round(float(view_accuracy[0]), 4),
+                   **({"augmented_view_accuracy": round(float(view_accuracy[1:].mean()), 4)} if len(view_accuracy) > 1 else {})}
+        warning = views_warning(metrics)
+        if warning:
+            print(f"soft_targets: {warning}", flush=True)
+        run.finish(metrics)
+
+
+if __name__ == "__main__":
+    main()

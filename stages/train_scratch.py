@@ -1,7 +1,7 @@
 """Control for stage 4: the same student architecture, seeds, epoch budget and augmented views, trained on
 labels alone, its seed selected by the same rule. Without it a distillation "gain" cannot be told from the
 student simply being trained well."""
-from tinygray import data, student, training
+from tinygray import prepared, student, training
 from tinygray.augment import Augmentation
 from tinygray.params import stage_params
 from tinygray.tracking import stage_run
@@ -9,11 +9,17 @@ from tinygray.tracking import stage_run
 PREPARED, MODEL_DIR, SELECTED = "data/prepared", "models/scratch", "models/scratch.keras"
 HISTORY = "metrics/history/scratch.csv"
 
-params = stage_params("train_student")
-augmentation = Augmentation.from_params(stage_params("augment"))
-with stage_run("train_scratch", {**{k: v for k, v in params.items() if k not in student.DISTILLATION_ONLY},
-                                 **augmentation.run_params()}) as run:
-    num_classes = len(data.read_class_names(PREPARED))
-    train, val, setup, views = student.scratch_inputs(PREPARED, augmentation, params, num_classes)
-    metrics = student.train_seeds(train, val, num_classes, params, setup, views, MODEL_DIR, SELECTED, HISTORY)
-    run.finish(metrics, artifacts=training.history_files(HISTORY))
+
+def main() -> None:
+    params = stage_params("train_student")
+    augmentation = Augmentation.from_params(stage_params("augment"))
+    with stage_run("train_scratch", {**{k: v for k, v in params.items() if k not in student.DISTILLATION_ONLY},
+                                     **augmentation.run_params()}) as run:
+        num_classes = len(prepared.read_class_names(PREPARED))
+        train, val, setup, views = student.scratch_inputs(PREPARED, augmentation, params, num_classes)
+        metrics = student.train_seeds(train, val, num_classes, params, setup, views, MODEL_DIR, SELECTED, HISTORY)
+        run.finish(metrics, artifacts=training.history_files(HISTORY))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,7 +1,7 @@
 """Stage 4: the small student, trained on labels and the teacher's soft targets (Hinton et al. 2015) for
 each augmented view, over several seeds (the best on validation goes on as models/student.keras);
 optionally through a chain of teacher assistants."""
-from tinygray import data, student, training
+from tinygray import prepared, student, training
 from tinygray.augment import Augmentation
 from tinygray.params import stage_params
 from tinygray.tracking import stage_run
@@ -9,12 +9,18 @@ from tinygray.tracking import stage_run
 PREPARED, SOFT_TARGETS, TEACHER = "data/prepared", "data/soft_targets", "models/teacher.keras"
 MODEL_DIR, SELECTED, HISTORY = "models/student", "models/student.keras", "metrics/history/student.csv"
 
-params = stage_params("train_student")
-augmentation = Augmentation.from_params(stage_params("augment"))
-with stage_run("train_student", {**params, **augmentation.run_params()}) as run:
-    num_classes = len(data.read_class_names(PREPARED))
-    train, val, setup, views = student.distillation_inputs(PREPARED, SOFT_TARGETS, TEACHER, augmentation, params,
-                                                           num_classes)
-    train, val, assistants = student.assistant_chain(train, val, num_classes, params, augmentation)
-    metrics = student.train_seeds(train, val, num_classes, params, setup, views, MODEL_DIR, SELECTED, HISTORY)
-    run.finish({**metrics, **({"assistants": assistants} if assistants else {})}, artifacts=training.history_files(HISTORY))
+
+def main() -> None:
+    params = stage_params("train_student")
+    augmentation = Augmentation.from_params(stage_params("augment"))
+    with stage_run("train_student", {**params, **augmentation.run_params()}) as run:
+        num_classes = len(prepared.read_class_names(PREPARED))
+        train, val, setup, views = student.distillation_inputs(PREPARED, SOFT_TARGETS, TEACHER, augmentation, params,
+                                                               num_classes)
+        train, val, assistants = student.assistant_chain(train, val, num_classes, params, augmentation)
+        metrics = student.train_seeds(train, val, num_classes, params, setup, views, MODEL_DIR, SELECTED, HISTORY)
+        run.finish({**metrics, **({"assistants": assistants} if assistants else {})}, artifacts=training.history_files(HISTORY))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,27 +1,33 @@
 """Stage 2: the large, accurate teacher: an ImageNet backbone fine-tuned on grayscale (or a CNN from
 scratch), trained on labels with early stopping on validation."""
-from tinygray import data, models, teacher, training
+from tinygray import models, prepared, teacher, training
 from tinygray.augment import Augmentation
 from tinygray.params import stage_params
 from tinygray.tracking import stage_run
 
 PREPARED, MODEL, HISTORY = "data/prepared", "models/teacher.keras", "metrics/history/teacher.csv"
 
-params = stage_params("train_teacher")
-# a fresh view every epoch (the ranges of the augment section, not its number of views: soft targets need a
-# fixed set, the teacher's own training does not), or the plain images
-augmentation = Augmentation.from_params(stage_params("augment")).fresh(params["frozen_epochs"] + params["epochs"]) \
-    if params["augment"] else None
-with stage_run("train_teacher", {**params, **(augmentation.run_params() if augmentation else {})}) as run:
-    training.seed_everything(params["seed"])
-    train, val = data.read_split(PREPARED, "train"), data.read_split(PREPARED, "val")
-    model = teacher.build_teacher(train[0].shape[1:], len(data.read_class_names(PREPARED)), params)
-    metrics, histories = teacher.train(model, train, val, params, augmentation)
-    training.require_above_chance(
-        "train_teacher", metrics["val_accuracy"], val[1],
-        hint=f"Seen: training accuracy {histories[-1]['accuracy'][-1]:.4f} at the last of {metrics['epochs']} epochs. "
-             "Try a larger train_teacher.patience or epochs, a lower learning_rate, and look at class_counts in "
-             "metrics/preprocess.json; no teacher was written.")
-    training.write_history(HISTORY, *histories)
-    models.save_model(model, MODEL)
-    run.finish({**metrics, "params": models.count_params(model)[0]}, artifacts=training.history_files(HISTORY))
+
+def main() -> None:
+    params = stage_params("train_teacher")
+    # a fresh view every epoch (the ranges of the augment section, not its number of views: soft targets need a
+    # fixed set, the teacher's own training does not), or the plain images
+    augmentation = Augmentation.from_params(stage_params("augment")).fresh(params["frozen_epochs"] + params["epochs"]) \
+        if params["augment"] else None
+    with stage_run("train_teacher", {**params, **(augmentation.run_params() if augmentation else {})}) as run:
+        training.seed_everything(params["seed"])
+        train, val = prepared.read_split(PREPARED, "train"), prepared.read_split(PREPARED, "val")
+        model = teacher.build_teacher(train[0].shape[1:], len(prepared.read_class_names(PREPARED)), params)
+        metrics, histories = teacher.train(model, train, val, params, augmentation)
+        training.require_above_chance(
+            "train_teacher", metrics["val_accuracy"], val[1],
+            hint=f"Seen: training accuracy {histories[-1]['accuracy'][-1]:.4f} at the last of {metrics['epochs']} epochs. "
+                 "Try a larger train_teacher.patience or epochs, a lower learning_rate, and look at class_counts in "
+                 "metrics/preprocess.json; no teacher was written.")
+        training.write_history(HISTORY, *histories)
+        models.save_model(model, MODEL)
+        run.finish({**metrics, "params": models.count_params(model)[0]}, artifacts=training.history_files(HISTORY))
+
+
+if __name__ == "__main__":
+    main()

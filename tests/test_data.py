@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tinygray import data
+from tinygray import data, prepared
 
 
 def test_rgb_to_grayscale_matches_pil_luma():
@@ -67,18 +67,18 @@ def test_select_classes_relabels_in_given_order(digits):
 def test_prepared_round_trip(tmp_path, digits):
     images, labels = digits
     out = tmp_path / "prepared"
-    data.write_prepared(out, {"train": (images[:10], labels[:10])}, [str(c) for c in range(10)])
-    read_images, read_labels = data.read_split(out, "train")
+    prepared.write_prepared(out, {"train": (images[:10], labels[:10])}, [str(c) for c in range(10)])
+    read_images, read_labels = prepared.read_split(out, "train")
     np.testing.assert_array_equal(read_images, images[:10])
     np.testing.assert_array_equal(read_labels, labels[:10])
-    assert data.read_class_names(out) == [str(c) for c in range(10)]
+    assert prepared.read_class_names(out) == [str(c) for c in range(10)]
 
 
 def test_failed_write_leaves_nothing(tmp_path, digits):
     images, labels = digits
     out = tmp_path / "prepared"
     with pytest.raises(TypeError):
-        data.write_prepared(out, {"train": (images[:10], labels[:10]), "val": None}, ["0"])
+        prepared.write_prepared(out, {"train": (images[:10], labels[:10]), "val": None}, ["0"])
     assert list(tmp_path.iterdir()) == []
 
 
@@ -139,11 +139,11 @@ def test_fashion_mnist_keeps_the_official_test_set_whole(tmp_path, monkeypatch):
         test_fraction=0.1, seed=0)
     assert names[0] == "T-shirt/top" and names[9] == "Ankle boot" and test_source == "official test set"
     assert {split: len(y) for split, y in labels.items()} == {"train": 40, "val": 10, "test": 30}
-    test_images, test_labels = data.read_split(tmp_path / "prepared", "test")
+    test_images, test_labels = prepared.read_split(tmp_path / "prepared", "test")
     official_images, official_labels = data.load_fashion_mnist("test")
     np.testing.assert_array_equal(test_labels, official_labels)  # every test image, in the official order
     np.testing.assert_array_equal(test_images, data.resize(data.to_grayscale(official_images), 16))
-    train_images, _ = data.read_split(tmp_path / "prepared", "train")
+    train_images, _ = prepared.read_split(tmp_path / "prepared", "train")
     # capped training pool from the official training images only
     assert not ({img.tobytes() for img in train_images} & {img.tobytes() for img in test_images})
     labels, names, _ = data.prepare_builtin(

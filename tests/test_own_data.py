@@ -9,7 +9,7 @@ import yaml
 
 from stage_helpers import (REPO, folder_project, make_folder, run, run_stage, stage_env, stages_run,
                            write_params)
-from tinygray import data, training
+from tinygray import data, prepared, training
 from tinygray.image_folder import DataError, load_grayscale
 
 
@@ -18,15 +18,15 @@ def test_stage_prepares_a_folder_like_the_reader_decodes_it(tmp_path):
     write_params(tmp_path, max_per_class=20)
     code, output = run_stage(tmp_path, stage_env(tmp_path))
     assert code == 0, output[-3000:]
-    prepared = tmp_path / "data" / "prepared"
-    assert data.read_class_names(prepared) == ["cat", "dog", "eel"]
+    prepared_dir = tmp_path / "data" / "prepared"
+    assert prepared.read_class_names(prepared_dir) == ["cat", "dog", "eel"]
     metrics = json.loads((tmp_path / "metrics" / "preprocess.json").read_text())
     assert metrics["num_classes"] == 3 and metrics["image_size"] == 16 and metrics["skipped_files"] == {}
     assert sum(metrics["num_images"].values()) == 12 + 14 + 20  # eel capped by max_per_class
     # every prepared image is one file of its class, decoded exactly as load_grayscale does
     decoded = {name: [load_grayscale(p, 16) for p in sorted((raw / name).iterdir())] for name in ["cat", "dog", "eel"]}
-    for split in data.SPLITS:
-        images, labels = data.read_split(prepared, split)
+    for split in prepared.SPLITS:
+        images, labels = prepared.read_split(prepared_dir, split)
         assert isinstance(images, np.memmap) and images.shape[1:] == (16, 16, 1)
         assert metrics["num_images"][split] == len(labels)
         for image, label in zip(images, labels):
@@ -43,7 +43,7 @@ def test_prepare_folder_matches_an_in_memory_reference(tmp_path):
     all_images = np.stack([load_grayscale(p, 8) for p in paths])[..., None]
     all_labels = np.array([0] * 10 + [1] * 11)
     for split, idx in data.stratified_split(all_labels, 0.1, 0.1, seed=3).items():
-        images, split_labels = data.read_split(tmp_path / "out", split)
+        images, split_labels = prepared.read_split(tmp_path / "out", split)
         np.testing.assert_array_equal(images, all_images[idx])
         np.testing.assert_array_equal(split_labels, all_labels[idx])
         np.testing.assert_array_equal(labels[split], all_labels[idx])
@@ -76,21 +76,21 @@ def test_keras_fits_from_memmapped_batches_and_checkpoint_check(tmp_path, digits
     import keras
 
     images, labels = digits
-    data.write_prepared(tmp_path / "prepared", {"train": (images[:200], labels[:200])}, [str(c) for c in range(10)])
-    train_images, train_labels = data.read_split(tmp_path / "prepared", "train")
+    prepared.write_prepared(tmp_path / "prepared", {"train": (images[:200], labels[:200])}, [str(c) for c in range(10)])
+    train_images, train_labels = prepared.read_split(tmp_path / "prepared", "train")
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Rescaling(1 / 255), keras.layers.Flatten(),
                               keras.layers.Dense(10)])
     model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     history = model.fit(training.Batches(train_images, train_labels, 32), epochs=2, verbose=0)
     assert len(history.history["loss"]) == 2 and np.isfinite(history.history["loss"]).all()
-    data.check_num_classes(model, tmp_path / "prepared", "models/x.keras")
+    prepared.check_num_classes(model, tmp_path / "prepared", "models/x.keras")
     binary = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(2)])
     with pytest.raises(DataError, match=r"models/x.keras: model has 2 outputs but .* has 10 classes"):
-        data.check_num_classes(binary, tmp_path / "prepared", "models/x.keras")
+        prepared.check_num_classes(binary, tmp_path / "prepared", "models/x.keras")
     wrong_size = keras.Sequential([keras.Input((16, 16, 1)), keras.layers.Flatten(), keras.layers.Dense(10)])
     with pytest.raises(DataError, match=r"models/x.keras: model expects images of shape \(16, 16, 1\)"):
-        data.check_num_classes(wrong_size, tmp_path / "prepared", "models/x.keras")
+        prepared.check_num_classes(wrong_size, tmp_path / "prepared", "models/x.keras")
 
 
 def test_class_names_become_valid_mlflow_metric_names():
@@ -127,7 +127,7 @@ def test_builtin_dataset_runs_on_a_fresh_clone_without_data_raw(tmp_path):
     assert not (root / "data" / "raw").exists()
     output = run(["dvc", "repro", "preprocess"], root, env)
     assert stages_run(output) == ["preprocess"]
-    assert data.read_class_names(root / "data" / "prepared") == [str(c) for c in range(10)]
+    assert prepared.read_class_names(root / "data" / "prepared") == [str(c) for c in range(10)]
 
 
 def test_held_out_test_dir_is_the_test_split_and_nothing_else(tmp_path):
@@ -137,7 +137,7 @@ def test_held_out_test_dir_is_the_test_split_and_nothing_else(tmp_path):
     write_params(tmp_path, test_dir="data/test", max_per_class=10)
     code, output = run_stage(tmp_path, stage_env(tmp_path))
     assert code == 0, output[-3000:]
-    prepared = tmp_path / "data" / "prepared"
+    prepared_dir = tmp_path / "data" / "prepared"
     metrics = json.loads((tmp_path / "metrics" / "preprocess.json").read_text())
     assert metrics["test_source"] == "held-out folder"
     assert metrics["num_images"] == {"train": 18, "val": 2, "test": 7}  # test_fraction unused, cap on raw only
@@ -145,11 +145,11 @@ def test_held_out_test_dir_is_the_test_split_and_nothing_else(tmp_path):
     def decoded(folder):
         return {load_grayscale(p, 16).tobytes(): ["cat", "dog"].index(p.parent.name) for p in sorted(folder.glob("*/*"))}
 
-    test_images, test_labels = data.read_split(prepared, "test")
+    test_images, test_labels = prepared.read_split(prepared_dir, "test")
     assert {image.tobytes(): int(label) for image, label in zip(test_images, test_labels)} == decoded(held_out)
     training_pool = decoded(raw)
     for split in ("train", "val"):
-        images, labels = data.read_split(prepared, split)
+        images, labels = prepared.read_split(prepared_dir, split)
         assert all(training_pool[image.tobytes()] == label for image, label in zip(images, labels))
 
 
@@ -191,10 +191,10 @@ def test_images_of_one_group_never_land_in_two_splits(tmp_path):
     assert sum(metrics["num_groups"].values()) == 60 and all(n >= 2 for n in metrics["num_groups"].values())
     # which person each prepared image came from: the images are noise, so each is unique
     person_of = {np.asarray(Image.open(p)).tobytes(): p.name.split("_")[0] for p in raw.glob("*/*.png")}
-    people = {split: {person_of[image[..., 0].tobytes()] for image in data.read_split(tmp_path / "data" / "prepared",
+    people = {split: {person_of[image[..., 0].tobytes()] for image in prepared.read_split(tmp_path / "data" / "prepared",
                                                                                       split)[0]}
-              for split in data.SPLITS}
-    assert not (people["train"] & people["val"]) and not (people["train"] & people["test"]) \
+              for split in prepared.SPLITS}
+    assert not (people["train"] & people["val"]) and not (people["train"] & people["test"])\
         and not (people["val"] & people["test"])
     assert {split: len(p) for split, p in people.items()} == metrics["num_groups"]
 

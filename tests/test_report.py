@@ -1,4 +1,5 @@
 from tinygray import report
+from tinygray.augment import views_warning
 
 
 def row(name, fmt, accuracy, size, latency, model=None, **extra):
@@ -60,10 +61,10 @@ def test_render_has_every_section():
 
 
 def test_views_that_change_the_images_are_warned_about():
-    assert report.views_warning({"val_accuracy": 0.972, "augmented_view_accuracy": 0.967}) is None  # digits
-    warning = report.views_warning({"val_accuracy": 0.89, "augmented_view_accuracy": 0.8475})  # Fashion, digit views
+    assert views_warning({"val_accuracy": 0.972, "augmented_view_accuracy": 0.967}) is None  # digits
+    warning = views_warning({"val_accuracy": 0.89, "augmented_view_accuracy": 0.8475})  # Fashion, digit views
     assert "84.8% of its augmented training views" in warning and "89.0% of the validation images" in warning
-    assert report.views_warning({"val_accuracy": 0.9, "augmented_view_accuracy": None}) is None  # views: 1
+    assert views_warning({"val_accuracy": 0.9, "augmented_view_accuracy": None}) is None  # views: 1
     lines = report.conclusions({v["name"]: v for v in VARIANTS}, "pruned_int8", "teacher", SEEDS, COMPARISONS,
                                {"val_accuracy": 0.89, "augmented_view_accuracy": 0.8475})
     assert any(line.startswith("Warning: the teacher labels 84.8%") for line in lines)

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from tinygray import data, soft_targets
+from tinygray import prepared, soft_targets
 from tinygray.augment import Augmentation
 
 VIEWS = Augmentation(views=3, max_rotation=10, max_shift=0.1, max_scale=0.1, seed=3)
@@ -10,13 +10,13 @@ VIEWS = Augmentation(views=3, max_rotation=10, max_shift=0.1, max_scale=0.1, see
 
 @pytest.fixture
 def stored(tmp_path, digits_split, trained_digits_cnn):
-    prepared, out = tmp_path / "prepared", tmp_path / "soft_targets"
-    data.write_prepared(prepared, {s: digits_split[s] for s in ("train", "val")}, [str(c) for c in range(10)])
-    train_images, _ = data.read_split(prepared, "train")
+    prepared_dir, out = tmp_path / "prepared", tmp_path / "soft_targets"
+    prepared.write_prepared(prepared_dir, {s: digits_split[s] for s in ("train", "val")}, [str(c) for c in range(10)])
+    train_images, _ = prepared.read_split(prepared_dir, "train")
     train_logits = soft_targets.view_logits(trained_digits_cnn, train_images, VIEWS, 64, chunk=100)
     out.mkdir()
     soft_targets.write(out, train_logits, trained_digits_cnn.predict(digits_split["val"][0], verbose=0), VIEWS)
-    return prepared, out, train_logits
+    return prepared_dir, out, train_logits
 
 
 def test_logits_are_the_models_answer_for_each_view(stored, digits_split, trained_digits_cnn):
@@ -29,8 +29,8 @@ def test_logits_are_the_models_answer_for_each_view(stored, digits_split, traine
 
 
 def test_distillation_data_packs_labels_and_logits_per_view(stored, digits_split):
-    prepared, out, train_logits = stored
-    (images, targets), (val_images, val_targets) = soft_targets.distillation_data(prepared, out, VIEWS)
+    prepared_dir, out, train_logits = stored
+    (images, targets), (val_images, val_targets) = soft_targets.distillation_data(prepared_dir, out, VIEWS)
     labels = digits_split["train"][1]
     assert targets.shape == (3, len(labels), 20) and val_targets.shape == (len(val_images), 20)
     np.testing.assert_array_equal(targets[1, :, :10].argmax(1), labels)
@@ -38,8 +38,8 @@ def test_distillation_data_packs_labels_and_logits_per_view(stored, digits_split
 
 
 def test_logits_made_for_other_views_are_refused(stored):
-    prepared, out, _ = stored
+    prepared_dir, out, _ = stored
     with pytest.raises(ValueError, match=r"views.json: soft targets were made for other views .* rerun soft_targets"):
-        soft_targets.distillation_data(prepared, out, Augmentation(**{**vars(VIEWS), "views": 4}))
+        soft_targets.distillation_data(prepared_dir, out, Augmentation(**{**vars(VIEWS), "views": 4}))
     with pytest.raises(FileNotFoundError, match="run the soft_targets stage first"):
-        soft_targets.distillation_data(prepared, out.parent / "missing", VIEWS)
+        soft_targets.distillation_data(prepared_dir, out.parent / "missing", VIEWS)

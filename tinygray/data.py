@@ -1,4 +1,5 @@
-"""Built-in datasets, grayscale conversion and the prepared-split format every later stage reads."""
+"""The preprocess stage's work: built-in datasets and image folders -> grayscale, resized, split, written in
+the prepared format (tinygray.prepared)."""
 from __future__ import annotations
 
 import gzip
@@ -14,9 +15,9 @@ from PIL import Image
 from sklearn.model_selection import train_test_split
 
 from tinygray.atomic import atomic_output
-from tinygray.image_folder import DataError, read_images_into, scan_image_folder, split_counts_check
+from tinygray.image_folder import read_images_into, scan_image_folder, split_counts_check
+from tinygray.prepared import SPLITS, DataError, write_prepared
 
-SPLITS = ("train", "val", "test")
 # ITU-R BT.601 luma, the weights PIL's convert("L") uses, so every source ends as the same gray.
 LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114])
 
@@ -220,30 +221,6 @@ def prepare_builtin(name: str, out_dir: Path | str, *, image_size: int, classes:
             "official test set" if fixed_test else "split off")
 
 
-def write_prepared(out_dir: Path, splits: dict[str, tuple[np.ndarray, np.ndarray]], class_names: list[str]) -> None:
-    """Every split as .npy (memory-mappable, no pickle), written all or nothing."""
-    with atomic_output(out_dir) as staging:
-        for split, (images, labels) in splits.items():
-            (staging / split).mkdir(parents=True)
-            np.save(staging / split / "images.npy", images)
-            np.save(staging / split / "labels.npy", labels)
-        (staging / "classes.json").write_text(json.dumps(class_names) + "\n")
-
-
-def read_split(prepared_dir: Path | str, split: str) -> tuple[np.ndarray, np.ndarray]:
-    """(images uint8 (N, H, W, 1), labels int64) of one split, memory-mapped from disk."""
-    split_dir = Path(prepared_dir) / split
-    if not split_dir.is_dir():
-        raise FileNotFoundError(f"{split_dir}: prepared split not found; run the preprocess stage first")
-    images = np.load(split_dir / "images.npy", mmap_mode="r", allow_pickle=False)
-    labels = np.load(split_dir / "labels.npy", allow_pickle=False)
-    return images, labels
-
-
-def read_class_names(prepared_dir: Path | str) -> list[str]:
-    return json.loads((Path(prepared_dir) / "classes.json").read_text())
-
-
 def prepare_folder(image_dir: Path | str, out_dir: Path | str, *, image_size: int, val_fraction: float,
                    test_fraction: float, seed: int, on_bad_file: str = "fail", max_per_class: int | None = None,
                    test_dir: Path | str | None = None, group_pattern: str | None = None,
@@ -374,18 +351,3 @@ def require_folder_dependency(image_dir: str, stage: str = "preprocess", dvc_yam
         raise DataError(f"{dvc_yaml}: stage '{stage}' does not depend on the image folder {image_dir!r}, so DVC "
                         f"would not rerun it when an image changes; add `- ${{preprocess.{param}}}` to its deps "
                         "(see README, 'Your own data')")
-
-
-def check_num_classes(model, prepared_dir: Path | str, path: Path | str) -> None:
-    """Refuse a model (loaded from `path`) whose output or input does not fit the prepared data,
-    with a message naming the checkpoint, instead of a shape error deep inside Keras."""
-    class_names = read_class_names(prepared_dir)
-    outputs = model.output_shape[-1]
-    if outputs != len(class_names):
-        raise DataError(f"{path}: model has {outputs} outputs but {prepared_dir} has {len(class_names)} classes "
-                        f"({', '.join(class_names)}); retrain it on this data (dvc repro)")
-    images, _ = read_split(prepared_dir, "train")
-    expected = tuple(model.input_shape[1:])
-    if any(e is not None and e != a for e, a in zip(expected, images.shape[1:])) or len(expected) != 3:
-        raise DataError(f"{path}: model expects images of shape {expected} but {prepared_dir} holds "
-                        f"{tuple(images.shape[1:])}; retrain it on this data (dvc repro)")

@@ -10,15 +10,13 @@ import numpy as np
 from PIL import Image, ImageFile
 from tqdm import tqdm
 
+from tinygray.prepared import DataError
+
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 # The only decoders PIL may try, whatever a file's bytes claim to be: its other plugins
 # (EPS, which runs Ghostscript, among them) never see user files.
 DECODERS = ("PNG", "JPEG", "BMP", "TIFF")
 BAD_FILE_POLICIES = ("fail", "skip")
-
-
-class DataError(ValueError):
-    """The image folder cannot be used as it is; the message names the folder, class or file."""
 
 
 class BadImageError(DataError):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tinygray import data
+from tinygray import prepared
 from tinygray.augment import Augmentation
 from tinygray.distillation import pack_targets
 
@@ -45,7 +45,7 @@ def distillation_data(prepared_dir, soft_targets_dir, augmentation: Augmentation
     if made_for != wanted:
         raise ValueError(f"{stored}: soft targets were made for other views than params.yaml's augment section "
                          f"and seed ({made_for} vs {wanted}); rerun soft_targets (dvc repro)")
-    (train_images, train_labels), (val_images, val_labels) = (data.read_split(prepared_dir, split)
+    (train_images, train_labels), (val_images, val_labels) = (prepared.read_split(prepared_dir, split)
                                                               for split in ("train", "val"))
     train_logits = _read(soft_targets_dir / "train_logits.npy", (augmentation.views, len(train_labels)))
     val_logits = _read(soft_targets_dir / "val_logits.npy", (len(val_labels),))

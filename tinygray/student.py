@@ -12,7 +12,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from tinygray import data, models, training
+from tinygray import models, prepared, training
 from tinygray.atomic import atomic_output
 from tinygray.augment import Augmentation
 from tinygray.distillation import DistillationLoss, TeacherInTheLoop, label_accuracy, labels_of, with_teacher_logits
@@ -91,7 +91,7 @@ def distillation_inputs(prepared_dir, soft_targets_dir, teacher_path, augmentati
     if not p["teacher_in_loop"]:
         train, val = distillation_data(prepared_dir, soft_targets_dir, augmentation)
         return train, val, distillation_setup(p), augmentation
-    train, val = (one_hot(data.read_split(prepared_dir, split), num_classes) for split in ("train", "val"))
+    train, val = (one_hot(prepared.read_split(prepared_dir, split), num_classes) for split in ("train", "val"))
     setup = Setup(None, one_hot=True, teacher=models.load_model(teacher_path), mixup=p["mixup"])
     return train, val, setup, augmentation.fresh(p["epochs"])
 
@@ -99,7 +99,7 @@ def distillation_inputs(prepared_dir, soft_targets_dir, teacher_path, augmentati
 def scratch_inputs(prepared_dir, augmentation: Augmentation, p: dict, num_classes: int) -> tuple[tuple, tuple, Setup, Augmentation]:
     """(train, val, setup, views) for the scratch control: labels alone, on the images the distilled student
     sees (the same fixed views, or fresh ones and the same mixup when the teacher runs in the loop)."""
-    train, val = data.read_split(prepared_dir, "train"), data.read_split(prepared_dir, "val")
+    train, val = prepared.read_split(prepared_dir, "train"), prepared.read_split(prepared_dir, "val")
     if not (p["teacher_in_loop"] or p["mixup"]):
         return train, val, Setup(keras.losses.SparseCategoricalCrossentropy(from_logits=True)), augmentation
     setup = Setup(keras.losses.CategoricalCrossentropy(from_logits=True), one_hot=True, mixup=p["mixup"])
