@@ -25,7 +25,7 @@ import yaml
 
 from tinygray import benchmarking, models, prepared, soft_targets, student
 from tinygray.atomic import atomic_output
-from tinygray.augment import Augmentation
+from tinygray.augment import Augmentation, StoredViews, write_views
 from tinygray.params import stage_params
 
 PREPARED, TEACHER = "data/prepared", "models/teacher.keras"
@@ -39,16 +39,17 @@ def parse_override(text: str) -> tuple[str, str, object]:
     return section, name, yaml.safe_load(value)
 
 
-def teacher_targets(teacher, augmentation: Augmentation, cache: Path) -> Path:
-    """A soft-targets folder for these views (the stage's own when it matches, else computed once)."""
+def cached_views_and_targets(teacher, augmentation: Augmentation, cache: Path) -> Path:
+    """A folder with these views and the teacher's logits for them (computed once, then reused)."""
     folder = cache / hashlib.sha1(json.dumps(dataclasses.asdict(augmentation), sort_keys=True).encode()).hexdigest()[:12]
     if not (folder / soft_targets.VIEWS_FILE).is_file():
         train_images, _ = prepared.read_split(PREPARED, "train")
         val_images, _ = prepared.read_split(PREPARED, "val")
-        train_logits = soft_targets.view_logits(teacher, train_images, augmentation, 256)
-        val_logits = teacher.predict(np.asarray(val_images), batch_size=256, verbose=0)
         with atomic_output(folder) as staging:
             staging.mkdir()
+            write_views(staging, train_images, augmentation)
+            train_logits = soft_targets.view_logits(teacher, train_images, StoredViews(staging, augmentation), 256)
+            val_logits = teacher.predict(np.asarray(val_images), batch_size=256, verbose=0)
             soft_targets.write(staging, train_logits, val_logits, augmentation)
     return folder
 
@@ -75,14 +76,14 @@ def main() -> None:
     test_images = np.asarray(test_images)
     teacher_predictions = teacher.predict(test_images, batch_size=256, verbose=0).argmax(axis=1)
     num_classes = len(prepared.read_class_names(PREPARED))
+    folder = cached_views_and_targets(teacher, augmentation, args.results.parent / "cache") \
+        if not p["teacher_in_loop"] else None
     for kind in args.kinds.split(","):
         if kind == "distilled":
-            folder = teacher_targets(teacher, augmentation, args.results.parent / "soft_targets_cache") \
-                if not p["teacher_in_loop"] else None
-            train, val, setup, views = student.distillation_inputs(PREPARED, folder, TEACHER, augmentation, p,
+            train, val, setup, views = student.distillation_inputs(PREPARED, folder, TEACHER, folder, augmentation, p,
                                                                    num_classes)
         else:
-            train, val, setup, views = student.scratch_inputs(PREPARED, augmentation, p, num_classes)
+            train, val, setup, views = student.scratch_inputs(PREPARED, folder, augmentation, p, num_classes)
         for seed in seeds:
             start = time.perf_counter()
             model, metrics, _ = student.train_one(p["widths"], train, val, num_classes, p, seed, setup, views)

@@ -8,12 +8,12 @@ from functools import partial
 import numpy as np
 
 from tinygray import models, prepared, pruning, structured_pruning, student, training
-from tinygray.augment import Augmentation
+from tinygray.augment import Augmentation, StoredViews
 from tinygray.params import stage_params
 from tinygray.soft_targets import distillation_data
 from tinygray.tracking import stage_run
 
-PREPARED, SOFT_TARGETS, STUDENT = "data/prepared", "data/soft_targets", "models/student.keras"
+PREPARED, VIEWS, SOFT_TARGETS, STUDENT = "data/prepared", "data/views", "data/soft_targets", "models/student.keras"
 MAGNITUDE, FILTERS = "models/pruned.keras", "models/pruned_filters.keras"
 HISTORY, FILTERS_HISTORY = "metrics/history/prune.csv", "metrics/history/prune_filters.csv"
 
@@ -32,7 +32,7 @@ def main() -> None:
         setup = student.distillation_setup(student_params)
         fine_tune = partial(training.fit, train=train, val=val, loss=setup.loss, epochs=params["epochs"],
                             batch_size=params["batch_size"], learning_rate=params["learning_rate"], seed=params["seed"],
-                            augmentation=augmentation, targets_per_view=True)
+                            augmentation=StoredViews(VIEWS, augmentation), targets_per_view=True)
         steps_per_epoch = int(np.ceil(len(train[0]) / params["batch_size"]))
 
         def magnitude(sparsity):

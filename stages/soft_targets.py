@@ -4,11 +4,11 @@ import numpy as np
 
 from tinygray import models, prepared, soft_targets
 from tinygray.atomic import atomic_output
-from tinygray.augment import Augmentation, views_warning
+from tinygray.augment import Augmentation, StoredViews, views_warning
 from tinygray.params import stage_params
 from tinygray.tracking import stage_run
 
-PREPARED, TEACHER, OUT = "data/prepared", "models/teacher.keras", "data/soft_targets"
+PREPARED, VIEWS, TEACHER, OUT = "data/prepared", "data/views", "models/teacher.keras", "data/soft_targets"
 
 
 def main() -> None:
@@ -18,7 +18,8 @@ def main() -> None:
         teacher = models.load_model(TEACHER)
         prepared.check_num_classes(teacher, PREPARED, TEACHER)
         (train_images, train_labels), (val_images, val_labels) = (prepared.read_split(PREPARED, s) for s in ("train", "val"))
-        train_logits = soft_targets.view_logits(teacher, train_images, augmentation, params["batch_size"])
+        train_logits = soft_targets.view_logits(teacher, train_images, StoredViews(VIEWS, augmentation),
+                                                params["batch_size"])
         val_logits = teacher.predict(np.asarray(val_images), batch_size=params["batch_size"], verbose=0)
         with atomic_output(OUT) as staging:
             staging.mkdir()

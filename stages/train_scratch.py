@@ -6,7 +6,7 @@ from tinygray.augment import Augmentation
 from tinygray.params import stage_params
 from tinygray.tracking import stage_run
 
-PREPARED, MODEL_DIR, SELECTED = "data/prepared", "models/scratch", "models/scratch.keras"
+PREPARED, VIEWS, MODEL_DIR, SELECTED = "data/prepared", "data/views", "models/scratch", "models/scratch.keras"
 HISTORY = "metrics/history/scratch.csv"
 
 
@@ -16,7 +16,7 @@ def main() -> None:
     with stage_run("train_scratch", {**{k: v for k, v in params.items() if k not in student.DISTILLATION_ONLY},
                                      **augmentation.run_params()}) as run:
         num_classes = len(prepared.read_class_names(PREPARED))
-        train, val, setup, views = student.scratch_inputs(PREPARED, augmentation, params, num_classes)
+        train, val, setup, views = student.scratch_inputs(PREPARED, VIEWS, augmentation, params, num_classes)
         metrics = student.train_seeds(train, val, num_classes, params, setup, views, MODEL_DIR, SELECTED, HISTORY)
         run.finish(metrics, artifacts=training.history_files(HISTORY))
 

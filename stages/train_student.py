@@ -6,7 +6,7 @@ from tinygray.augment import Augmentation
 from tinygray.params import stage_params
 from tinygray.tracking import stage_run
 
-PREPARED, SOFT_TARGETS, TEACHER = "data/prepared", "data/soft_targets", "models/teacher.keras"
+PREPARED, VIEWS, SOFT_TARGETS, TEACHER = "data/prepared", "data/views", "data/soft_targets", "models/teacher.keras"
 MODEL_DIR, SELECTED, HISTORY = "models/student", "models/student.keras", "metrics/history/student.csv"
 
 

@@ -114,3 +114,25 @@ def test_run_params_name_every_field_with_the_augment_prefix():
     augmentation = Augmentation(views=3, max_rotation=5.0, max_shift=0.1, max_scale=0.2, seed=7)
     assert augmentation.run_params() == {"augment_views": 3, "augment_max_rotation": 5.0, "augment_max_shift": 0.1,
                                          "augment_max_scale": 0.2, "augment_flip": False, "augment_seed": 7}
+
+
+def test_stored_views_are_the_views_and_are_refused_for_other_parameters(tmp_path, digits):
+    from tinygray.augment import StoredViews, write_views
+
+    images = digits[0][:50]
+    write_views(tmp_path, images, AUGMENTATION, chunk=16)
+    stored = StoredViews(tmp_path, AUGMENTATION)
+    assert stored.views == AUGMENTATION.views
+    for view in range(AUGMENTATION.views):
+        np.testing.assert_array_equal(stored.view(images[[3, 9]], np.array([3, 9]), view),
+                                      AUGMENTATION.view(images[[3, 9]], np.array([3, 9]), view))
+    with pytest.raises(ValueError, match="views were made for other parameters"):
+        StoredViews(tmp_path, Augmentation(**{**vars(AUGMENTATION), "max_rotation": 5}))
+    with pytest.raises(FileNotFoundError, match="run the views stage"):
+        StoredViews(tmp_path / "missing", AUGMENTATION)
+    # batches read the stored pixels exactly as they would compute them
+    per_view = training.Batches(images, np.arange(50), 50, shuffle=False, augmentation=stored)
+    computed = training.Batches(images, np.arange(50), 50, shuffle=False, augmentation=AUGMENTATION)
+    for _ in range(AUGMENTATION.views):
+        np.testing.assert_array_equal(per_view[0][0], computed[0][0])
+        per_view.on_epoch_end(), computed.on_epoch_end()

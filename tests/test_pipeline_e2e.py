@@ -16,7 +16,7 @@ from stage_helpers import run
 
 REPO = Path(__file__).resolve().parents[1]
 QUANTIZED = ["teacher", "student", "pruned", "pruned_filters"]
-STAGES = ["preprocess", "train_teacher", "soft_targets", "train_student", "train_scratch", "prune",
+STAGES = ["preprocess", "views", "train_teacher", "soft_targets", "train_student", "train_scratch", "prune",
           *(f"quantize@{model}" for model in QUANTIZED), "benchmark"]
 # the scratch control and the teacher's conversions do not depend on the distillation temperature
 DOWNSTREAM_OF_STUDENT = ["train_student", "prune", "quantize@student", "quantize@pruned", "quantize@pruned_filters",

@@ -106,7 +106,8 @@ def test_teacher_in_the_loop_trains_only_the_student_against_the_teacher_of_each
     models.save_model(trained_digits_cnn, tmp_path / "teacher.keras")
     online = {**P, "teacher_in_loop": True, "mixup": 0.4, "epochs": 6, "assistants": []}
     still = Augmentation(views=2, seed=7)  # the conftest teacher never saw moved 8-px digits: 29% right on them
-    train, val, setup, views = student.distillation_inputs(prepared_dir, None, tmp_path / "teacher.keras", still, online, 10)
+    train, val, setup, views = student.distillation_inputs(prepared_dir, None, tmp_path / "teacher.keras", None, still,
+                                                           online, 10)
     assert setup.teacher is not None and setup.mixup == 0.4 and views.views == 6  # a fresh view every epoch
     assert train[1].shape == (len(digits_split["train"][1]), 10)  # one-hot labels, no stored logits
     teacher_before = [w.copy() for w in setup.teacher.get_weights()]
@@ -115,7 +116,7 @@ def test_teacher_in_the_loop_trains_only_the_student_against_the_teacher_of_each
     for before, after in zip(teacher_before, setup.teacher.get_weights()):
         np.testing.assert_array_equal(before, after)
     assert history["loss"][-1] < 0.9 * history["loss"][0] and metrics["val_accuracy"] > 0.25  # it learns
-    scratch_train, _, scratch_setup, scratch_views = student.scratch_inputs(prepared_dir, still, online, 10)
+    scratch_train, _, scratch_setup, scratch_views = student.scratch_inputs(prepared_dir, None, still, online, 10)
     assert scratch_setup.mixup == 0.4 and scratch_views.views == 6 and scratch_train[1].shape == train[1].shape
 
 

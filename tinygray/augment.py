@@ -1,15 +1,17 @@
 """Seeded augmented views of the training images, the same for teacher and student.
 
 "A good teacher is patient and consistent" (Beyer et al., 2022): distillation works when the student
-sees many views of each image and learns the teacher's output *for that very view*. The soft_targets
-stage stores the teacher's logits for views 0..views-1 of every training image; the student stages
-rebuild any view on demand from (seed, view, image index) alone, so no augmented image is ever stored.
-View 0 is the image itself.
+sees many views of each image and learns the teacher's output *for that very view*. The views stage
+computes views 0..views-1 of every training image once (StoredViews); the soft_targets stage stores the
+teacher's logits for each, and the student stages train on the same pixels. Every view is drawn from
+(seed, view, image index) alone. View 0 is the image itself.
 """
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from scipy import ndimage
@@ -67,6 +69,46 @@ class Augmentation:
         centre = (np.array(shape) - 1) / 2.0
         matrix = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]]) / zoom
         return matrix, centre - matrix @ (centre + shift), mirror
+
+
+VIEWS_FILE, VIEWS_META = "views.npy", "views.json"
+
+
+class StoredViews:
+    """Views 0..views-1 of every training image as the views stage computed them once (data/views), read
+    like an Augmentation (the same `views` and `view()`), so teacher, students and control share the same
+    pixels and no epoch pays the warping again."""
+
+    def __init__(self, folder: Path | str, augmentation: Augmentation):
+        folder = Path(folder)
+        meta = folder / VIEWS_META
+        if not meta.is_file():
+            raise FileNotFoundError(f"{meta}: stored views not found; run the views stage first (dvc repro)")
+        made_for, wanted = json.loads(meta.read_text()), dataclasses.asdict(augmentation)
+        if made_for != wanted:
+            raise ValueError(f"{meta}: views were made for other parameters than params.yaml's augment section and "
+                             f"seed ({made_for} vs {wanted}); rerun the views stage (dvc repro)")
+        self.array = np.load(folder / VIEWS_FILE, mmap_mode="r", allow_pickle=False)
+        self.views, self.augmentation = int(self.array.shape[0]), augmentation
+
+    def view(self, images: np.ndarray, indices: np.ndarray, view: int) -> np.ndarray:
+        if not 0 <= view < self.views:
+            raise ValueError(f"view {view} out of range: augment.views is {self.views}")
+        return np.asarray(self.array[view][np.asarray(indices)])
+
+
+def write_views(folder: Path, images: np.ndarray, augmentation: Augmentation, chunk: int = 2048) -> None:
+    """Every view of every image into folder/views.npy ((views, N, H, W, 1) uint8, written a chunk at a time
+    through a memmap, so memory holds one chunk) and the parameters they were made with into views.json."""
+    out = np.lib.format.open_memmap(folder / VIEWS_FILE, mode="w+", dtype=np.uint8,
+                                    shape=(augmentation.views, *images.shape))
+    for view in range(augmentation.views):
+        for start in range(0, len(images), chunk):
+            indices = np.arange(start, min(start + chunk, len(images)))
+            out[view, indices] = augmentation.view(np.asarray(images[indices]), indices, view)
+    out.flush()
+    del out
+    (folder / VIEWS_META).write_text(json.dumps(dataclasses.asdict(augmentation), indent=2) + "\n")
 
 
 # The teacher may be a few points less sure of a shifted or rotated image than of a new plain one; beyond this

@@ -28,6 +28,7 @@ SCHEMA: dict[str, str] = {
     "image_size": "side of the square grayscale images, pixels",
     "num_images": "images per split: {train, val, test}",
     "class_counts": "images per class per split: {split: {class: count}}",
+    "views": "augmented views per training image (view 0 is the image itself)",
     "num_groups": "groups (preprocess.group_pattern) per split: {train, val, test}; no group spans two splits",
     "test_source": "where the test split came from: split off, official test set, or held-out folder",
     "skipped_files": "unreadable files skipped by preprocess (on_bad_file: skip): {path: reason}",

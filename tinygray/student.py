@@ -14,7 +14,7 @@ import numpy as np
 
 from tinygray import models, prepared, training
 from tinygray.atomic import atomic_output
-from tinygray.augment import Augmentation
+from tinygray.augment import Augmentation, StoredViews
 from tinygray.distillation import DistillationLoss, TeacherInTheLoop, label_accuracy, labels_of, with_teacher_logits
 from tinygray.soft_targets import distillation_data, view_logits
 from tinygray.stats import mean_std
@@ -83,28 +83,29 @@ def distillation_setup(p: dict) -> Setup:
     return Setup(DistillationLoss(p["temperature"], p["alpha"]), label_accuracy, targets_per_view=True)
 
 
-def distillation_inputs(prepared_dir, soft_targets_dir, teacher_path, augmentation: Augmentation, p: dict,
-                        num_classes: int) -> tuple[tuple, tuple, Setup, Augmentation]:
-    """(train, val, setup, views) for the distilled student. By default the stored logits of the fixed views;
-    with train_student.teacher_in_loop, one-hot labels, the teacher itself, a fresh view every epoch and
-    train_student.mixup: the teacher labels exactly the (mixed) image the student sees."""
+def distillation_inputs(prepared_dir, soft_targets_dir, teacher_path, views_dir, augmentation: Augmentation, p: dict,
+                        num_classes: int) -> tuple[tuple, tuple, Setup, Augmentation | StoredViews]:
+    """(train, val, setup, views) for the distilled student. By default the stored views (views_dir) and the
+    teacher's stored logits for them; with train_student.teacher_in_loop, one-hot labels, the teacher
+    itself, a fresh view every epoch and train_student.mixup: the teacher labels exactly the (mixed) image
+    the student sees."""
     if not p["teacher_in_loop"]:
         train, val = distillation_data(prepared_dir, soft_targets_dir, augmentation)
-        return train, val, distillation_setup(p), augmentation
+        return train, val, distillation_setup(p), StoredViews(views_dir, augmentation)
     train, val = (one_hot(prepared.read_split(prepared_dir, split), num_classes) for split in ("train", "val"))
     setup = Setup(None, one_hot=True, teacher=models.load_model(teacher_path), mixup=p["mixup"])
     return train, val, setup, augmentation.fresh(p["epochs"])
 
 
-def scratch_inputs(prepared_dir, augmentation: Augmentation, p: dict, num_classes: int) -> tuple[tuple, tuple, Setup, Augmentation]:
+def scratch_inputs(prepared_dir, views_dir, augmentation: Augmentation, p: dict,
+                   num_classes: int) -> tuple[tuple, tuple, Setup, Augmentation | StoredViews]:
     """(train, val, setup, views) for the scratch control: labels alone, on the images the distilled student
     sees (the same fixed views, or fresh ones and the same mixup when the teacher runs in the loop)."""
     train, val = prepared.read_split(prepared_dir, "train"), prepared.read_split(prepared_dir, "val")
-    if not (p["teacher_in_loop"] or p["mixup"]):
-        return train, val, Setup(keras.losses.SparseCategoricalCrossentropy(from_logits=True)), augmentation
-    setup = Setup(keras.losses.CategoricalCrossentropy(from_logits=True), one_hot=True, mixup=p["mixup"])
-    views = augmentation.fresh(p["epochs"]) if p["teacher_in_loop"] else augmentation
-    return one_hot(train, num_classes), one_hot(val, num_classes), setup, views
+    if p["teacher_in_loop"]:
+        setup = Setup(keras.losses.CategoricalCrossentropy(from_logits=True), one_hot=True, mixup=p["mixup"])
+        return one_hot(train, num_classes), one_hot(val, num_classes), setup, augmentation.fresh(p["epochs"])
+    return train, val, Setup(keras.losses.SparseCategoricalCrossentropy(from_logits=True)), StoredViews(views_dir, augmentation)
 
 
 def train_one(widths: list[int], train: tuple, val: tuple, num_classes: int, p: dict, seed: int, setup: Setup,
@@ -120,7 +121,7 @@ def train_one(widths: list[int], train: tuple, val: tuple, num_classes: int, p: 
     return model, metrics, history
 
 
-def assistant_chain(train: tuple, val: tuple, num_classes: int, p: dict, augmentation: Augmentation):
+def assistant_chain(train: tuple, val: tuple, num_classes: int, p: dict, augmentation: Augmentation | StoredViews):
     """Teacher -> assistant(s) -> student (Mirzadeh et al. 2020): each assistant, narrower than the one
     before, is distilled from it, on the same views, and hands on its own logits for every view.
     Takes and returns distillation data (soft_targets.distillation_data), plus each assistant's metrics."""

@@ -1,0 +1,25 @@
+"""Stage 2b: every augmented view of every training image, computed once (data/views) and shared by the
+teacher's soft targets, the distilled students and their control, so each sees exactly the same pixels and
+no training epoch pays the warping again."""
+from tinygray import prepared
+from tinygray.atomic import atomic_output
+from tinygray.augment import Augmentation, write_views
+from tinygray.params import stage_params
+from tinygray.tracking import stage_run
+
+PREPARED, OUT = "data/prepared", "data/views"
+
+
+def main() -> None:
+    augmentation = Augmentation.from_params(stage_params("augment"))
+    with stage_run("views", augmentation.run_params()) as run:
+        train_images, _ = prepared.read_split(PREPARED, "train")
+        with atomic_output(OUT) as staging:
+            staging.mkdir()
+            write_views(staging, train_images, augmentation)
+        run.finish({"num_images": {"train": int(len(train_images))}, "views": augmentation.views,
+                    "size_bytes": int(augmentation.views * train_images.nbytes)})
+
+
+if __name__ == "__main__":
+    main()
