@@ -81,13 +81,7 @@ class StoredViews:
 
     def __init__(self, folder: Path | str, augmentation: Augmentation):
         folder = Path(folder)
-        meta = folder / VIEWS_META
-        if not meta.is_file():
-            raise FileNotFoundError(f"{meta}: stored views not found; run the views stage first (dvc repro)")
-        made_for, wanted = json.loads(meta.read_text()), dataclasses.asdict(augmentation)
-        if made_for != wanted:
-            raise ValueError(f"{meta}: views were made for other parameters than params.yaml's augment section and "
-                             f"seed ({made_for} vs {wanted}); rerun the views stage (dvc repro)")
+        check_made_for(folder / VIEWS_META, augmentation, what="views", stage="views")
         self.array = np.load(folder / VIEWS_FILE, mmap_mode="r", allow_pickle=False)
         self.views, self.augmentation = int(self.array.shape[0]), augmentation
 
@@ -108,7 +102,22 @@ def write_views(folder: Path, images: np.ndarray, augmentation: Augmentation, ch
             out[view, indices] = augmentation.view(np.asarray(images[indices]), indices, view)
     out.flush()
     del out
-    (folder / VIEWS_META).write_text(json.dumps(dataclasses.asdict(augmentation), indent=2) + "\n")
+    record_made_for(folder / VIEWS_META, augmentation)
+
+
+def record_made_for(path: Path, augmentation: Augmentation) -> None:
+    """Which views a stored output was made for (views, soft targets), so a reader can refuse a mismatch."""
+    path.write_text(json.dumps(dataclasses.asdict(augmentation), indent=2) + "\n")
+
+
+def check_made_for(path: Path, augmentation: Augmentation, *, what: str, stage: str) -> None:
+    """Refuse stored `what` made for other views than params.yaml's augment section and seed."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: {what} not found; run the {stage} stage first (dvc repro)")
+    made_for, wanted = json.loads(path.read_text()), dataclasses.asdict(augmentation)
+    if made_for != wanted:
+        raise ValueError(f"{path}: {what} were made for other views than params.yaml's augment section and seed "
+                         f"({made_for} vs {wanted}); rerun {stage} (dvc repro)")
 
 
 # The teacher may be a few points less sure of a shifted or rotated image than of a new plain one; beyond this

@@ -2,14 +2,12 @@
 the views they were made for."""
 from __future__ import annotations
 
-import dataclasses
-import json
 from pathlib import Path
 
 import numpy as np
 
 from tinygray import prepared
-from tinygray.augment import Augmentation
+from tinygray.augment import Augmentation, check_made_for, record_made_for
 from tinygray.distillation import pack_targets
 
 VIEWS_FILE = "views.json"
@@ -31,20 +29,14 @@ def view_logits(model, images: np.ndarray, augmentation: Augmentation, batch_siz
 def write(out_dir: Path, train_logits: np.ndarray, val_logits: np.ndarray, augmentation: Augmentation) -> None:
     np.save(out_dir / "train_logits.npy", train_logits.astype(np.float32))
     np.save(out_dir / "val_logits.npy", val_logits.astype(np.float32))
-    (out_dir / VIEWS_FILE).write_text(json.dumps(dataclasses.asdict(augmentation), indent=2) + "\n")
+    record_made_for(out_dir / VIEWS_FILE, augmentation)
 
 
 def distillation_data(prepared_dir, soft_targets_dir, augmentation: Augmentation) -> tuple[tuple, tuple]:
     """((train images, (views, N, 2C) packed targets), (val images, (N, 2C) packed targets)): labels and
     teacher logits side by side (distillation.pack_targets), one set of targets per training view."""
     soft_targets_dir = Path(soft_targets_dir)
-    stored = soft_targets_dir / VIEWS_FILE
-    if not stored.is_file():
-        raise FileNotFoundError(f"{stored}: soft targets not found; run the soft_targets stage first")
-    made_for, wanted = json.loads(stored.read_text()), dataclasses.asdict(augmentation)
-    if made_for != wanted:
-        raise ValueError(f"{stored}: soft targets were made for other views than params.yaml's augment section "
-                         f"and seed ({made_for} vs {wanted}); rerun soft_targets (dvc repro)")
+    check_made_for(soft_targets_dir / VIEWS_FILE, augmentation, what="soft targets", stage="soft_targets")
     (train_images, train_labels), (val_images, val_labels) = (prepared.read_split(prepared_dir, split)
                                                               for split in ("train", "val"))
     train_logits = _read(soft_targets_dir / "train_logits.npy", (augmentation.views, len(train_labels)))
