@@ -41,7 +41,7 @@ def main() -> None:
         with atomic_output(FRONTIER_DATA) as staging:
             staging.write_text(json.dumps(frontier.frontier_plot_data(result.variants), indent=1) + "\n")
         distilled, scratch = result.seeds["distilled"], result.seeds["scratch"]
-        run.finish({
+        metrics = {
             "teacher": TEACHER, "shipped": shipped, "num_threads": params["num_threads"][0],
             "headline": {role: {k: by_name[name][k] for k in HEADLINE_KEYS}
                          for role, name in (("teacher", TEACHER), ("shipped", shipped))},
@@ -50,7 +50,13 @@ def main() -> None:
             "comparisons": comparisons,
             "compression_steps": steps,
             "variants": result.variants,
-        }, artifacts=[REPORT_DIR / "benchmark.md", REPORT_DIR / "frontier.png", REPORT_DIR / "confusion_matrix.png"])
+        }
+        run.finish(metrics, artifacts=[REPORT_DIR / "benchmark.md", REPORT_DIR / "frontier.png",
+                                       REPORT_DIR / "confusion_matrix.png"])
+        run.log_on_parent({**{f"headline.{role}.{key}": value for role in ("teacher", "shipped")
+                                for key, value in metrics["headline"][role].items()},
+                             **{f"{v['name']}/{key}": v[key] for v in result.variants
+                                for key in ("accuracy", "fidelity", "size_bytes", "latency_ms_p50")}})
         training.require_above_chance(f"benchmark: the shipped variant {shipped}", by_name[shipped]["accuracy"],
                                       test_labels, split="test", hint="Not registering it; see reports/benchmark.md.")
         if not by_name[shipped].get("gate_passed", True):

@@ -55,6 +55,8 @@ def main() -> None:
         training.write_history(HISTORY, pruned.history, title=f"magnitude pruning to sparsity {pruned.level}")
         training.write_history(FILTERS_HISTORY, pruned_filters.history,
                                title=f"filter pruning, fraction {pruned_filters.level} removed")
+        run.log_history("magnitude", pruned.history)
+        run.log_history("filters", pruned_filters.history)
         models.save_model(pruned.model, MAGNITUDE)
         models.save_model(pruned_filters.model, FILTERS)
 

@@ -17,7 +17,9 @@ def main() -> None:
                                      **augmentation.run_params()}) as run:
         num_classes = len(prepared.read_class_names(PREPARED))
         train, val, setup, views = student.scratch_inputs(PREPARED, VIEWS, augmentation, params, num_classes)
-        metrics = student.train_seeds(train, val, num_classes, params, setup, views, MODEL_DIR, SELECTED, HISTORY)
+        metrics, histories = student.train_seeds(train, val, num_classes, params, setup, views, MODEL_DIR, SELECTED, HISTORY)
+        for seed, history in histories.items():
+            run.log_history(f"seed_{seed}", history)
         run.finish(metrics, artifacts=training.history_files(HISTORY))
 
 

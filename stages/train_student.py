@@ -18,7 +18,9 @@ def main() -> None:
         train, val, setup, views = student.distillation_inputs(PREPARED, SOFT_TARGETS, TEACHER, augmentation, params,
                                                                num_classes)
         train, val, assistants = student.assistant_chain(train, val, num_classes, params, augmentation)
-        metrics = student.train_seeds(train, val, num_classes, params, setup, views, MODEL_DIR, SELECTED, HISTORY)
+        metrics, histories = student.train_seeds(train, val, num_classes, params, setup, views, MODEL_DIR, SELECTED, HISTORY)
+        for seed, history in histories.items():
+            run.log_history(f"seed_{seed}", history)
         run.finish({**metrics, **({"assistants": assistants} if assistants else {})}, artifacts=training.history_files(HISTORY))
 
 

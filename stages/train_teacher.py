@@ -25,6 +25,10 @@ def main() -> None:
                  "Try a larger train_teacher.patience or epochs, a lower learning_rate, and look at class_counts in "
                  "metrics/preprocess.json; no teacher was written.")
         training.write_history(HISTORY, *histories)
+        step = 1
+        for phase, history in zip(metrics["phases"], histories):  # one curve across phases, named by phase
+            run.log_history(f"teacher_{phase}", history, first_step=step)
+            step += len(history["loss"])
         models.save_model(model, MODEL)
         run.finish({**metrics, "params": models.count_params(model)[0]}, artifacts=training.history_files(HISTORY))
 

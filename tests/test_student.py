@@ -17,8 +17,8 @@ def test_seeds_start_at_the_global_seed():
 
 def test_train_seeds_writes_one_model_per_seed_and_the_selected_one(tmp_path, digits_split):
     (x, y), (vx, vy) = digits_split["train"], digits_split["val"]
-    metrics = student.train_seeds((x, y), (vx, vy), 10, P, student.Setup(SCRATCH_LOSS), VIEWS, tmp_path / "scratch",
-                                  tmp_path / "scratch.keras", tmp_path / "history.csv")
+    metrics, histories = student.train_seeds((x, y), (vx, vy), 10, P, student.Setup(SCRATCH_LOSS), VIEWS,
+                                             tmp_path / "scratch", tmp_path / "scratch.keras", tmp_path / "history.csv")
     assert sorted(p.name for p in (tmp_path / "scratch").iterdir()) == ["seed_7.keras", "seed_8.keras"]
     assert list(metrics["seeds"]) == ["7", "8"]
     selected = str(metrics["selected_seed"])
@@ -26,6 +26,7 @@ def test_train_seeds_writes_one_model_per_seed_and_the_selected_one(tmp_path, di
     assert metrics["val_accuracy"] == metrics["seeds"][selected]["val_accuracy"]
     assert (tmp_path / "scratch.keras").read_bytes() == (tmp_path / "scratch" / f"seed_{selected}.keras").read_bytes()
     assert (tmp_path / "history.csv").read_text().startswith("epoch,phase,")
+    assert sorted(histories) == ["7", "8"] and len(histories["7"]["val_accuracy"]) == metrics["seeds"]["7"]["epochs"]
 
 
 def test_the_seed_with_the_best_validation_accuracy_is_selected():

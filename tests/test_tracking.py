@@ -123,3 +123,30 @@ def runs_or_empty(tmp_path):
         return runs(tmp_path)[0]
     except Exception:  # the store is not created yet
         return {}
+
+
+HISTORY_STAGE = """
+import sys
+from tinygray.tracking import stage_run
+with stage_run("history", {}) as run:
+    print("started", flush=True)
+    run.log_history("seed_42", {"val_accuracy": [0.5, 0.7, 0.9], "loss": [2.0, 1.0, 0.5]})
+    run.log_on_parent({"headline.shipped.accuracy": 0.9})
+    run.finish({"val_accuracy": 0.9})
+"""
+
+
+def test_per_epoch_curves_have_one_entry_per_epoch_and_the_parent_gets_the_headline(store):
+    from mlflow import MlflowClient
+
+    tmp_path, env = store
+    (tmp_path / "stage.py").write_text(HISTORY_STAGE)
+    result = subprocess.run([sys.executable, str(tmp_path / "stage.py")], cwd=tmp_path, env=env, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "history: done in" in result.stdout and "val_accuracy 0.9" in result.stdout  # one line of the result
+    found, _ = runs(tmp_path)
+    client = MlflowClient(tracking_uri=env["MLFLOW_TRACKING_URI"])
+    curve = client.get_metric_history(found["history"].info.run_id, "seed_42/val_accuracy")
+    assert [(m.step, m.value) for m in sorted(curve, key=lambda m: m.step)] == [(1, 0.5), (2, 0.7), (3, 0.9)]
+    assert found["parent"].data.metrics["headline.shipped.accuracy"] == 0.9

@@ -1,6 +1,9 @@
 """TFLite conversion and inference: the formats that actually ship to a phone."""
 from __future__ import annotations
 
+import contextlib
+import io
+import sys
 import time
 from pathlib import Path
 
@@ -52,7 +55,15 @@ def convert(model: keras.Model, mode: str, *, representative=None, sparse: bool 
     if sparse and mode in SPARSE_MODES:
         optimizations.append(tf.lite.Optimize.EXPERIMENTAL_SPARSITY)
     converter.optimizations = optimizations
-    return converter.convert()
+    # The Keras export inside the converter prints every captured tensor ("Captures: ... TensorSpec"), half
+    # of a `make repro` log; kept only if the conversion fails.
+    printed = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(printed):
+            return converter.convert()
+    except Exception:
+        sys.stdout.write(printed.getvalue())
+        raise
 
 
 def int8_gate(int8_correct: np.ndarray, float_correct: np.ndarray, max_drop: float) -> dict:

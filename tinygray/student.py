@@ -137,10 +137,11 @@ def assistant_chain(train: tuple, val: tuple, num_classes: int, p: dict, augment
 
 
 def train_seeds(train: tuple, val: tuple, num_classes: int, p: dict, setup: Setup, augmentation: Augmentation,
-                model_dir: Path | str, selected_path: Path | str, history_csv: Path | str) -> dict:
+                model_dir: Path | str, selected_path: Path | str, history_csv: Path | str) -> tuple[dict, dict]:
     """Train one student per seed into model_dir/seed_<s>.keras (all or nothing), and copy the one
     select_seed picks to `selected_path`, the single file later stages read; its curves go to history_csv.
-    Returns the stage metrics: the selected seed's, which seed that is, and every seed's."""
+    Returns the stage metrics (the selected seed's, which seed that is, and every seed's) and every seed's
+    per-epoch history."""
     per_seed, histories, params = {}, {}, None
     with atomic_output(model_dir) as staging:
         staging.mkdir()
@@ -160,4 +161,4 @@ def train_seeds(train: tuple, val: tuple, num_classes: int, p: dict, setup: Setu
     training.write_history(history_csv, histories[selected], title=f"{Path(model_dir).name}, seed {selected} (selected)")
     mean, std = mean_std([m["val_accuracy"] for m in per_seed.values()])
     return {**per_seed[selected], "params": params, "selected_seed": int(selected), "val_accuracy_mean": round(mean, 4),
-            "val_accuracy_std": round(std, 4), "seeds": per_seed}
+            "val_accuracy_std": round(std, 4), "seeds": per_seed}, histories

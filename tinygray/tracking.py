@@ -31,6 +31,7 @@ os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "60")
 import mlflow  # noqa: E402
 import numpy as np  # noqa: E402
 import mlflow.pyfunc  # noqa: E402
+from mlflow.entities import Metric  # noqa: E402
 
 DEFAULT_EXPERIMENT = "tinygray"
 
@@ -102,15 +103,51 @@ def git_commit() -> str | None:
 class StageRun:
     """What a stage reports: its metrics file (validated against the schema) and MLflow, in one call."""
 
-    def __init__(self, stage: str, run):
+    def __init__(self, stage: str, run, parent_id: str | None = None):
         self.stage = stage
         self.run = run
+        self.parent_id = parent_id
 
     def finish(self, metrics: dict[str, Any], artifacts: list[Path | str] = ()) -> None:
         path = write_metrics(self.stage, metrics)
         mlflow.log_metrics({_metric_name(key): value for key, value in flatten(metrics).items()})
         for artifact in [path, *artifacts]:
             mlflow.log_artifact(str(artifact))
+        print(f"{self.stage}: done in {time.time() - self.run.info.start_time / 1000:.0f} s; {summary(metrics)}",
+              flush=True)
+
+    def log_on_parent(self, metrics: dict[str, float]) -> None:
+        """Figures of the whole execution (the benchmark's headline, each variant's accuracy, size and latency)
+        on its parent run too, where a person comparing executions looks first."""
+        if self.parent_id:
+            timestamp = int(time.time() * 1000)
+            entries = [Metric(_metric_name(key), float(value), timestamp, 0) for key, value in metrics.items()]
+            for start in range(0, len(entries), 1000):
+                mlflow.MlflowClient().log_batch(self.parent_id, metrics=entries[start:start + 1000])
+
+    def log_history(self, prefix: str, history: dict[str, list[float]], first_step: int = 1) -> None:
+        """Per-epoch curves as MLflow metric histories (one entry per epoch, step = epoch), so the UI draws
+        them and compares runs: `<prefix>/val_accuracy` and so on."""
+        timestamp = int(time.time() * 1000)
+        entries = [Metric(_metric_name(f"{prefix}/{key}"), float(value), timestamp, step)
+                   for key, values in history.items() for step, value in enumerate(values, start=first_step)]
+        client = mlflow.MlflowClient()
+        for start in range(0, len(entries), 1000):  # MLflow's batch limit
+            client.log_batch(self.run.info.run_id, metrics=entries[start:start + 1000])
+
+
+SUMMARY_KEYS = ("val_accuracy", "val_accuracy_mean", "selected_seed", "augmented_view_accuracy", "int8_accuracy_drop",
+                "target_sparsity", "views", "num_images")
+
+
+def summary(metrics: dict[str, Any]) -> str:
+    """The stage's result in one line: its headline figures where it has them, else its top-level numbers."""
+    if "headline" in metrics:
+        shipped, teacher = metrics["headline"]["shipped"], metrics["headline"]["teacher"]
+        return (f"shipped {metrics['shipped']} {100 * shipped['accuracy']:.2f}% test accuracy against the teacher's "
+                f"{100 * teacher['accuracy']:.2f}%, {shipped['size_ratio']:.0f}x smaller, {shipped['speedup']:.0f}x faster")
+    picked = {key: metrics[key] for key in SUMMARY_KEYS if key in metrics}
+    return ", ".join(f"{key} {value}" for key, value in picked.items()) or "no headline figures"
 
 
 class StageKilled(BaseException):
@@ -145,7 +182,7 @@ def stage_run(stage: str, params: dict[str, Any]) -> Iterator[StageRun]:
     try:
         with _killable():
             mlflow.log_params(flatten_params(params))
-            yield StageRun(stage, run)
+            yield StageRun(stage, run, parent)
         status = "FINISHED"
     except KeyboardInterrupt:  # Ctrl-C: dvc passes SIGINT to its stage
         status = "KILLED"

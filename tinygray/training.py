@@ -177,6 +177,8 @@ def fit(model: keras.Model, train: tuple, val: tuple, *, loss, metric: keras.met
     seconds = time.perf_counter() - start
     val_accuracy = history.history["val_accuracy"]
     best = int(np.argmax(val_accuracy)) if patience is not None else len(val_accuracy) - 1
+    print(f"{model.name}: {stop_reason(len(val_accuracy), epochs, patience, schedule)}; kept epoch {best + 1} "
+          f"(val_accuracy {val_accuracy[best]:.4f}), {seconds:.0f} s", flush=True)
     metrics = {
         "epochs": len(val_accuracy),
         "best_epoch": best + 1,
@@ -186,6 +188,13 @@ def fit(model: keras.Model, train: tuple, val: tuple, *, loss, metric: keras.met
         "seconds_per_epoch": round(seconds / len(val_accuracy), 3),
     }
     return metrics, history.history
+
+
+def stop_reason(trained: int, epochs: int, patience: int | None, schedule: str) -> str:
+    """Why a fit() ended, in words, for the stage log."""
+    if patience is not None and schedule == "plateau" and trained < epochs:
+        return f"stopped at epoch {trained} of {epochs}: no val_accuracy gain for {patience} epochs"
+    return f"ran all {epochs} epochs" + (f" ({schedule} schedule)" if patience is not None else "")
 
 
 def write_history(path: Path | str, *histories: dict, title: str | None = None) -> None:
