@@ -5,13 +5,14 @@ from pathlib import Path
 
 import numpy as np
 
-from tinygray import benchmarking, frontier, plots, prepared, report, tracking, training
+from tinygray import benchmarking, frontier, plots, predict, prepared, report, tracking, training
 from tinygray.atomic import atomic_output
 from tinygray.params import stage_params
 from tinygray.tracking import stage_run
 from tinygray.variants import TEACHER
 
 PREPARED, REPORT_DIR, FRONTIER_DATA = "data/prepared", Path("reports"), "metrics/plots/frontier.json"
+CONTRACT = "contract.json"  # how to call the shipped .tflite: classes, input, int8 scales (tinygray.predict)
 HEADLINE_KEYS = ("accuracy", "size_bytes", "latency_ms_p50", "size_ratio", "speedup", "accuracy_delta", "fidelity")
 
 
@@ -31,6 +32,11 @@ def main() -> None:
             plots.frontier(result.variants, staging / "frontier.png", title="Size against test accuracy (Pareto front marked)")
             plots.confusion_matrix(test_labels, result.predictions[shipped], prepared.read_class_names(PREPARED),
                                    staging / "confusion_matrix.png")
+            predict.write_contract(result.files[shipped], staging / CONTRACT, prepared.read_class_names(PREPARED),
+                                   preprocessing={"image_size": int(test_images.shape[1]),
+                                                  "gray": "8-bit ITU-R BT.601 luma, alpha dropped",
+                                                  "resize": "the whole image to image_size x image_size, PIL "
+                                                            "bilinear (no crop)"})
             (staging / "benchmark.md").write_text(report.render(
                 variants=result.variants, shipped=shipped, teacher=TEACHER, seeds=result.seeds, comparisons=comparisons,
                 compression_steps=steps, test_description=f"{len(test_labels):,} images ({test_source})",
@@ -52,7 +58,7 @@ def main() -> None:
             "variants": result.variants,
         }
         run.finish(metrics, artifacts=[REPORT_DIR / "benchmark.md", REPORT_DIR / "frontier.png",
-                                       REPORT_DIR / "confusion_matrix.png"])
+                                       REPORT_DIR / "confusion_matrix.png", REPORT_DIR / CONTRACT])
         run.log_on_parent({**{f"headline.{role}.{key}": value for role in ("teacher", "shipped")
                                 for key, value in metrics["headline"][role].items()},
                              **{f"{v['name']}/{key}": v[key] for v in result.variants
@@ -63,7 +69,7 @@ def main() -> None:
             raise SystemExit(f"benchmark: the shipped variant {shipped} failed its int8 gate (metrics/quantize@"
                              f"{by_name[shipped]['model']}.json, int8_gate); not registering it. Ship another "
                              "variant (benchmark.shipped) or relax quantize.max_int8_accuracy_drop; see reports/benchmark.md")
-        tracking.register_shipped_model(result.files[shipped], by_name[shipped])
+        tracking.register_shipped_model(result.files[shipped], REPORT_DIR / CONTRACT, by_name[shipped])
 
 
 if __name__ == "__main__":

@@ -157,6 +157,30 @@ def test_metrics_follow_the_schema_and_benchmark_lists_every_variant(project):
     assert {row["name"] for row in frontier} == set(by_name) and any(row["on_front"] for row in frontier)
 
 
+def test_predict_gives_the_benchmark_accuracy_on_the_test_images_as_files(project, tmp_path):
+    """The shipped .tflite on the test split written out as PNG files, through `python -m tinygray.predict`:
+    the same preprocessing as the pipeline, so the same accuracy as the benchmark measured."""
+    import csv
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    root, env, _ = project
+    images = np.load(root / "data" / "prepared" / "test" / "images.npy")
+    labels = np.load(root / "data" / "prepared" / "test" / "labels.npy")
+    names = json.loads((root / "data" / "prepared" / "classes.json").read_text())
+    for i, (image, label) in enumerate(zip(images, labels)):
+        Image.fromarray(image[..., 0]).save(tmp_path / f"{i:05d}_{names[label]}.png")
+    model = root / "models" / "tflite" / "pruned" / "pruned_int8.tflite"
+    output = subprocess.run([sys.executable, "-m", "tinygray.predict", str(model), str(tmp_path), "--csv"], cwd=root,
+                            env=env, capture_output=True, text=True, check=True).stdout
+    rows = list(csv.DictReader(io.StringIO(output)))
+    accuracy = np.mean([row["class"] == Path(row["path"]).stem.split("_", 1)[1] for row in rows])
+    benchmark = {v["name"]: v for v in json.loads((root / "metrics" / "benchmark.json").read_text())["variants"]}
+    assert len(rows) == len(labels) and round(float(accuracy), 4) == benchmark["pruned_int8"]["accuracy"]
+
+
 def test_second_repro_runs_nothing(project):
     root, env, _ = project
     output = run(["dvc", "repro"], root, env)
@@ -185,6 +209,8 @@ def test_mlflow_received_one_run_per_stage_with_a_shared_tag(project, mlflow_ser
     benchmark = next(r for r in runs if r.data.tags["stage"] == "benchmark")
     assert "headline.shipped.accuracy" in benchmark.data.metrics
     assert benchmark.data.params["shipped"] == "pruned_int8"
+    shipped = {f.path for f in client.list_artifacts(benchmark.info.run_id, "shipped")}
+    assert shipped == {"shipped/pruned_int8.tflite", "shipped/pruned_int8.tflite.contract.json"}
     versions = client.search_model_versions("name = 'tinygray-shipped'")
     assert [v.run_id for v in versions] == [benchmark.info.run_id]
     assert versions[0].tags["name"] == "pruned_int8" and float(versions[0].tags["size_bytes"]) > 0

@@ -1,0 +1,136 @@
+"""Run any variant on image files, with exactly the pipeline's preprocessing.
+
+    python -m tinygray.predict MODEL IMAGE_OR_FOLDER... [--csv] [--classes FILE]
+
+MODEL is a .tflite (run through the LiteRT interpreter, as on a phone) or a .keras file. Every image is read
+as the pipeline reads an image folder (tinygray.image_folder.load_grayscale: 8-bit BT.601 luma, resized to
+the model's input with PIL's bilinear filter); folders are searched recursively. Prints one line per image:
+the predicted class and the probability of each class (softmax of the logits), or CSV with --csv. Class
+names come from --classes, else the contract file beside the model (contract_for), else
+data/prepared/classes.json, else the class indices.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from tinygray.image_folder import IMAGE_EXTENSIONS, load_grayscale
+
+CONTRACT_SUFFIX = ".contract.json"
+
+
+def contract_for(model_path: Path | str) -> Path:
+    """Where the contract of a model file lives: beside it, `<file>.contract.json`."""
+    return Path(f"{model_path}{CONTRACT_SUFFIX}")
+
+
+def write_contract(tflite_path: Path | str, out: Path | str, class_names: list[str], preprocessing: dict) -> dict:
+    """What a phone developer needs to call the .tflite: class names in output order, input shape, channel
+    count, pixel range, and the int8 scale and zero point of input and output (real = scale * (q - zero))."""
+    from tinygray.quantization import TFLiteModel
+
+    model = TFLiteModel(tflite_path)
+
+    def tensor(details):
+        scale, zero_point = details["quantization"]
+        return {"shape": [int(n) for n in details["shape"]], "dtype": np.dtype(details["dtype"]).name,
+                "scale": float(scale), "zero_point": int(zero_point)}
+
+    contract = {
+        "model": Path(tflite_path).name,
+        "classes": list(class_names),
+        "input": {**tensor(model.input), "layout": "NHWC, one channel (gray)", "pixels": "0..255 (8-bit gray)",
+                  "quantize": "q = round(pixel / scale + zero_point), clipped to the dtype's range; a float32 "
+                              "input takes the raw 0..255 pixels, the model rescales them itself"},
+        "output": {**tensor(model.output), "meaning": "logits in class order; softmax gives probabilities; "
+                                                      "real = scale * (q - zero_point)"},
+        "preprocessing": preprocessing,
+    }
+    Path(out).write_text(json.dumps(contract, indent=2) + "\n")
+    return contract
+
+
+def class_names(model_path: Path, explicit: Path | None, num_classes: int) -> list[str]:
+    candidates = [explicit] if explicit else [contract_for(model_path), Path("data/prepared/classes.json")]
+    for path in candidates:
+        if path and path.is_file():
+            content = json.loads(path.read_text())
+            names = content["classes"] if isinstance(content, dict) else content
+            if len(names) != num_classes:
+                raise SystemExit(f"{path}: {len(names)} class names for a model with {num_classes} outputs")
+            return [str(name) for name in names]
+    return [str(c) for c in range(num_classes)]
+
+
+def image_files(arguments: list[str]) -> list[Path]:
+    files = []
+    for argument in map(Path, arguments):
+        if argument.is_dir():
+            files += sorted(p for p in argument.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+        elif argument.is_file():
+            files.append(argument)
+        else:
+            raise SystemExit(f"{argument}: no such image file or folder")
+    if not files:
+        raise SystemExit(f"no image files ({' '.join(IMAGE_EXTENSIONS)}) in {' '.join(arguments)}")
+    return files
+
+
+class Predictor:
+    """Logits of a .tflite or .keras model for (N, H, W, 1) raw 8-bit pixels; `size` is its input side."""
+
+    def __init__(self, path: Path):
+        if path.suffix == ".tflite":
+            from tinygray.quantization import TFLiteModel
+
+            self.model = TFLiteModel(path)
+            self.size = int(self.model.input["shape"][1])
+            self.num_classes = int(self.model.output["shape"][-1])
+            self.logits = self.model.predict
+        else:
+            from tinygray.models import load_model
+
+            keras_model = load_model(path)
+            self.size, self.num_classes = int(keras_model.input_shape[1]), int(keras_model.output_shape[-1])
+            self.logits = lambda images: keras_model.predict(images, batch_size=256, verbose=0)
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return shifted / shifted.sum(axis=1, keepdims=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tinygray.predict", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("model", type=Path, help=".tflite or .keras file")
+    parser.add_argument("images", nargs="+", help="image files or folders")
+    parser.add_argument("--csv", action="store_true", help="CSV: path, class, then one probability per class")
+    parser.add_argument("--classes", type=Path, help="a JSON list of class names, or a contract file")
+    args = parser.parse_args(argv)
+    if not args.model.is_file():
+        raise SystemExit(f"{args.model}: model file not found")
+    predictor = Predictor(args.model)
+    names = class_names(args.model, args.classes, predictor.num_classes)
+    files = image_files(args.images)
+    images = np.stack([load_grayscale(path, predictor.size) for path in files])[..., np.newaxis]
+    probabilities = softmax(np.asarray(predictor.logits(images), dtype=np.float64))
+    if args.csv:
+        writer = csv.writer(sys.stdout)
+        writer.writerow(["path", "class", *names])
+        for path, row in zip(files, probabilities):
+            writer.writerow([str(path), names[int(row.argmax())], *(f"{p:.6f}" for p in row)])
+    else:
+        for path, row in zip(files, probabilities):
+            top = int(row.argmax())
+            print(f"{path}: {names[top]} ({row[top]:.1%})  " + "  ".join(f"{n} {p:.3f}" for n, p in zip(names, row)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
