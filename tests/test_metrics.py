@@ -39,3 +39,15 @@ def test_committed_metrics_files_follow_the_schema():
         content = json.loads(path.read_text())
         assert content["stage"] == path.stem
         metrics.validate(content, str(path))
+
+
+def test_clocks_go_to_the_timing_file_and_the_tracked_file_stays_the_same(tmp_path):
+    first = {"val_accuracy": 0.9, "train_seconds": 12.5, "seeds": {"42": {"val_accuracy": 0.9, "seconds_per_epoch": 0.4}}}
+    second = {**first, "train_seconds": 99.0, "seeds": {"42": {"val_accuracy": 0.9, "seconds_per_epoch": 3.1}}}
+    path = metrics.write_metrics("train_student", first, tmp_path, stage_seconds=30.0)
+    tracked = path.read_text()
+    assert "seconds" not in tracked and json.loads(tracked)["seeds"] == {"42": {"val_accuracy": 0.9}}
+    timing = json.loads((tmp_path / "timing" / "train_student.json").read_text())
+    assert timing == {"stage_seconds": 30.0, "train_seconds": 12.5, "seeds": {"42": {"seconds_per_epoch": 0.4}}}
+    metrics.write_metrics("train_student", second, tmp_path, stage_seconds=31.0)
+    assert path.read_text() == tracked  # another run, other clocks: the same bytes

@@ -64,6 +64,7 @@ SCHEMA: dict[str, str] = {
     "best_epoch": "epoch whose weights were kept (best validation accuracy)",
     "train_seconds": "wall time of training",
     "seconds_per_epoch": "train_seconds / epochs",
+    "stage_seconds": "wall time of the whole stage (metrics/timing/<stage>.json only)",
     "phases": "training metrics per phase of a two-phase fine-tuning: {frozen|finetune|train: {...}}",
     # size
     "params": "parameters, trainable or not",
@@ -120,12 +121,41 @@ def _check_finite(value: Any, path: str) -> None:
         raise MetricsError(f"{path}: not a finite number: {value}")
 
 
-def write_metrics(stage: str, metrics: dict[str, Any], metrics_dir: Path | str = METRICS_DIR) -> Path:
+# Wall-clock readings differ on every run. They go to metrics/timing/<stage>.json (git-ignored, not a DVC
+# output) and to MLflow, so that rerunning unchanged code and params leaves every tracked metrics file, and the
+# dvc.lock entry that hashes it, as it was. (The benchmark's latencies are results and stay in benchmark.json.)
+CLOCK_KEYS = ("train_seconds", "seconds_per_epoch")
+TIMING_DIR = "timing"
+
+
+def split_clocks(metrics: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(metrics without the CLOCK_KEYS at any depth, the clock readings alone in the same nesting)."""
+    kept, clocks = {}, {}
+    for key, value in metrics.items():
+        if key in CLOCK_KEYS:
+            clocks[key] = value
+        elif isinstance(value, dict):
+            kept[key], inner = split_clocks(value)
+            if inner:
+                clocks[key] = inner
+        else:
+            kept[key] = value
+    return kept, clocks
+
+
+def write_metrics(stage: str, metrics: dict[str, Any], metrics_dir: Path | str = METRICS_DIR,
+                  stage_seconds: float | None = None) -> Path:
+    """metrics/<stage>.json (validated, clocks left out) and metrics/timing/<stage>.json (the clocks and the
+    stage's wall time). Returns the path of the first."""
     metrics = {"stage": stage, **metrics}
     validate(metrics, stage)
+    kept, clocks = split_clocks(metrics)
     path = Path(metrics_dir) / f"{stage}.json"
     with atomic_output(path) as staging:
-        staging.write_text(json.dumps(metrics, indent=2) + "\n")
+        staging.write_text(json.dumps(kept, indent=2) + "\n")
+    with atomic_output(Path(metrics_dir) / TIMING_DIR / f"{stage}.json") as staging:
+        timing = {**({"stage_seconds": round(stage_seconds, 1)} if stage_seconds is not None else {}), **clocks}
+        staging.write_text(json.dumps(timing, indent=2) + "\n")
     return path
 
 

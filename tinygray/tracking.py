@@ -109,12 +109,12 @@ class StageRun:
         self.parent_id = parent_id
 
     def finish(self, metrics: dict[str, Any], artifacts: list[Path | str] = ()) -> None:
-        path = write_metrics(self.stage, metrics)
-        mlflow.log_metrics({_metric_name(key): value for key, value in flatten(metrics).items()})
+        seconds = time.time() - self.run.info.start_time / 1000
+        path = write_metrics(self.stage, metrics, stage_seconds=seconds)
+        mlflow.log_metrics({_metric_name(key): value for key, value in flatten({**metrics, "stage_seconds": seconds}).items()})
         for artifact in [path, *artifacts]:
             mlflow.log_artifact(str(artifact))
-        print(f"{self.stage}: done in {time.time() - self.run.info.start_time / 1000:.0f} s; {summary(metrics)}",
-              flush=True)
+        print(f"{self.stage}: done in {seconds:.0f} s; {summary(metrics)}", flush=True)
 
     def log_on_parent(self, metrics: dict[str, float]) -> None:
         """Figures of the whole execution (the benchmark's headline, each variant's accuracy, size and latency)

@@ -1,0 +1,39 @@
+"""Where the time of the last run went: a Markdown table of each stage's wall time, from metrics/timing/.
+
+    python scripts/stage_times.py        # after `make repro` (or any `dvc repro`)
+
+Stages DVC did not run in the last repro keep the time of the run that made their outputs.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import yaml
+
+TIMING = Path("metrics/timing")
+
+
+def stage_names() -> list[str]:
+    """dvc.yaml's stages in file order, a matrix expanded as DVC names it (quantize@teacher, ...)."""
+    names = []
+    for name, stage in yaml.safe_load(Path("dvc.yaml").read_text())["stages"].items():
+        matrix = stage.get("matrix")
+        names += [f"{name}@{item}" for item in matrix["model"]] if matrix else [name]
+    return names
+
+
+def table() -> str:
+    rows, total = [], 0.0
+    for name in stage_names():
+        path = TIMING / f"{name}.json"
+        if path.is_file():
+            seconds = json.loads(path.read_text()).get("stage_seconds")
+            if seconds is not None:
+                rows.append(f"| {name} | {seconds:,.0f} |")
+                total += seconds
+    return "\n".join(["| stage | seconds |", "|---|---:|", *rows, f"| **total** | **{total:,.0f}** |"])
+
+
+if __name__ == "__main__":
+    print(table())
