@@ -26,7 +26,8 @@ def main() -> None:
         by_name = result.by_name()
         comparisons = benchmarking.comparisons(result, test_labels, shipped)
         steps = benchmarking.compression_steps(result, test_labels)
-        test_source = json.loads(Path("metrics/preprocess.json").read_text())["test_source"]
+        preprocess_metrics = json.loads(Path("metrics/preprocess.json").read_text())
+        test_source = preprocess_metrics["test_source"]
         with atomic_output(REPORT_DIR) as staging:
             staging.mkdir()
             plots.frontier(result.variants, staging / "frontier.png", title="Size against test accuracy (Pareto front marked)")
@@ -35,15 +36,16 @@ def main() -> None:
             predict.write_contract(result.files[shipped], staging / CONTRACT, prepared.read_class_names(PREPARED),
                                    preprocessing={"image_size": int(test_images.shape[1]),
                                                   "gray": "8-bit ITU-R BT.601 luma, alpha dropped",
-                                                  "resize": "the whole image to image_size x image_size, PIL "
-                                                            "bilinear (no crop)"})
+                                                  "resize": preprocess_metrics["resize"],
+                                                  "resize_filter": "PIL bilinear"})
             (staging / "benchmark.md").write_text(report.render(
                 variants=result.variants, shipped=shipped, teacher=TEACHER, seeds=result.seeds, comparisons=comparisons,
                 compression_steps=steps, test_description=f"{len(test_labels):,} images ({test_source})",
                 teacher_views=json.loads(Path("metrics/soft_targets.json").read_text()),
                 machine=benchmarking.machine_description(),
-                latency_protocol=f"batch 1, {params['warmup_runs']} warm-up then {params['timed_runs']} timed runs "
-                                 f"through the LiteRT interpreter, {params['num_threads'][0]} thread(s)"))
+                latency_protocol=f"batch 1 through the LiteRT interpreter, {params['warmup_runs']} warm-up then "
+                                 f"{params['timed_runs']} timed runs in {params['rounds']} rounds that take every "
+                                 f"variant in turn, {params['num_threads'][0]} thread(s); p50 over all runs"))
         with atomic_output(FRONTIER_DATA) as staging:
             staging.write_text(json.dumps(frontier.frontier_plot_data(result.variants), indent=1) + "\n")
         distilled, scratch = result.seeds["distilled"], result.seeds["scratch"]

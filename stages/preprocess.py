@@ -21,7 +21,8 @@ def main() -> None:
             labels, class_names, skipped, num_groups = data.prepare_folder(
                 params["image_dir"], OUT, image_size=params["image_size"], val_fraction=params["val_fraction"],
                 test_fraction=params["test_fraction"], seed=params["seed"], on_bad_file=params["on_bad_file"],
-                max_per_class=params["max_per_class"], test_dir=params["test_dir"], group_pattern=params["group_pattern"])
+                max_per_class=params["max_per_class"], test_dir=params["test_dir"], group_pattern=params["group_pattern"],
+                resize=params["resize"])
             test_source = "held-out folder" if params["test_dir"] else "split off"
         else:
             labels, class_names, test_source = data.prepare_builtin(
@@ -31,6 +32,7 @@ def main() -> None:
         run.finish({
             "num_classes": len(class_names),
             "image_size": params["image_size"],
+        "resize": params["resize"],
             "num_images": {name: int(len(y)) for name, y in labels.items()},
             "class_counts": {name: {class_names[c]: int(n) for c, n in zip(*np.unique(y, return_counts=True))}
                              for name, y in labels.items()},

@@ -15,9 +15,9 @@ def main() -> None:
     augmentation = Augmentation.from_params(stage_params("augment"))
     with stage_run("train_student", {**params, **augmentation.run_params()}) as run:
         num_classes = len(prepared.read_class_names(PREPARED))
-        train, val, setup, views = student.distillation_inputs(PREPARED, SOFT_TARGETS, TEACHER, augmentation, params,
-                                                               num_classes)
-        train, val, assistants = student.assistant_chain(train, val, num_classes, params, augmentation)
+        train, val, setup, views = student.distillation_inputs(PREPARED, SOFT_TARGETS, TEACHER, VIEWS, augmentation,
+                                                               params, num_classes)
+        train, val, assistants = student.assistant_chain(train, val, num_classes, params, views)
         metrics, histories = student.train_seeds(train, val, num_classes, params, setup, views, MODEL_DIR, SELECTED, HISTORY)
         for seed, history in histories.items():
             run.log_history(f"seed_{seed}", history)

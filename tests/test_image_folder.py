@@ -310,3 +310,16 @@ def test_minimum_class_size_is_enough_for_stratified_split(val_fraction, test_fr
     for seed in range(5):
         for split in data.stratified_split(labels, val_fraction, test_fraction, seed).values():
             assert set(labels[split]) == {0, 1, 2}
+
+
+def test_non_square_images_are_squashed_cropped_or_padded(tmp_path):
+    wide = np.zeros((10, 30), np.uint8)
+    wide[:, :10], wide[:, 10:20], wide[:, 20:] = 50, 150, 250  # three squares side by side
+    path = save(tmp_path / "wide.png", Image.fromarray(wide))
+    squashed, cropped, padded = (load_grayscale(path, 6, mode) for mode in ("squash", "crop", "pad"))
+    assert squashed[:, 0].max() <= 60 and squashed[:, -1].min() >= 240  # all three squares, narrowed
+    assert (cropped == 150).all()  # the centre square alone
+    assert (padded[0] == 0).all() and (padded[-1] == 0).all()  # black above and below
+    assert padded[2:4, 0].max() <= 60 and padded[2:4, -1].max() >= 200  # the whole width kept (edges blend with black)
+    with pytest.raises(ValueError, match="resize must be one of"):
+        load_grayscale(path, 6, "stretch")

@@ -69,6 +69,9 @@ def add_ratios(variants: list[dict], teacher: str) -> None:
     for variant in variants:
         variant["size_ratio"] = round(ref["size_bytes"] / variant["size_bytes"], 2)
         variant["speedup"] = round(ref["latency_ms_p50"] / variant["latency_ms_p50"], 2)
+        if "latency_ms_round_low" in variant:  # the speed-up's range over the timing rounds
+            variant["speedup_low"] = round(ref["latency_ms_round_low"] / variant["latency_ms_round_high"], 2)
+            variant["speedup_high"] = round(ref["latency_ms_round_high"] / variant["latency_ms_round_low"], 2)
         variant["accuracy_delta"] = round(variant["accuracy"] - ref["accuracy"], 4)
 
 
@@ -93,27 +96,34 @@ class Benchmark:
 
 
 def measure(test_images: np.ndarray, test_labels: np.ndarray, params: dict) -> Benchmark:
-    """Every Keras model and TFLite conversion on the test split (accuracy, fidelity, size, latency at each
-    of params['num_threads']), then every seed of the students and controls; ratios against the teacher."""
-    result = Benchmark()
+    """Every Keras model and TFLite conversion on the test split (accuracy, fidelity, size), their latency at
+    each of params['num_threads'] in interleaved rounds (interleaved_latency), then every seed of the
+    students and controls; ratios against the teacher."""
+    result, timed = Benchmark(), {}
     with tempfile.TemporaryDirectory() as tmp:
         for name, (kind, quantized) in KERAS_MODELS.items():
             model = models.load_model(model_file(name))
             counts = models.count_params(model)
-            # Keras rows are timed as a plain float32 conversion of the same network, made here alike for
-            # every model: the quantize stage's float32 files of pruned models use the sparse encoding.
-            float_tflite = Path(tmp) / f"{name}.tflite"
-            float_tflite.write_bytes(quantization.convert(model, "float32"))
+            # A Keras row is timed as the float32 .tflite of the same network: the quantize stage's where there
+            # is one, else (the scratch control) a conversion made here.
+            if quantized:
+                timed[name] = tflite_file(name, "float32")
+            else:
+                timed[name] = Path(tmp) / f"{name}.tflite"
+                timed[name].write_bytes(quantization.convert(model, "float32"))
             logits = model.predict(test_images, batch_size=256, verbose=0)
             _add(result, {"name": name, "format": "keras", "model": name, "kind": kind}, logits, test_labels,
-                 counts, model_file(name), float_tflite, test_images[0], params)
+                 counts, model_file(name))
             for mode in MODES if quantized else ():
                 tflite = tflite_file(name, mode)
                 gate = {"gate_passed": int8_gate(name)["passed"]} if mode == "int8" else {}
                 _add(result, {"name": tflite.stem, "format": "tflite", "model": name,
                               "kind": "int8" if mode == "int8" else kind, **gate},
-                     quantization.TFLiteModel(tflite).predict(test_images), test_labels, counts, tflite, tflite,
-                     test_images[0], params)
+                     quantization.TFLiteModel(tflite).predict(test_images), test_labels, counts, tflite)
+                timed[tflite.stem] = tflite
+        latencies = interleaved_latency(timed, test_images[0], params)
+    for variant in result.variants:
+        variant.update(latencies[variant["name"]])
     add_ratios(result.variants, TEACHER)
     teacher_predictions = result.predictions[TEACHER]
     for variant in result.variants:
@@ -124,22 +134,40 @@ def measure(test_images: np.ndarray, test_labels: np.ndarray, params: dict) -> B
 
 
 def _add(result: Benchmark, identity: dict, logits: np.ndarray, labels: np.ndarray, counts: tuple[int, int],
-         path: Path, timed_path: Path, sample: np.ndarray, params: dict) -> None:
+         path: Path) -> None:
     result.predictions[identity["name"]], result.files[identity["name"]] = logits.argmax(axis=1), path
     result.variants.append({**identity, **classification_metrics(logits, labels), "params": counts[0],
-                            "nonzero_params": counts[1], **file_sizes(path), **speed(timed_path, sample, params)})
+                            "nonzero_params": counts[1], **file_sizes(path)})
 
 
-def speed(tflite_path: Path, sample: np.ndarray, params: dict) -> dict:
-    """Batch-1 latency on one test image: the headline at the first thread count, the others under
-    latency_by_threads."""
-    results = {}
+def interleaved_latency(files: dict[str, Path], sample: np.ndarray, params: dict) -> dict[str, dict]:
+    """Batch-1 latency of every file on one test image, at every thread count, measured in params['rounds']
+    rounds that each time every file in turn (ABCABC..., not AAABBBCCC), so a burst of load on a shared
+    machine lands on all variants alike instead of on one. Per file: p50 and p90 over all timed runs and
+    the lowest and highest per-round median (latency_ms_round_low/high) at the headline thread count, the
+    other thread counts under latency_by_threads. Files timed twice (a Keras row and its float32 file) are
+    timed once."""
+    rounds = params["rounds"]
+    per_round = max(1, params["timed_runs"] // rounds)
+    unique = sorted(set(files.values()))
+    summaries = {}
     for threads in params["num_threads"]:
-        times = quantization.TFLiteModel(tflite_path, num_threads=threads).latency_ms(
-            sample, warmup_runs=params["warmup_runs"], timed_runs=params["timed_runs"])
-        results[str(threads)] = latency_summary(times)
+        models_ = {path: quantization.TFLiteModel(path, num_threads=threads) for path in unique}
+        for model in models_.values():
+            model.latency_ms(sample, warmup_runs=params["warmup_runs"], timed_runs=1)
+        times = {path: [] for path in unique}
+        for _ in range(rounds):
+            for path, model in models_.items():
+                times[path].append(model.latency_ms(sample, warmup_runs=0, timed_runs=per_round))
+        summaries[threads] = {path: {**latency_summary(np.concatenate(runs)),
+                                     "latency_ms_round_low": round(float(min(np.median(r) for r in runs)), 4),
+                                     "latency_ms_round_high": round(float(max(np.median(r) for r in runs)), 4)}
+                              for path, runs in times.items()}
     first, *others = params["num_threads"]
-    return {**results[str(first)], "latency_by_threads": {str(n): results[str(n)] for n in others}}
+    return {name: {**summaries[first][path],
+                   "latency_by_threads": {str(n): {k: summaries[n][path][k] for k in ("latency_ms_p50", "latency_ms_p90")}
+                                          for n in others}}
+            for name, path in files.items()}
 
 
 def seed_results(model_dir: Path | str, stage_metrics: Path | str, images: np.ndarray, labels: np.ndarray,

@@ -223,7 +223,7 @@ def prepare_builtin(name: str, out_dir: Path | str, *, image_size: int, classes:
 
 def prepare_folder(image_dir: Path | str, out_dir: Path | str, *, image_size: int, val_fraction: float,
                    test_fraction: float, seed: int, on_bad_file: str = "fail", max_per_class: int | None = None,
-                   test_dir: Path | str | None = None, group_pattern: str | None = None,
+                   test_dir: Path | str | None = None, group_pattern: str | None = None, resize: str = "squash",
                    progress: bool = True) -> tuple[dict[str, np.ndarray], list[str], dict[str, str], dict[str, int]]:
     """A class-per-subfolder image folder -> the prepared format, streamed: memory holds one image, not the set.
 
@@ -254,7 +254,8 @@ def prepare_folder(image_dir: Path | str, out_dir: Path | str, *, image_size: in
     with atomic_output(out_dir) as staging:
         staging.mkdir()
         print(f"preprocess: reading {len(paths)} files of {len(class_names)} classes from {image_dir}", flush=True)
-        everything, labels, skipped = _decode(paths, labels, staging / "decoded.npy", image_size, on_bad_file, progress)
+        everything, labels, skipped = _decode(paths, labels, staging / "decoded.npy", image_size, on_bad_file, resize,
+                                              progress)
         split_counts_check(labels, class_names, val_fraction, test_fraction)  # skipped files may leave too few
         if groups is not None and skipped:
             dropped = {Path(path) for path, _ in skipped}
@@ -264,7 +265,7 @@ def prepare_folder(image_dir: Path | str, out_dir: Path | str, *, image_size: in
         if test_dir is not None:
             print(f"preprocess: reading {len(test_paths)} held-out test files from {test_dir}", flush=True)
             held_out, test_labels, test_skipped = _decode(test_paths, test_labels, staging / "decoded_test.npy",
-                                                          image_size, on_bad_file, progress)
+                                                          image_size, on_bad_file, resize, progress)
             skipped += test_skipped
             missing = [name for c, name in enumerate(class_names) if not np.any(test_labels == c)]
             if missing:
@@ -307,11 +308,11 @@ def _scan_test_folder(test_dir: Path, image_dir: Path, class_names: list[str]) -
     return paths, labels
 
 
-def _decode(paths: list[Path], labels: np.ndarray, path: Path, image_size: int, on_bad_file: str,
+def _decode(paths: list[Path], labels: np.ndarray, path: Path, image_size: int, on_bad_file: str, resize: str,
             progress: bool) -> tuple[np.ndarray, np.ndarray, list[tuple[Path, str]]]:
     """Decode files into a memmap at `path`; returns it, the kept labels and the skipped files."""
     decoded = np.lib.format.open_memmap(path, mode="w+", dtype=np.uint8, shape=(len(paths), image_size, image_size, 1))
-    kept, skipped = read_images_into(decoded, paths, labels, on_bad_file=on_bad_file, progress=progress)
+    kept, skipped = read_images_into(decoded, paths, labels, on_bad_file=on_bad_file, resize=resize, progress=progress)
     return decoded, kept, skipped
 
 

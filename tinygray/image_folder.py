@@ -65,12 +65,18 @@ def _entries(folder: Path, allowed: Path) -> list[Path]:
     return entries
 
 
-def load_grayscale(path: Path, size: int) -> np.ndarray:
+RESIZE_MODES = ("squash", "crop", "pad")
+
+
+def load_grayscale(path: Path, size: int, resize: str = "squash") -> np.ndarray:
     """One image file -> (size, size) uint8 luma, or BadImageError saying why it cannot be read.
 
+    `resize` makes a non-square image square (to_square): squash it (the default), crop its centre, or pad it
+    with black.
+
     Colour becomes ITU-R BT.601 luma with alpha dropped, as in data.to_grayscale; 16-bit gray is scaled
-    (65535 -> 255) and float gray is taken as 0..1. The square resize is PIL's antialiased BILINEAR over
-    the whole image (no reducing_gap shortcut, no aspect-preserving crop), as in data.resize.
+    (65535 -> 255) and float gray is taken as 0..1. The resize is PIL's antialiased BILINEAR (no reducing_gap
+    shortcut), as in data.resize.
     """
     path = Path(path)
     if path.suffix.lower() not in IMAGE_EXTENSIONS:
@@ -95,7 +101,24 @@ def load_grayscale(path: Path, size: int) -> np.ndarray:
         raise
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
         raise BadImageError(path, f"unreadable image: {error}") from error
-    return np.asarray(gray.resize((size, size), Image.BILINEAR), dtype=np.uint8)
+    return np.asarray(to_square(gray, resize).resize((size, size), Image.BILINEAR), dtype=np.uint8)
+
+
+def to_square(image: Image.Image, mode: str) -> Image.Image:
+    """squash: the image as it is (the resize then changes its aspect ratio); crop: its centre square, losing
+    the edges of the long side; pad: the image centred on a black square, losing nothing."""
+    if mode not in RESIZE_MODES:
+        raise ValueError(f"resize must be one of {RESIZE_MODES}, got {mode!r}")
+    width, height = image.size
+    if mode == "squash" or width == height:
+        return image
+    side = min(width, height) if mode == "crop" else max(width, height)
+    left, top = (width - side) // 2, (height - side) // 2
+    if mode == "crop":
+        return image.crop((left, top, left + side, top + side))
+    square = Image.new(image.mode, (side, side), 0)
+    square.paste(image, (-left, -top))
+    return square
 
 
 def _to_luma(image: Image.Image) -> Image.Image:
@@ -122,7 +145,7 @@ LUMA_BAND_PIXELS = 1 << 20  # pixels converted at a time by _to_luma
 
 
 def read_images_into(out: np.ndarray, paths: list[Path], labels: np.ndarray, *, on_bad_file: str = "fail",
-                     progress: bool = True) -> tuple[np.ndarray, list[tuple[Path, str]]]:
+                     resize: str = "squash", progress: bool = True) -> tuple[np.ndarray, list[tuple[Path, str]]]:
     """Decode `paths` into out[:n] in order; return the n kept labels and the skipped (path, reason) pairs.
 
     `out` is (len(paths), size, size, 1) uint8, typically an np.lib.format.open_memmap, so only one image
@@ -138,7 +161,7 @@ def read_images_into(out: np.ndarray, paths: list[Path], labels: np.ndarray, *, 
     bar = tqdm(paths, desc="reading images", unit="image", disable=None if progress else True)
     for path, label in zip(bar, labels):
         try:
-            out[len(kept), ..., 0] = load_grayscale(path, size)
+            out[len(kept), ..., 0] = load_grayscale(path, size, resize)
         except BadImageError as error:
             if on_bad_file == "fail":
                 raise

@@ -26,6 +26,7 @@ SCHEMA: dict[str, str] = {
     # data
     "num_classes": "number of classes",
     "image_size": "side of the square grayscale images, pixels",
+    "resize": "how non-square images were made square: squash, crop or pad",
     "num_images": "images per split: {train, val, test}",
     "class_counts": "images per class per split: {split: {class: count}}",
     "views": "augmented views per training image (view 0 is the image itself)",
@@ -83,6 +84,10 @@ SCHEMA: dict[str, str] = {
     "latency_ms_p50": "median batch-1 latency through the LiteRT interpreter",
     "latency_ms_p90": "90th percentile of the same",
     "speedup": "teacher latency_ms_p50 / variant latency_ms_p50",
+    "latency_ms_round_low": "lowest of the per-round median latencies (benchmark.rounds interleaved rounds)",
+    "latency_ms_round_high": "highest of the per-round median latencies",
+    "speedup_low": "teacher's lowest round median / variant's highest: the speed-up at its least favourable",
+    "speedup_high": "teacher's highest round median / variant's lowest",
     "num_threads": "interpreter threads used for the headline latency",
     "latency_by_threads": "latency at the other thread counts: {threads: {latency_ms_p50, latency_ms_p90}}",
     "distillation_gain": "mean test accuracy of the distilled students minus that of their scratch controls",

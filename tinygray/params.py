@@ -54,6 +54,7 @@ SPECS: dict[str, dict[str, Spec]] = {
         "group_pattern": Spec(str, nullable=True),  # dataset folder: regex over file names, one group per match
         "on_bad_file": Spec(str, choices=("fail", "skip")),
         "image_size": Spec(int, minimum=8, maximum=1024),
+        "resize": Spec(str, choices=("squash", "crop", "pad")),
         "classes": Spec(list, nullable=True, item_kind=int),
         "val_fraction": Spec((int, float), minimum=0.0, maximum=0.5, exclusive_min=True),
         "test_fraction": Spec((int, float), minimum=0.0, maximum=0.5, exclusive_min=True),
@@ -114,6 +115,7 @@ SPECS: dict[str, dict[str, Spec]] = {
     "benchmark": {
         "warmup_runs": Spec(int, minimum=0),
         "timed_runs": _positive_int(),
+        "rounds": _positive_int(),
         "num_threads": Spec(list, item_kind=int, item_minimum=1),
         "shipped": Spec(str),
     },

@@ -3,8 +3,9 @@
     python -m tinygray.predict MODEL IMAGE_OR_FOLDER... [--csv] [--classes FILE]
 
 MODEL is a .tflite (run through the LiteRT interpreter, as on a phone) or a .keras file. Every image is read
-as the pipeline reads an image folder (tinygray.image_folder.load_grayscale: 8-bit BT.601 luma, resized to
-the model's input with PIL's bilinear filter); folders are searched recursively. Prints one line per image:
+as the pipeline reads an image folder (tinygray.image_folder.load_grayscale: 8-bit BT.601 luma, made square
+as the contract file says, or --resize, and resized to the model's input with PIL's bilinear filter);
+folders are searched recursively. Prints one line per image:
 the predicted class and the probability of each class (softmax of the logits), or CSV with --csv. Class
 names come from --classes, else the contract file beside the model (contract_for), else
 data/prepared/classes.json, else the class indices.
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tinygray.image_folder import IMAGE_EXTENSIONS, load_grayscale
+from tinygray.image_folder import IMAGE_EXTENSIONS, RESIZE_MODES, load_grayscale
 
 CONTRACT_SUFFIX = ".contract.json"
 
@@ -53,6 +54,13 @@ def write_contract(tflite_path: Path | str, out: Path | str, class_names: list[s
     }
     Path(out).write_text(json.dumps(contract, indent=2) + "\n")
     return contract
+
+
+def contract_resize(model_path: Path) -> str:
+    """How the model's training images were made square, as its contract file says (squash without one)."""
+    contract = contract_for(model_path)
+    return json.loads(contract.read_text()).get("preprocessing", {}).get("resize", "squash") \
+        if contract.is_file() else "squash"
 
 
 def class_names(model_path: Path, explicit: Path | None, num_classes: int) -> list[str]:
@@ -112,13 +120,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("images", nargs="+", help="image files or folders")
     parser.add_argument("--csv", action="store_true", help="CSV: path, class, then one probability per class")
     parser.add_argument("--classes", type=Path, help="a JSON list of class names, or a contract file")
+    parser.add_argument("--resize", choices=RESIZE_MODES, help="squash, crop or pad non-square images "
+                                                               "(default: as the contract file says)")
     args = parser.parse_args(argv)
     if not args.model.is_file():
         raise SystemExit(f"{args.model}: model file not found")
     predictor = Predictor(args.model)
     names = class_names(args.model, args.classes, predictor.num_classes)
     files = image_files(args.images)
-    images = np.stack([load_grayscale(path, predictor.size) for path in files])[..., np.newaxis]
+    resize = args.resize or contract_resize(args.model)
+    images = np.stack([load_grayscale(path, predictor.size, resize) for path in files])[..., np.newaxis]
     probabilities = softmax(np.asarray(predictor.logits(images), dtype=np.float64))
     if args.csv:
         writer = csv.writer(sys.stdout)

@@ -28,6 +28,8 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # before mlflow is im
 # 7 retries with exponential backoff of 120 s requests each.
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "3")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "60")
+# "View run ... at: http://..." after every run end: two lines per stage in every log, for links the UI has
+os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 import mlflow  # noqa: E402
 import numpy as np  # noqa: E402
 import mlflow.pyfunc  # noqa: E402
