@@ -148,7 +148,7 @@ def test_metrics_follow_the_schema_and_benchmark_lists_every_variant(project):
         "pruned_to_pruned_int8", "pruned_filters_to_pruned_filters_int8"]
     assert 0 <= json.loads((root / "metrics" / "soft_targets.json").read_text())["augmented_view_accuracy"] <= 1
     student_metrics = json.loads((root / "metrics" / "train_student.json").read_text())
-    assert list(student_metrics["assistants"]) == ["assistant_8x8"]  # the teacher-assistant chain ran
+    assert list(student_metrics["assistants"]) == ["assistant_16x16"]  # the teacher-assistant chain ran
     report = (root / "reports" / "benchmark.md").read_text()
     assert "| pruned_int8 | tflite |" in report and "## Conclusions" in report
     for png in ["frontier.png", "confusion_matrix.png"]:
@@ -266,14 +266,14 @@ def test_queued_sweep_logs_to_the_original_store_and_summarises_a_frontier(proje
     assert "Success" in status and "Failed" not in status, status
 
     output = run([sys.executable, script, "summarise"], root, env)
-    assert "widths-4-8/" in output
+    assert "widths-8-16/" in output
     rows = json.loads((root / "metrics" / "plots" / "sweep_frontier.json").read_text())
-    assert {row["name"].split("/")[0] for row in rows} >= {"widths-4-8"}
+    assert {row["name"].split("/")[0] for row in rows} >= {"widths-8-16"}
     assert (root / "metrics" / "plots" / "sweep_frontier.png").read_bytes()[:4] == b"\x89PNG"
 
     client = MlflowClient(tracking_uri=f"sqlite:///{root / 'mlflow.db'}")
     runs = client.search_runs([client.get_experiment_by_name("tinygray").experiment_id],
-                              filter_string="tags.dvc_exp_name = 'widths-4-8'")
+                              filter_string="tags.dvc_exp_name = 'widths-8-16'")
     # the sweep point equals the current widths, so DVC's run cache restores the trained stages and only
     # the benchmark (outputs kept in git, not in the run cache) runs, and logs, in the temporary copy
     assert "benchmark" in {r.data.tags.get("stage") for r in runs}
@@ -287,7 +287,8 @@ def test_forced_rerun_gives_identical_metrics(project):
     from tinygray.metrics import flatten
 
     root, env, _ = project
-    timing = {"train_seconds", "seconds_per_epoch", "latency_ms_p50", "latency_ms_p90", "speedup"}
+    timing = {"latency_ms_p50", "latency_ms_p90", "latency_ms_round_low", "latency_ms_round_high", "speedup",
+              "speedup_low", "speedup_high"}  # the clocks of training are not in the tracked metrics at all
 
     def snapshot():
         values = {}

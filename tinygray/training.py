@@ -114,8 +114,8 @@ def require_above_chance(what: str, accuracy: float, labels: np.ndarray, split: 
     if not verdict["above"]:
         raise ChanceLevelError(
             f"{what}: {split} accuracy {accuracy:.4f} on {len(labels)} images is not clearly above the majority-class "
-            f"rate {verdict['majority_rate']:.4f} (one-sided binomial p = {verdict['p_value']:.3g}): it predicts (nearly) "
-            f"one class. {hint}".rstrip())
+            f"rate {verdict['majority_rate']:.4f} (one-sided binomial p = {verdict['p_value']:.3g}): it is no better than "
+            f"always answering the most common class. {hint}".rstrip())
 
 
 def seed_everything(seed: int) -> None:
