@@ -39,6 +39,8 @@ def test_every_stage_section_of_the_committed_params_is_valid():
     (lambda p: p["train_teacher"].update(cnn_widths=[0]), "train_teacher.cnn_widths"),
     (lambda p: p["sweep"].update(student_widths=[[4, 0]]), "sweep.student_widths"),
     (lambda p: p["benchmark"].update(shipped="pruned_int4"), "benchmark.shipped"),
+    (lambda p: p["train_teacher"].update(input_size="big"), "train_teacher.input_size"),
+    (lambda p: p["train_teacher"].update(input_size=4), "train_teacher.input_size"),
     (lambda p: p["preprocess"].update(group_pattern="person("), "preprocess.group_pattern"),  # not a regex
     (lambda p: p["preprocess"].update(group_pattern="^(p\\d+)"), "preprocess.group_pattern"),  # not a folder dataset
 ])

@@ -97,3 +97,11 @@ def test_a_teacher_at_chance_stops_the_pipeline_naming_what_was_seen():
                                                r"above the majority-class rate 0.5000 .* Try a larger"):
         require_above_chance("train_teacher", 0.5, np.repeat([0, 1], 40), hint="Try a larger patience.")
     require_above_chance("train_teacher", 0.95, np.repeat([0, 1], 40))
+
+
+def test_auto_input_size_follows_the_image_within_what_imagenet_features_need():
+    auto = {**BASE, "input_size": "auto"}
+    assert [teacher.input_size(auto, side) for side in (28, 64, 128, 256)] == [64, 64, 128, 224]
+    assert teacher.input_size({**BASE, "input_size": 96}, 28) == 96
+    model = teacher.build_teacher((128, 128, 1), 2, {**auto, "backbone": "cnn"})
+    assert "resize" not in [layer.name for layer in model.layers]  # 128 px is taken as it is

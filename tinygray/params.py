@@ -63,7 +63,7 @@ SPECS: dict[str, dict[str, Spec]] = {
     "train_teacher": {
         "backbone": Spec(str, choices=("cnn", "efficientnet_lite0", "mobilenet_v2", "vgg16")),
         "weights": Spec(str),
-        "input_size": Spec(int, minimum=8, maximum=1024),
+        "input_size": Spec((int, str)),  # a side in [8, 1024] or "auto", checked in _check_relations
         "dropout": _fraction(exclusive_max=True),
         "frozen_epochs": Spec(int, minimum=0),
         "finetune_learning_rate": Spec((int, float), minimum=0.0, exclusive_min=True),
@@ -227,6 +227,10 @@ def _check_relations(stage: str, section: dict[str, Any], path: Path | str) -> N
     if stage == "train_student" and section["teacher_in_loop"] and section["assistants"]:
         raise ParamsError(f"{path}: parameter 'train_student.assistants' works from stored logits; with "
                           "'train_student.teacher_in_loop: true' set it to []")
+    size = section.get("input_size") if stage == "train_teacher" else None
+    if size is not None and not (size == "auto" or isinstance(size, int) and 8 <= size <= 1024):
+        raise ParamsError(f"{path}: parameter 'train_teacher.input_size' must be 'auto' or a side between 8 and 1024 "
+                          f"pixels, got {size!r}")
     if stage == "benchmark" and section["shipped"] not in variants.shippable():
         raise ParamsError(f"{path}: parameter 'benchmark.shipped' must name one of the TFLite variants "
                           f"{variants.shippable()}, got {section['shipped']!r}")
