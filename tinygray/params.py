@@ -85,6 +85,7 @@ SPECS: dict[str, dict[str, Spec]] = {
     },
     "train_student": {
         "widths": Spec(list, item_kind=int, item_minimum=1),
+        "convs_per_block": _positive_int(),
         "temperature": Spec((int, float), minimum=0.0, exclusive_min=True),
         "alpha": _fraction(),
         "num_seeds": _positive_int(),

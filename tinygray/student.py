@@ -40,10 +40,11 @@ def stem_downsamples(image_size: int) -> int:
     return max(0, math.ceil(math.log2(image_size / WORKING_RESOLUTION) - 1e-9))
 
 
-def build(input_shape: tuple[int, int, int], num_classes: int, widths: list[int], name: str = "student") -> keras.Model:
+def build(input_shape: tuple[int, int, int], num_classes: int, widths: list[int], convs_per_block: int = 1,
+          name: str = "student") -> keras.Model:
     """The student for these images: build_cnn with the stem its image size needs."""
-    return models.build_cnn(input_shape, num_classes, widths, stem_downsamples=stem_downsamples(input_shape[0]),
-                            name=name)
+    return models.build_cnn(input_shape, num_classes, widths, convs_per_block=convs_per_block,
+                            stem_downsamples=stem_downsamples(input_shape[0]), name=name)
 
 
 def checkpoint(model_dir: Path | str, seed: int) -> Path:
@@ -111,7 +112,7 @@ def scratch_inputs(prepared_dir, views_dir, augmentation: Augmentation, p: dict,
 def train_one(widths: list[int], train: tuple, val: tuple, num_classes: int, p: dict, seed: int, setup: Setup,
               augmentation: Augmentation, name: str = "student") -> tuple[keras.Model, dict, dict]:
     training.seed_everything(seed)
-    model = build(train[0].shape[1:], num_classes, widths, name=name)
+    model = build(train[0].shape[1:], num_classes, widths, p["convs_per_block"], name=name)
     fitted = model if setup.teacher is None else TeacherInTheLoop(model, setup.teacher, p["temperature"], p["alpha"])
     metrics, history = training.fit(
         fitted, train, val, loss=setup.loss, metric=setup.metric(),
