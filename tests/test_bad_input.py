@@ -218,3 +218,13 @@ def test_answering_tracking_server_passes_and_other_stores_are_not_checked():
     finally:
         server.shutdown()
     check_tracking_server(f"sqlite:///{REPO}/nowhere/mlflow.db", timeout=0.01)
+
+
+def test_unwritable_metrics_stop_the_stage_before_it_replaces_any_output(project):
+    """metrics/ that cannot be written (here a file where the folder should be; root ignores permission bits)
+    used to leave a new data/prepared beside the previous run's metrics: half an update."""
+    root, env = project
+    (root / "metrics").write_text("not a folder")
+    code, output = run_stage(root, env)
+    assert code != 0 and "metrics/preprocess.json: the metrics folder metrics is not writable" in output, output[-2000:]
+    assert not (root / "data" / "prepared").exists() and not list((root / "data").glob(".tmp-*"))
