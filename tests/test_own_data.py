@@ -208,3 +208,41 @@ def test_group_pattern_must_match_every_file_and_leave_enough_groups(tmp_path):
         data.prepare_folder(raw, tmp_path / "out", image_size=8, val_fraction=0.1, test_fraction=0.1, seed=0,
                             group_pattern=r"^000[01]", progress=False)  # two groups (0000x and 0001x) for 24 files
     assert not (tmp_path / "out").exists()
+
+
+def test_the_readme_own_data_block_works_pasted_into_a_fresh_clone(tmp_path):
+    """README, 'Your own data': its command block, in order, in a fresh clone of this repository, with the
+    user's photos replaced by a tiny folder, the two commented edits made with sed, and `dvc repro` run up to
+    preprocess (the rest of the pipeline is the end-to-end test's). The clone's .venv is this one, linked, and
+    `make setup` is left out: it would reinstall the package from the clone into it."""
+    import re
+    import subprocess
+
+    readme = (REPO / "README.md").read_text()
+    section = readme.split("## Your own data", 1)[1]
+    block = section.split("```bash\n", 1)[1].split("```", 1)[0]
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(REPO), str(clone)], check=True)
+    if (REPO / ".venv").is_dir():
+        (clone / ".venv").symlink_to(REPO / ".venv")
+    photos = tmp_path / "photos"
+    make_folder(photos, {"cats": 12, "dogs": 12})
+    for folder in ("cats", "dogs"):
+        for png in (photos / folder).glob("*.png"):
+            png.rename(png.with_suffix(".jpg"))  # PIL reads them by content: the suffix is what the README copies
+    assert block.startswith("make setup && source .venv/bin/activate")
+    script = block.replace("make setup && source .venv/bin/activate", "source .venv/bin/activate", 1)
+    script = script.replace("~/photos", str(photos))
+    script = script.replace("# params.yaml:  preprocess.dataset: folder",
+                            "sed -i 's/^  dataset: mnist /  dataset: folder /' params.yaml #")
+    script = script.replace("# dvc.yaml:     uncomment `- ${preprocess.image_dir}`",
+                            "sed -i 's|^      # - ${preprocess.image_dir}|      - ${preprocess.image_dir}|' dvc.yaml #")
+    script = re.sub(r"^dvc repro$", "dvc repro preprocess", script, flags=re.MULTILINE)
+    git_identity = "git config user.name test && git config user.email test@example.com\n"
+    env = {**stage_env(tmp_path), "HOME": str(tmp_path)}
+    result = subprocess.run(["bash", "-euo", "pipefail", "-c", git_identity + script], cwd=clone, env=env,
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert prepared.read_class_names(clone / "data" / "prepared") == ["cat", "dog"]
+    assert "Results on my images" in subprocess.run(["git", "log", "--oneline"], cwd=clone, capture_output=True,
+                                                     text=True).stdout
