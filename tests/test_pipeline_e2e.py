@@ -16,11 +16,11 @@ from stage_helpers import run
 
 REPO = Path(__file__).resolve().parents[1]
 QUANTIZED = ["teacher", "student", "pruned", "pruned_filters"]
-STAGES = ["preprocess", "views", "train_teacher", "soft_targets", "train_student", "train_scratch", "prune",
+STAGES = ["preprocess", "views", "train_teacher", "soft_targets", "train_student", "train_scratch", "prune", "qat",
           *(f"quantize@{model}" for model in QUANTIZED), "benchmark"]
 # the scratch control and the teacher's conversions do not depend on the distillation temperature
-DOWNSTREAM_OF_STUDENT = ["train_student", "prune", "quantize@student", "quantize@pruned", "quantize@pruned_filters",
-                         "benchmark"]
+DOWNSTREAM_OF_STUDENT = ["train_student", "prune", "qat", "quantize@student", "quantize@pruned",
+                         "quantize@pruned_filters", "benchmark"]
 MODES = ["float32", "dynamic_range", "float16", "int8"]
 
 pytestmark = pytest.mark.e2e
@@ -123,7 +123,8 @@ def test_metrics_follow_the_schema_and_benchmark_lists_every_variant(project):
     names = [v["name"] for v in benchmark["variants"]]
     assert names == ["teacher", *(f"teacher_{m}" for m in MODES), "student", *(f"student_{m}" for m in MODES),
                      "scratch", "pruned",
-                     *(f"pruned_{m}" for m in MODES), "pruned_filters", *(f"pruned_filters_{m}" for m in MODES)]
+                     *(f"pruned_{m}" for m in MODES), "pruned_filters", *(f"pruned_filters_{m}" for m in MODES),
+                     "qat", "qat_int8"]
     required = {"name", "format", "model", "kind", "accuracy", "macro_f1", "fidelity", "params", "nonzero_params",
                 "size_bytes", "gzip_bytes", "latency_ms_p50", "latency_ms_p90"}
     for variant in benchmark["variants"]:
@@ -142,10 +143,11 @@ def test_metrics_follow_the_schema_and_benchmark_lists_every_variant(project):
         folder = "student" if kind == "distilled" else "scratch"
         assert (root / "models" / f"{folder}.keras").read_bytes() == \
             (root / "models" / folder / f"seed_{selected}.keras").read_bytes()
-    assert set(benchmark["comparisons"]) == {"shipped_vs_teacher", "student_vs_scratch", "distilled_vs_scratch_seeds"}
+    assert set(benchmark["comparisons"]) == {"shipped_vs_teacher", "student_vs_scratch", "distilled_vs_scratch_seeds",
+                                             "qat_vs_ptq"}
     assert [step["name"] for step in benchmark["compression_steps"]] == [
-        "student_to_pruned", "student_to_pruned_filters", "teacher_to_teacher_int8", "student_to_student_int8",
-        "pruned_to_pruned_int8", "pruned_filters_to_pruned_filters_int8"]
+        "student_to_pruned", "student_to_pruned_filters", "pruned_to_qat", "teacher_to_teacher_int8",
+        "student_to_student_int8", "pruned_to_pruned_int8", "pruned_filters_to_pruned_filters_int8", "qat_to_qat_int8"]
     assert 0 <= json.loads((root / "metrics" / "soft_targets.json").read_text())["augmented_view_accuracy"] <= 1
     student_metrics = json.loads((root / "metrics" / "train_student.json").read_text())
     assert list(student_metrics["assistants"]) == ["assistant_16x16"]  # the teacher-assistant chain ran

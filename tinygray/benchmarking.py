@@ -31,6 +31,11 @@ def tflite_file(name: str, mode: str) -> Path:
     return Path("models/tflite") / name / f"{name}_{mode}.tflite"
 
 
+def qat_source() -> str:
+    """The model quantization-aware training started from, as the qat stage recorded it."""
+    return json.loads(Path("metrics/qat.json").read_text())["source"]
+
+
 def int8_gate(name: str) -> dict:
     """The int8 gate of a model, as its quantize stage recorded it."""
     return json.loads(Path(f"metrics/quantize@{name}.json").read_text())["int8_gate"]
@@ -87,6 +92,7 @@ class Benchmark:
     predictions: dict[str, np.ndarray] = field(default_factory=dict)
     files: dict[str, Path] = field(default_factory=dict)
     seeds: dict[str, dict] = field(default_factory=dict)
+    layer_errors: dict[str, list[dict]] = field(default_factory=dict)
 
     def by_name(self) -> dict[str, dict]:
         return {v["name"]: v for v in self.variants}
@@ -101,12 +107,12 @@ def measure(test_images: np.ndarray, test_labels: np.ndarray, params: dict) -> B
     students and controls; ratios against the teacher."""
     result, timed = Benchmark(), {}
     with tempfile.TemporaryDirectory() as tmp:
-        for name, (kind, quantized) in KERAS_MODELS.items():
+        for name, (kind, modes) in KERAS_MODELS.items():
             model = models.load_model(model_file(name))
             counts = models.count_params(model)
             # A Keras row is timed as the float32 .tflite of the same network: the quantize stage's where there
             # is one, else (the scratch control) a conversion made here.
-            if quantized:
+            if "float32" in modes:
                 timed[name] = tflite_file(name, "float32")
             else:
                 timed[name] = Path(tmp) / f"{name}.tflite"
@@ -114,14 +120,15 @@ def measure(test_images: np.ndarray, test_labels: np.ndarray, params: dict) -> B
             logits = model.predict(test_images, batch_size=256, verbose=0)
             _add(result, {"name": name, "format": "keras", "model": name, "kind": kind}, logits, test_labels,
                  counts, model_file(name))
-            for mode in MODES if quantized else ():
+            for mode in modes:
                 tflite = tflite_file(name, mode)
-                gate = {"gate_passed": int8_gate(name)["passed"]} if mode == "int8" else {}
+                gate = {"gate_passed": int8_gate(name)["passed"]} if mode == "int8" and modes == MODES else {}
                 _add(result, {"name": tflite.stem, "format": "tflite", "model": name,
                               "kind": "int8" if mode == "int8" else kind, **gate},
                      quantization.TFLiteModel(tflite).predict(test_images), test_labels, counts, tflite)
                 timed[tflite.stem] = tflite
         latencies = interleaved_latency(timed, test_images[0], params)
+        result.layer_errors = int8_layer_errors(result, Path(tmp))
     for variant in result.variants:
         variant.update(latencies[variant["name"]])
     add_ratios(result.variants, TEACHER)
@@ -138,6 +145,30 @@ def _add(result: Benchmark, identity: dict, logits: np.ndarray, labels: np.ndarr
     result.predictions[identity["name"]], result.files[identity["name"]] = logits.argmax(axis=1), path
     result.variants.append({**identity, **classification_metrics(logits, labels), "params": counts[0],
                             "nonzero_params": counts[1], **file_sizes(path)})
+
+
+LAYER_ERROR_IMAGES = 64  # validation images the per-layer quantization error is measured on
+
+
+def int8_layer_errors(result: Benchmark, tmp: Path) -> dict[str, list[dict]]:
+    """quantization.layer_errors of every int8 file against the float32 file of the same network, on the
+    first LAYER_ERROR_IMAGES validation images; each int8 variant also gets its worst layer. The float
+    counterpart of qat_int8 is the quantization-aware network in plain float (qat.strip)."""
+    from tinygray import prepared, qat
+
+    images = np.asarray(prepared.read_split("data/prepared", "val")[0][:LAYER_ERROR_IMAGES])
+    errors = {}
+    for variant in result.variants:
+        if variant["format"] != "tflite" or not variant["name"].endswith("_int8"):
+            continue
+        reference = tflite_file(variant["model"], "float32")
+        if not reference.is_file():  # qat: no float32 file of its own
+            reference = tmp / f"{variant['model']}_plain_float32.tflite"
+            reference.write_bytes(quantization.convert(qat.strip(models.load_model(model_file(variant["model"]))),
+                                                       "float32"))
+        errors[variant["name"]] = quantization.layer_errors(reference, result.files[variant["name"]], images)
+        variant["worst_layer"] = quantization.worst_layer(errors[variant["name"]])
+    return errors
 
 
 def interleaved_latency(files: dict[str, Path], sample: np.ndarray, params: dict) -> dict[str, dict]:
@@ -190,7 +221,7 @@ def compression_steps(result: Benchmark, labels: np.ndarray) -> list[dict]:
     """What each compression step costs on the same test images: the distilled student -> each pruning,
     and each Keras model -> its int8 file, with McNemar's test of the step."""
     correct, by_name = result.correct(labels), result.by_name()
-    pairs = [("student", "pruned"), ("student", "pruned_filters")]
+    pairs = [("student", "pruned"), ("student", "pruned_filters"), (qat_source(), "qat")]
     pairs += [(name, f"{name}_int8") for name in KERAS_MODELS if f"{name}_int8" in by_name]
     return [{"name": f"{before}_to_{after}", "before": before, "after": after,
              "accuracy_delta": round(by_name[after]["accuracy"] - by_name[before]["accuracy"], 4),
@@ -202,6 +233,8 @@ def comparisons(result: Benchmark, labels: np.ndarray, shipped: str) -> dict:
     correct = result.correct(labels)
     distilled, scratch = (result.seeds[kind]["accuracies"] for kind in ("distilled", "scratch"))
     return {"shipped_vs_teacher": stats.mcnemar(correct[shipped], correct[TEACHER]),
+            "qat_vs_ptq": {"against": f"{qat_source()}_int8",
+                           **stats.mcnemar(correct["qat_int8"], correct[f"{qat_source()}_int8"])},
             "student_vs_scratch": stats.mcnemar(correct["student"], correct["scratch"]),
             "distilled_vs_scratch_seeds": stats.paired_seeds([distilled[s] for s in distilled if s in scratch],
                                                              [scratch[s] for s in distilled if s in scratch])}

@@ -55,6 +55,11 @@ SCHEMA: dict[str, str] = {
     "structured": "filter (structured) pruning: metrics of the rebuilt smaller model",
     "val_loss": "loss on the validation split (the stage's own loss)",
     "macro_f1": "macro-averaged F1 on the test split",
+    "source": "the model quantization-aware training started from (qat.source)",
+    "tflite_val_accuracy": "validation accuracy of the converted int8 .tflite",
+    "ranges": "activation ranges of quantization-aware training: {layer: {calibrated_min, calibrated_max, min, max}}",
+    "layer_errors": "per int8 file, each layer's output against the float32 file's: [{name, layer, snr_db, noise_added}]",
+    "worst_layer": "the layer of an int8 file that adds the most quantization noise: {name, layer, snr_db, noise_added}",
     "int8_accuracy_drop": "float32 minus int8 validation accuracy of the quantized model",
     "int8_gate": "int8 against float32 on validation: {accuracy_delta, b01, b10, p_value, passed}; failed only when the "
                  "loss exceeds quantize.max_int8_accuracy_drop and McNemar's test calls it real",

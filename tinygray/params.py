@@ -105,6 +105,12 @@ SPECS: dict[str, dict[str, Spec]] = {
         "batch_size": _positive_int(),
         "learning_rate": Spec((int, float), minimum=0.0, exclusive_min=True),
     },
+    "qat": {
+        "source": Spec(str, choices=("student", "pruned", "pruned_filters")),
+        "epochs": _positive_int(),
+        "batch_size": _positive_int(),
+        "learning_rate": Spec((int, float), minimum=0.0, exclusive_min=True),
+    },
     "quantize": {
         "representative_samples": _positive_int(),
         "max_int8_accuracy_drop": _fraction(),

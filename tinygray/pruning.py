@@ -108,3 +108,17 @@ def most_compressed_within_budget(levels: list[float], prune_and_fine_tune, base
         if fits:
             break
     return choice
+
+
+class KeepZeros(keras.callbacks.Callback):
+    """Weights that are exactly zero when training starts (a magnitude-pruned model) stay zero after every
+    step, so fine-tuning the model further, as quantization-aware training does, keeps its sparsity."""
+
+    def on_train_begin(self, logs=None):
+        self.kernels = prunable_kernels(self.model)
+        self.masks = {name: (np.asarray(kernel) != 0).astype(np.asarray(kernel).dtype)
+                      for name, kernel in self.kernels.items()}
+
+    def on_train_batch_end(self, batch, logs=None):
+        for name, kernel in self.kernels.items():
+            kernel.assign(np.asarray(kernel) * self.masks[name])

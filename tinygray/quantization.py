@@ -133,3 +133,78 @@ class TFLiteModel:
             times[i] = (time.perf_counter_ns() - start) / 1e6
         return times
 
+
+
+# Ops whose output is a tensor of the network (not a (de)quantization at its borders), compared layer by layer.
+COMPUTE_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "MAX_POOL_2D", "AVERAGE_POOL_2D", "MEAN", "MUL",
+               "ADD", "RESHAPE", "SOFTMAX")
+
+
+def op_outputs(path: Path | str, images: np.ndarray) -> list[tuple[str, str, np.ndarray]]:
+    """(op, tensor name, float values) of every COMPUTE_OPS op's output for these images, in execution order,
+    int8 tensors dequantized. Run without delegates, every intermediate tensor kept."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    interpreter = Interpreter(model_path=str(path), experimental_preserve_all_tensors=True,
+                              experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    model = TFLiteModel.__new__(TFLiteModel)  # reuse its input quantization with this interpreter
+    model.interpreter, model.input = interpreter, interpreter.get_input_details()[0]
+    interpreter.resize_tensor_input(model.input["index"], [len(images), *model.input["shape"][1:]])
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(model.input["index"], model._quantize_input(images))
+    interpreter.invoke()
+    tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
+    outputs = []
+    for op in interpreter._get_ops_details():
+        if op["op_name"] not in COMPUTE_OPS:
+            continue
+        index = op["outputs"][0]
+        raw, details = interpreter.get_tensor(index), tensors[index]
+        scale, zero_point = details["quantization"]
+        values = (raw.astype(np.float32) - zero_point) * scale if np.issubdtype(raw.dtype, np.integer) and scale \
+            else raw.astype(np.float32)
+        outputs.append((op["op_name"], details["name"], values))
+    return outputs
+
+
+def layer_errors(float_path: Path | str, int8_path: Path | str, images: np.ndarray) -> list[dict]:
+    """How far each layer's int8 output is from the float32 file's, on the same images, layer by layer in
+    execution order: the signal-to-noise ratio in dB (channel_noise_ratio; higher is closer), and the noise
+    this layer adds (noise_added: its noise-to-signal ratio
+    minus the layer before's): errors add up through the network, so the layer that hurts most is the one
+    that adds most, not the one with the lowest SNR. The two files come from one network, so their compute
+    ops pair up in order."""
+    reference, quantized = op_outputs(float_path, images), op_outputs(int8_path, images)
+    if [op for op, _, _ in reference] != [op for op, _, _ in quantized]:
+        raise ValueError(f"{float_path} and {int8_path} do not have the same layers: "
+                         f"{[op for op, _, _ in reference]} vs {[op for op, _, _ in quantized]}")
+    errors, previous = [], 0.0
+    for position, ((op, name, expected), (_, _, actual)) in enumerate(zip(reference, quantized)):
+        ratio = channel_noise_ratio(expected, actual)
+        errors.append({"name": f"{position}:{op}", "layer": layer_name(name),
+                       "snr_db": round(float(min(99.0, -10 * np.log10(ratio))) if ratio > 0 else 99.0, 2),
+                       "noise_added": round(ratio - previous, 6)})
+        previous = ratio
+    return errors
+
+
+def channel_noise_ratio(expected: np.ndarray, actual: np.ndarray) -> float:
+    """Noise energy over signal energy, per output channel (the last axis), averaged over the channels that
+    carry a signal: one loud channel cannot hide the others being rounded to nothing, which is exactly what a
+    per-tensor int8 range does to them."""
+    axes = tuple(range(expected.ndim - 1))
+    signal = np.sum(expected.astype(np.float64) ** 2, axis=axes)
+    noise = np.sum((expected.astype(np.float64) - actual) ** 2, axis=axes)
+    live = signal > 1e-12
+    return float(np.mean(noise[live] / signal[live])) if live.any() else 0.0
+
+
+def worst_layer(errors: list[dict]) -> dict:
+    """The layer that adds the most quantization noise (noise_added)."""
+    return max(errors, key=lambda error: error["noise_added"])
+
+
+def layer_name(tensor_name: str) -> str:
+    """The Keras layer a TFLite tensor came from: the converter names tensors <model>/<layer>/<op>;..."""
+    first = tensor_name.split(";")[0].split("/")
+    return first[1] if len(first) > 1 else first[0]

@@ -77,6 +77,10 @@ def conclusions(by_name: dict, shipped: str, teacher: str, seeds: dict, comparis
         f"Fidelity: the distilled students agree with the teacher on {100 * distilled['fidelity_mean']:.1f}% of the "
         f"test images, the scratch controls on {100 * scratch['fidelity_mean']:.1f}% (means over seeds).",
     ]
+    if "qat_vs_ptq" in comparisons:
+        ptq = comparisons["qat_vs_ptq"]["against"]
+        lines.append(gain_sentence("qat_int8", ptq, by_name["qat_int8"]["accuracy"] - by_name[ptq]["accuracy"],
+                                   comparisons["qat_vs_ptq"], note=" (quantization-aware against post-training int8)"))
     warning = views_warning(teacher_views or {})
     if warning:
         lines.append(warning)
@@ -96,8 +100,9 @@ def conclusions(by_name: dict, shipped: str, teacher: str, seeds: dict, comparis
 
 def render(*, variants: list[dict], shipped: str, teacher: str, seeds: dict, comparisons: dict,
            compression_steps: list[dict], test_description: str, latency_protocol: str, machine: str,
-           teacher_views: dict | None = None) -> str:
+           teacher_views: dict | None = None, layer_errors: dict | None = None) -> str:
     by_name = {v["name"]: v for v in variants}
+    layer_errors = layer_errors or {}
     seed_rows = "\n".join(
         f"| {kind} | {s['num_seeds']} | {s['selected_seed']} | {100 * s['accuracy_mean']:.2f} ± "
         f"{100 * s['accuracy_std']:.2f} | " + ", ".join(f"{100 * a:.2f}" for a in s["accuracies"].values())
@@ -128,6 +133,14 @@ def render(*, variants: list[dict], shipped: str, teacher: str, seeds: dict, com
         "only one side gets right.\n\n"
         "| step | Δ acc. pts | right only before | right only after | McNemar p |\n|---|---:|---:|---:|---:|\n"
         f"{step_rows}\n\n"
+        "## Quantization error by layer\n\nEach int8 file against the float32 file of the same network (for `qat_int8`: "
+        "its network in plain float), on 64 validation images: the layer that adds the most quantization noise "
+        "(noise-to-signal energy, averaged over its output channels) and the SNR of its output.\n\n"
+        "| variant | worst layer | op | noise added | SNR dB there | SNR dB at the logits |\n|---|---|---|---:|---:|---:|\n"
+        + "\n".join(f"| {v['name']} | {v['worst_layer']['layer']} | {v['worst_layer']['name'].split(':')[1]} | "
+                    f"{v['worst_layer']['noise_added']:.4f} | {v['worst_layer']['snr_db']:.1f} | "
+                    f"{layer_errors[v['name']][-1]['snr_db']:.1f} |" for v in variants if "worst_layer" in v)
+        + "\n\n"
         "## Conclusions\n\n" + "\n".join(f"- {line}" for line in conclusions(by_name, shipped, teacher, seeds, comparisons, teacher_views))
         + "\n\n## Plots\n\n![size against accuracy](frontier.png)\n\n"
         f"![confusion matrix of {shipped}](confusion_matrix.png)\n"

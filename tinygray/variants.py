@@ -5,16 +5,18 @@ dvc.yaml's quantize matrix lists the same models (tests/test_dvc_yaml.py keeps t
 from __future__ import annotations
 
 TEACHER = "teacher"
-# model name: (frontier kind, converted to TFLite by quantize@<model>)
-KERAS_MODELS = {"teacher": ("teacher", True), "student": ("distilled", True), "scratch": ("scratch", False),
-                "pruned": ("pruned", True), "pruned_filters": ("pruned", True)}
 MODES = ("float32", "dynamic_range", "float16", "int8")
+# model name: (frontier kind, its TFLite files: every MODE where quantize@<model> converts it; qat's own int8
+# file, written by the qat stage; none for the scratch control)
+KERAS_MODELS = {"teacher": ("teacher", MODES), "student": ("distilled", MODES), "scratch": ("scratch", ()),
+                "pruned": ("pruned", MODES), "pruned_filters": ("pruned", MODES), "qat": ("qat", ("int8",))}
 
 
 def quantized_models() -> list[str]:
-    return [name for name, (_, quantized) in KERAS_MODELS.items() if quantized]
+    """The models quantize@<model> converts (dvc.yaml's quantize matrix)."""
+    return [name for name, (_, modes) in KERAS_MODELS.items() if modes == MODES]
 
 
 def shippable() -> list[str]:
-    """The TFLite files benchmark.shipped may name: every conversion of every quantized model."""
-    return [f"{name}_{mode}" for name in quantized_models() for mode in MODES]
+    """The TFLite files benchmark.shipped may name."""
+    return [f"{name}_{mode}" for name, (_, modes) in KERAS_MODELS.items() for mode in modes]

@@ -1,0 +1,54 @@
+"""Stage 5b: quantization-aware training of a compressed student (qat.source: pruned, pruned_filters or
+student), BatchNorm folded in, weights and activations fake-quantized, fine-tuned with the same distillation
+loss on the same views, then converted to a builtin-int8 .tflite (tinygray.qat). Sparsity and removed filters
+are kept: it starts from the compressed model and zero weights stay zero."""
+import numpy as np
+
+from tinygray import models, prepared, pruning, qat, quantization, student, training
+from tinygray.atomic import atomic_output
+from tinygray.augment import Augmentation, StoredViews
+from tinygray.params import stage_params
+from tinygray.soft_targets import distillation_data
+from tinygray.tracking import stage_run
+
+PREPARED, VIEWS, SOFT_TARGETS = "data/prepared", "data/views", "data/soft_targets"
+MODEL, OUT, HISTORY = "models/qat.keras", "models/tflite/qat", "metrics/history/qat.csv"
+
+
+def main() -> None:
+    params = stage_params("qat")
+    student_params = stage_params("train_student")
+    augmentation = Augmentation.from_params(stage_params("augment"))
+    source = f"models/{params['source']}.keras"
+    with stage_run("qat", {**params, "temperature": student_params["temperature"], "alpha": student_params["alpha"],
+                           **augmentation.run_params()}) as run:
+        train, val = distillation_data(PREPARED, SOFT_TARGETS, augmentation)
+        training.seed_everything(params["seed"])
+        model = qat.quantization_aware(qat.fold_batchnorm(models.load_model(source)))
+        train_images = np.asarray(train[0])
+        qat.calibrate(model, train_images[np.random.default_rng(params["seed"]).permutation(len(train_images))[:1024]])
+        calibrated = qat.ranges(model)
+        setup = student.distillation_setup(student_params)
+        metrics, history = training.fit(model, train, val, loss=setup.loss, metric=setup.metric(), epochs=params["epochs"],
+                                        batch_size=params["batch_size"], learning_rate=params["learning_rate"],
+                                        seed=params["seed"], augmentation=StoredViews(VIEWS, augmentation),
+                                        targets_per_view=True, callbacks=[pruning.KeepZeros()])
+        run.log_history("qat", history)
+        training.write_history(HISTORY, history, title=f"quantization-aware training of {params['source']}")
+        models.save_model(model, MODEL)
+        val_images, val_labels = prepared.read_split(PREPARED, "val")
+        representative = quantization.representative_dataset(train_images, 200, params["seed"])
+        with atomic_output(OUT) as staging:
+            staging.mkdir()
+            path = staging / "qat_int8.tflite"
+            path.write_bytes(quantization.convert(model, "int8", representative=representative))
+            tflite_val = float(np.mean(quantization.TFLiteModel(path).predict(val_images).argmax(1) == val_labels))
+        keras_val = float(np.mean(model.predict(np.asarray(val_images), batch_size=256, verbose=0).argmax(1) == val_labels))
+        run.finish({**metrics, "source": params["source"], "val_accuracy": round(keras_val, 4), "tflite_val_accuracy": round(tflite_val, 4),
+                    "ranges": {name: {"calibrated_min": calibrated[name][0], "calibrated_max": calibrated[name][1],
+                                      "min": trained[0], "max": trained[1]} for name, trained in qat.ranges(model).items()}},
+                   artifacts=training.history_files(HISTORY))
+
+
+if __name__ == "__main__":
+    main()
