@@ -1,6 +1,9 @@
 # One command each: `make repro` runs the whole pipeline, `make test` the test suite.
 # Both create the virtual environment first, so a fresh clone needs nothing but python3.
 VENV := .venv
+# GPU=1: TensorFlow's CUDA build instead of the CPU one (an NVIDIA GPU and driver; README, "Scaling out")
+REQUIREMENTS := $(if $(filter 1,$(GPU)),requirements-gpu.txt,requirements.txt)
+CONSTRAINTS := $(if $(filter 1,$(GPU)),constraints-gpu.txt,constraints.txt)
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 export MLFLOW_DISABLE_TELEMETRY := true
 
@@ -8,9 +11,9 @@ export MLFLOW_DISABLE_TELEMETRY := true
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.txt constraints.txt pyproject.toml
+$(VENV)/.installed: $(REQUIREMENTS) requirements-common.txt $(CONSTRAINTS) pyproject.toml
 	python3 -m venv $(VENV)
-	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements.txt -c constraints.txt -e . 2>&1 \
+	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r $(REQUIREMENTS) -c $(CONSTRAINTS) -e . 2>&1 \
 		| grep -v "is ignored: it is neither a file nor a directory" || true
 	$(VENV)/bin/python -c "import tensorflow, dvc, mlflow, ai_edge_litert, tinygray"
 	touch $@

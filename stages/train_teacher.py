@@ -16,6 +16,7 @@ def main() -> None:
         if params["augment"] else None
     with stage_run("train_teacher", {**params, **(augmentation.run_params() if augmentation else {})}) as run:
         training.seed_everything(params["seed"])
+        teacher.use_mixed_precision(params["mixed_precision"])
         train, val = prepared.read_split(PREPARED, "train"), prepared.read_split(PREPARED, "val")
         model = teacher.build_teacher(train[0].shape[1:], len(prepared.read_class_names(PREPARED)), params)
         metrics, histories = teacher.train(model, train, val, params, augmentation)

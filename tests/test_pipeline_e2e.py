@@ -81,7 +81,8 @@ def project(tmp_path_factory, env, mlflow_server):
     for name in ["config", ".gitignore"]:
         shutil.copy(REPO / ".dvc" / name, root / ".dvc" / name)
     shutil.copy(REPO / "tests" / "tiny_params.yaml", root / "params.yaml")
-    env = {**env, "MLFLOW_TRACKING_URI": mlflow_server}
+    # the stages import the copy's tinygray, as a clone's would, not the package this test was started from
+    env = {**env, "MLFLOW_TRACKING_URI": mlflow_server, "PYTHONPATH": str(root)}
     run(["git", "init", "-q"], root, env)
     run(["git", "config", "user.name", "test"], root, env)  # `dvc exp run` commits
     run(["git", "config", "user.email", "test@example.com"], root, env)

@@ -105,3 +105,28 @@ def test_auto_input_size_follows_the_image_within_what_imagenet_features_need():
     assert teacher.input_size({**BASE, "input_size": 96}, 28) == 96
     model = teacher.build_teacher((128, 128, 1), 2, {**auto, "backbone": "cnn"})
     assert "resize" not in [layer.name for layer in model.layers]  # 128 px is taken as it is
+
+
+def test_mixed_precision_is_refused_clearly_without_a_gpu():
+    import tensorflow as tf
+
+    if tf.config.list_physical_devices("GPU"):
+        pytest.skip("this machine has a GPU: mixed precision is allowed here")
+    with pytest.raises(SystemExit, match=r"mixed_precision: true needs a GPU .* `make setup GPU=1`"):
+        teacher.use_mixed_precision(True)
+    teacher.use_mixed_precision(False)
+    assert keras.mixed_precision.global_policy().name == "float32"
+
+
+def test_the_gpu_install_takes_the_cuda_build_and_the_default_stays_cpu():
+    import subprocess
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    default = subprocess.run(["make", "-n", "-B", "setup"], cwd=repo, capture_output=True, text=True).stdout
+    gpu = subprocess.run(["make", "-n", "-B", "setup", "GPU=1"], cwd=repo, capture_output=True, text=True).stdout
+    assert "-r requirements.txt -c constraints.txt" in default and "requirements-gpu" not in default
+    assert "-r requirements-gpu.txt -c constraints-gpu.txt" in gpu
+    assert "tensorflow-cpu==2.21.0" in (repo / "requirements.txt").read_text()
+    assert "tensorflow[and-cuda]==2.21.0" in (repo / "requirements-gpu.txt").read_text()
+    assert "tensorflow_cpu" not in (repo / "constraints-gpu.txt").read_text().lower().replace("-", "_")

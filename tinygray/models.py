@@ -93,6 +93,8 @@ def load_model(path: Path | str) -> keras.Model:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: model not found; run the stage that produces it first")
+    import tinygray.qat  # noqa: F401  registers the quantization-aware layers a qat.keras file holds
+
     try:
         return keras.models.load_model(path, compile=False, safe_mode=True)
     except Exception as error:  # zipfile, json, h5py and Keras' own deserialisation all fail differently

@@ -71,6 +71,7 @@ SPECS: dict[str, dict[str, Spec]] = {
         "cnn_widths": Spec(list, item_kind=int, item_minimum=1),
         "cnn_convs_per_block": _positive_int(),
         "augment": Spec(bool),
+        "mixed_precision": Spec(bool),
         **TRAINING,
     },
     "augment": {  # the training views shared by soft_targets and every student stage (tinygray/augment.py)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import difflib
 import io
 import sys
 import time
@@ -175,11 +176,16 @@ def layer_errors(float_path: Path | str, int8_path: Path | str, images: np.ndarr
     that adds most, not the one with the lowest SNR. The two files come from one network, so their compute
     ops pair up in order."""
     reference, quantized = op_outputs(float_path, images), op_outputs(int8_path, images)
-    if [op for op, _, _ in reference] != [op for op, _, _ in quantized]:
+    # the same network, but a conversion may fold an op the other keeps (the input scaling of a QAT file):
+    # pair the ops that both files have, in order
+    matcher = difflib.SequenceMatcher(None, [op for op, _, _ in reference], [op for op, _, _ in quantized], autojunk=False)
+    pairs = [(reference[block.a + k], quantized[block.b + k]) for block in matcher.get_matching_blocks()
+             for k in range(block.size)]
+    if len(pairs) < max(len(reference), len(quantized)) / 2:
         raise ValueError(f"{float_path} and {int8_path} do not have the same layers: "
                          f"{[op for op, _, _ in reference]} vs {[op for op, _, _ in quantized]}")
     errors, previous = [], 0.0
-    for position, ((op, name, expected), (_, _, actual)) in enumerate(zip(reference, quantized)):
+    for position, ((op, name, expected), (_, _, actual)) in enumerate(pairs):
         ratio = channel_noise_ratio(expected, actual)
         errors.append({"name": f"{position}:{op}", "layer": layer_name(name),
                        "snr_db": round(float(min(99.0, -10 * np.log10(ratio))) if ratio > 0 else 99.0, 2),

@@ -24,6 +24,20 @@ def input_size(p: dict, image_size: int) -> int:
     return min(high, max(low, image_size))
 
 
+def use_mixed_precision(enabled: bool) -> None:
+    """train_teacher.mixed_precision: float16 compute with float32 weights (Keras' mixed_float16), which pays
+    on GPUs with tensor cores. Refused without a GPU: on a CPU float16 is emulated, slower, not faster."""
+    if not enabled:
+        return
+    import tensorflow as tf
+
+    if not tf.config.list_physical_devices("GPU"):
+        raise SystemExit("train_teacher.mixed_precision: true needs a GPU (TensorFlow sees none here: "
+                         "tf.config.list_physical_devices('GPU') is empty); set it to false, or install the GPU "
+                         "build with `make setup GPU=1` on a machine with an NVIDIA GPU")
+    keras.mixed_precision.set_global_policy("mixed_float16")
+
+
 def build_teacher(input_shape: tuple[int, int, int], num_classes: int, p: dict) -> keras.Model:
     """Pixels -> (resize to input_size) -> backbone -> global average pool -> dropout -> logits."""
     inputs = keras.Input(shape=input_shape, name="pixels")
@@ -42,7 +56,8 @@ def build_teacher(input_shape: tuple[int, int, int], num_classes: int, p: dict) 
     x = backbone(x)
     x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
     x = keras.layers.Dropout(p["dropout"], name="dropout")(x)
-    return keras.Model(inputs, keras.layers.Dense(num_classes, name="logits")(x), name="teacher")
+    # logits in float32 whatever the compute policy: softmax and the loss need its range
+    return keras.Model(inputs, keras.layers.Dense(num_classes, name="logits", dtype="float32")(x), name="teacher")
 
 
 def backbone_of(teacher: keras.Model) -> keras.Model | None:

@@ -112,6 +112,7 @@ class StageRun:
 
     def finish(self, metrics: dict[str, Any], artifacts: list[Path | str] = ()) -> None:
         seconds = time.time() - self.run.info.start_time / 1000
+        mlflow.set_tag("device", device())
         path = write_metrics(self.stage, metrics, stage_seconds=seconds)
         mlflow.log_metrics({_metric_name(key): value for key, value in flatten({**metrics, "stage_seconds": seconds}).items()})
         for artifact in [path, *artifacts]:
@@ -199,6 +200,18 @@ def stage_run(stage: str, params: dict[str, Any]) -> Iterator[StageRun]:
         ran = client.get_run(parent).data.tags.get("stages_run", "")
         client.set_tag(parent, "stages_run", ", ".join([*filter(None, ran.split(", ")), stage]))
         client.set_terminated(parent, status)
+
+
+def device() -> str:
+    """What the stage computed on: the GPUs TensorFlow found, else CPU; "none" for a stage that never loaded
+    TensorFlow (preprocess, views)."""
+    if "tensorflow" not in sys.modules:
+        return "none"
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    return ", ".join(tf.config.experimental.get_device_details(gpu).get("device_name", gpu.name) for gpu in gpus) \
+        if gpus else f"CPU ({os.cpu_count()} cores)"
 
 
 def check_metrics_writable(stage: str) -> None:
