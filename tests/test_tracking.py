@@ -104,11 +104,11 @@ def test_a_stage_whose_dvc_process_dies_stops_instead_of_running_on_as_an_orphan
                         "subprocess.Popen(sys.argv[1:])\n"
                         "time.sleep(600)\n")
     launcher = subprocess.Popen([sys.executable, str(fake_dvc), sys.executable, str(tmp_path / "stage.py"),
-                                 "orphan", "600"], cwd=tmp_path, env=env)
-    deadline = time.time() + 60
-    while "orphan" not in runs_or_empty(tmp_path):
-        assert time.time() < deadline, "the stage never started"
-        time.sleep(0.5)
+                                 "orphan", "600"], cwd=tmp_path, env=env, stdout=subprocess.PIPE, text=True)
+    # the stage inherits the launcher's stdout; waiting for its line (not polling the store, which would
+    # create the database while the stage creates it too) means its run exists
+    assert launcher.stdout.readline().strip() == "started", "the stage never started"
+    assert "orphan" in runs(tmp_path)[0]
     launcher.kill()
     launcher.wait(10)
     deadline = time.time() + 30
@@ -116,13 +116,6 @@ def test_a_stage_whose_dvc_process_dies_stops_instead_of_running_on_as_an_orphan
         assert time.time() < deadline, "the orphaned stage kept running"
         time.sleep(0.5)
     assert runs(tmp_path)[0]["orphan"].info.status == "KILLED"
-
-
-def runs_or_empty(tmp_path):
-    try:
-        return runs(tmp_path)[0]
-    except Exception:  # the store is not created yet
-        return {}
 
 
 HISTORY_STAGE = """
