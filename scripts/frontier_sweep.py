@@ -56,8 +56,7 @@ def summarise() -> list[dict]:
         rows += [{**row, "name": f"{name}/{row['name']}"} for row in json.loads(shown.stdout)]
     if not rows:
         raise SystemExit("no finished experiment with metrics/plots/frontier.json; run `dvc queue start` first")
-    plots.frontier(rows, OUT_PNG, title="Student widths sweep: size against test accuracy",
-                           label_front_only=True)
+    plots.frontier(rows, OUT_PNG, title="Student widths sweep: size against test accuracy")
     with atomic_output(OUT_DATA) as staging:
         staging.write_text(json.dumps(frontier.frontier_plot_data(rows), indent=1) + "\n")
     return frontier.pareto_front(rows)

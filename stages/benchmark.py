@@ -30,9 +30,11 @@ def main() -> None:
         test_source = preprocess_metrics["test_source"]
         with atomic_output(REPORT_DIR) as staging:
             staging.mkdir()
-            plots.frontier(result.variants, staging / "frontier.png", title="Size against test accuracy (Pareto front marked)")
+            plots.frontier(result.variants, staging / "frontier.png", title="Size against test accuracy (Pareto front marked)",
+                           always_label=(shipped, "teacher"))
             plots.confusion_matrix(test_labels, result.predictions[shipped], prepared.read_class_names(PREPARED),
-                                   staging / "confusion_matrix.png")
+                                   staging / "confusion_matrix.png",
+                                   title=f"{shipped} (shipped) on the test split: true against predicted")
             predict.write_contract(result.files[shipped], staging / CONTRACT, prepared.read_class_names(PREPARED),
                                    preprocessing={"image_size": int(test_images.shape[1]),
                                                   "gray": "8-bit ITU-R BT.601 luma, alpha dropped",

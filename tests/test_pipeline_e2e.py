@@ -273,6 +273,8 @@ def test_queued_sweep_logs_to_the_original_store_and_summarises_a_frontier(proje
     rows = json.loads((root / "metrics" / "plots" / "sweep_frontier.json").read_text())
     assert {row["name"].split("/")[0] for row in rows} >= {"widths-8-16"}
     assert (root / "metrics" / "plots" / "sweep_frontier.png").read_bytes()[:4] == b"\x89PNG"
+    table = run([sys.executable, "-m", "tinygray.experiments"], root, env)  # the README's terminal table
+    assert any(line.startswith("widths-8-16") and " done " in line for line in table.splitlines()), table
 
     client = MlflowClient(tracking_uri=f"sqlite:///{root / 'mlflow.db'}")
     runs = client.search_runs([client.get_experiment_by_name("tinygray").experiment_id],

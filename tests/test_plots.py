@@ -22,20 +22,29 @@ def test_plot_frontier_writes_a_png(frontier_rows, tmp_path):
     assert_valid_png(path)
 
 
-def test_plot_frontier_can_name_only_the_front(frontier_rows, tmp_path):
-    def names(figure):
-        return sorted(text.get_text() for text in figure.axes[0].texts)
+def test_plot_frontier_names_the_front_and_the_given_points_without_overlap(frontier_rows, tmp_path):
+    figure = plots.frontier(frontier_rows, tmp_path / "front.png", title="front", always_label=("teacher",))
+    texts = figure.axes[0].texts
+    front = {row["name"] for row in pareto_front(frontier_rows)}
+    assert sorted(t.get_text() for t in texts) == sorted(front | {"teacher"}) and len(texts) < len(frontier_rows)
+    renderer = figure.canvas.get_renderer()
+    boxes = [t.get_window_extent(renderer) for t in texts]
+    assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
 
-    assert names(plots.frontier(frontier_rows, tmp_path / "all.png", title="all")) == sorted(row["name"] for row in frontier_rows)
-    front = names(plots.frontier(frontier_rows, tmp_path / "front.png", title="front", label_front_only=True))
-    assert front == sorted(row["name"] for row in pareto_front(frontier_rows)) and len(front) < len(frontier_rows)
+
+def test_crowded_labels_are_moved_apart(tmp_path):
+    rows = [{"name": f"variant_{i}", "kind": "int8", "size_bytes": 10_000 + i, "accuracy": 0.9 + i / 1000}
+            for i in range(4)]  # a front of four points almost on top of each other
+    texts = plots.frontier(rows, tmp_path / "crowded.png", title="crowded").axes[0].texts
+    boxes = [t.get_window_extent() for t in texts]
+    assert len(texts) == 4 and not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
 
 
 def test_plot_confusion_matrix_writes_a_png(tmp_path):
     labels = np.array([0, 0, 1, 1, 2, 2])
     predictions = np.array([0, 1, 1, 1, 0, 0])  # class 2 is never predicted
     path = tmp_path / "confusion.png"
-    plots.confusion_matrix(labels, predictions, ["zero", "one", "two"], path)
+    plots.confusion_matrix(labels, predictions, ["zero", "one", "two"], path, title="student on test")
     assert_valid_png(path)
 
 

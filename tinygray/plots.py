@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from sklearn.metrics import ConfusionMatrixDisplay
 
@@ -19,24 +20,24 @@ KIND_ORDER = ("teacher", "scratch", "distilled", "pruned", "int8")
 MARKERS = ("s", "o", "D", "v", "^", "P", "X", "*", "h", "<")
 
 
-def frontier(rows: list[dict], path_png: Path | str, *, title: str, label_front_only: bool = False) -> Figure:
+def frontier(rows: list[dict], path_png: Path | str, *, title: str, always_label: tuple[str, ...] = ()) -> Figure:
     """Accuracy (%) against file size (bytes, log scale), one marker and colour per kind, Wilson
     intervals as error bars where the rows have them, and the Pareto front as a staircase: for any
-    size budget, the best accuracy reachable is the front's step to its left. A sweep of many runs has
-    too many points to name them all: `label_front_only` names just the front."""
+    size budget, the best accuracy reachable is the front's step to its left. Only the front and
+    `always_label` (the teacher, the shipped model) are named, each label placed where it overlaps no
+    earlier one: the other points are told apart by the legend's kinds and listed in the report's table.
+    Scratch markers are drawn hollow and larger, so one at a distilled student's size and accuracy (same
+    architecture, often the same accuracy) stays visible around it."""
     front = pareto_front(rows)
-    labelled = [row["name"] for row in (front if label_front_only else rows)]
+    labelled = [row for row in rows if row in front or row["name"] in always_label]
     fig = Figure(figsize=(8, 5.5), layout="constrained")
     ax = fig.subplots()
     for kind, (marker, color) in _kind_styles([row["kind"] for row in rows]).items():
         group = [row for row in rows if row["kind"] == kind]
-        sizes = [row["size_bytes"] for row in group]
-        accuracies = np.array([100 * row["accuracy"] for row in group])
-        ax.errorbar(sizes, accuracies, yerr=_error_bars(group), fmt=marker, color=color, capsize=3,
-                    markersize=7, label=kind)
-        for row, size, acc in zip(group, sizes, accuracies):
-            if row["name"] in labelled:
-                ax.annotate(row["name"], (size, acc), xytext=(5, 5), textcoords="offset points", fontsize=8)
+        hollow = {"markerfacecolor": "none", "markersize": 12, "markeredgewidth": 1.5} if kind == "scratch" else {}
+        ax.errorbar([row["size_bytes"] for row in group], [100 * row["accuracy"] for row in group],
+                    yerr=_error_bars(group), fmt=marker, color=color, capsize=3,
+                    **({"markersize": 7} | hollow), label=kind)
     if front:
         sizes = [row["size_bytes"] for row in front]
         accuracies = [100 * row["accuracy"] for row in front]
@@ -48,8 +49,35 @@ def frontier(rows: list[dict], path_png: Path | str, *, title: str, label_front_
     ax.set_title(title)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
+    _place_labels(fig, ax, labelled)
     _save_png(fig, path_png)
     return fig
+
+
+def _place_labels(fig: Figure, ax, rows: list[dict]) -> None:
+    """Names beside their points, each at the first of a few offsets whose box stays inside the axes and meets
+    no placed label.
+    The layout is computed first and then frozen, so the boxes compared are where the labels end up."""
+    FigureCanvasAgg(fig)
+    fig.draw_without_rendering()
+    fig.set_layout_engine("none")
+    renderer = fig.canvas.get_renderer()
+    placed = []
+    offsets = [(6, 6), (6, -14), (-6, 6), (-6, -14), (6, 18), (6, -26), (-6, 18), (-6, -26)]
+    for row in sorted(rows, key=lambda r: (r["size_bytes"], -r["accuracy"])):
+        for dx, dy in offsets:
+            text = ax.annotate(row["name"], (row["size_bytes"], 100 * row["accuracy"]), xytext=(dx, dy),
+                               textcoords="offset points", fontsize=8, ha="left" if dx > 0 else "right")
+            box = text.get_window_extent(renderer).expanded(1.05, 1.1)
+            inside = ax.bbox.x0 <= box.x0 and box.x1 <= ax.bbox.x1 and ax.bbox.y0 <= box.y0 and box.y1 <= ax.bbox.y1
+            if inside and not any(box.overlaps(other) for other in placed):
+                placed.append(box)
+                break
+            text.remove()
+        else:  # every offset taken: keep the first, overlapping, rather than drop the name
+            text = ax.annotate(row["name"], (row["size_bytes"], 100 * row["accuracy"]), xytext=offsets[0],
+                               textcoords="offset points", fontsize=8)
+            placed.append(text.get_window_extent(renderer))
 
 
 def _kind_styles(kinds: list[str]) -> dict[str, tuple[str, str]]:
@@ -67,7 +95,7 @@ def _error_bars(rows: list[dict]) -> np.ndarray | None:
 
 
 def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, class_names: list[str],
-                          path_png: Path | str) -> None:
+                     path_png: Path | str, *, title: str) -> None:
     """Counts of true class (rows) against predicted class; every class gets a row and a column,
     even one that is never predicted."""
     size = max(4.0, 0.5 * len(class_names) + 2)
@@ -75,6 +103,7 @@ def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, class_names: l
     ConfusionMatrixDisplay.from_predictions(labels, predictions, labels=np.arange(len(class_names)),
                                             display_labels=class_names, cmap="Blues", colorbar=False,
                                             ax=fig.subplots())
+    fig.axes[0].set_title(title)
     _save_png(fig, path_png)
 
 

@@ -1,0 +1,99 @@
+"""The headline of every DVC experiment in one table that fits a terminal: `python -m tinygray.experiments`.
+
+`dvc exp show` lists every parameter and metric (about 270 columns here), so at 160 columns it shows
+`… … …`; this reads its `--json` output and prints one row per commit or experiment with what a person
+compares: the parameters that differ from the first row's, the shipped model's test accuracy, its loss
+against the teacher, size and speed-up, and the distilled students against their scratch controls.
+Experiments still queued or running have no results yet and say so.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from typing import Any, Iterator
+
+BENCHMARK = "metrics/benchmark.json"
+HEADER = ("experiment", "state", "changed params", "shipped %", "Δ pts", "KB", "× faster", "distilled %",
+          "scratch %")
+
+
+def flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def short(rev: str) -> str:
+    return rev[:7] if len(rev) == 40 else rev  # a commit hash, or "workspace"
+
+
+def entries(show: list[dict]) -> Iterator[tuple[str, str, dict]]:
+    """(name, state, data) for each baseline commit of `dvc exp show --json`, then its experiments."""
+    for baseline in show:
+        yield baseline.get("name") or short(baseline["rev"]), "baseline", baseline.get("data") or {}
+        for exp_range in baseline.get("experiments") or []:
+            for state in exp_range["revs"]:
+                executor = exp_range.get("executor") or {}
+                status = {"success": "done", None: "done"}.get(executor.get("state"), executor.get("state"))
+                yield (exp_range.get("name") or state.get("name") or short(state["rev"]), status,
+                       state.get("data") or {})
+
+
+def params_of(data: dict) -> dict[str, Any]:
+    return flatten(((data.get("params") or {}).get("params.yaml") or {}).get("data") or {})
+
+
+def mean_pct(seeds: dict, kind: str) -> str:
+    found = seeds.get(kind)
+    if not found:
+        return "-"
+    spread = f" ± {100 * found['accuracy_std']:.2f}" if found.get("num_seeds", 1) > 1 else ""
+    return f"{100 * found['accuracy_mean']:.2f}{spread}"
+
+
+def rows(show: list[dict]) -> list[tuple[str, ...]]:
+    listed = list(entries(show))
+    reference = params_of(listed[0][2]) if listed else {}
+    table = []
+    for name, state, data in listed:
+        params = params_of(data)
+        changed = ", ".join(f"{key}={params[key]}" for key in sorted(params)
+                            if key in reference and params[key] != reference[key]) or "-"
+        benchmark = ((data.get("metrics") or {}).get(BENCHMARK) or {}).get("data")
+        if not benchmark or state in ("queued", "running"):
+            table.append((name, state, changed, *["-"] * 6))
+            continue
+        shipped = benchmark["headline"]["shipped"]
+        seeds = benchmark.get("seeds", {})
+        table.append((name, state, changed, f"{100 * shipped['accuracy']:.2f}",
+                      f"{100 * shipped['accuracy_delta']:+.2f}", f"{shipped['size_bytes'] / 1024:.1f}",
+                      f"{shipped['speedup']:.0f}", mean_pct(seeds, "distilled"), mean_pct(seeds, "scratch")))
+    return table
+
+
+def format_table(table: list[tuple[str, ...]]) -> str:
+    widths = [max(len(row[i]) for row in [HEADER, *table]) for i in range(len(HEADER))]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in [HEADER, *table]]
+    lines.insert(1, "  ".join("-" * width for width in widths))
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--all-commits", action="store_true", help="every commit, not only the workspace and HEAD")
+    args = parser.parse_args(argv)
+    command = ["dvc", "exp", "show", "--json", *(["--all-commits"] if args.all_commits else [])]
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        sys.exit(f"{' '.join(command)} failed:\n{done.stderr.strip()}")
+    print(format_table(rows(json.loads(done.stdout))))
+
+
+if __name__ == "__main__":
+    main()
