@@ -14,19 +14,11 @@ import subprocess
 import sys
 from typing import Any, Iterator
 
+from tinygray.params import flatten_params
+
 BENCHMARK = "metrics/benchmark.json"
 HEADER = ("experiment", "state", "changed params", "shipped %", "Δ pts", "KB", "× faster", "distilled %",
           "scratch %")
-
-
-def flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
-    flat = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            flat.update(flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
 
 
 def short(rev: str) -> str:
@@ -46,7 +38,7 @@ def entries(show: list[dict]) -> Iterator[tuple[str, str, dict]]:
 
 
 def params_of(data: dict) -> dict[str, Any]:
-    return flatten(((data.get("params") or {}).get("params.yaml") or {}).get("data") or {})
+    return flatten_params(((data.get("params") or {}).get("params.yaml") or {}).get("data") or {})
 
 
 def mean_pct(seeds: dict, kind: str) -> str:

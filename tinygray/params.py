@@ -288,3 +288,14 @@ def _check(name: str, value: Any, spec: Spec, path: Path | str) -> None:
         fail(f"must be {'>' if spec.exclusive_min else '>='} {spec.minimum}")
     if spec.maximum is not None and (value >= spec.maximum if spec.exclusive_max else value > spec.maximum):
         fail(f"must be {'<' if spec.exclusive_max else '<='} {spec.maximum}")
+
+
+def flatten_params(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"train_student": {"alpha": 0.5}} -> {"train_student.alpha": 0.5}: DVC's and MLflow's parameter names."""
+    flat = {}
+    for key, value in params.items():
+        if isinstance(value, dict):
+            flat.update(flatten_params(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from tinygray.metrics import flatten, write_metrics
+from tinygray.params import flatten_params
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # before mlflow is imported
 # A tracking server that stops answering mid-run fails the stage in minutes, not MLflow's default
@@ -306,16 +307,6 @@ def _killable():
 def _metric_name(name: str) -> str:
     """MLflow accepts letters, digits and `_-. :/` in metric names; class names come from folder names."""
     return re.sub(r"[^\w\-. :/]", "_", name).lstrip("/")
-
-
-def flatten_params(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat = {}
-    for key, value in params.items():
-        if isinstance(value, dict):
-            flat.update(flatten_params(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
 
 
 REGISTERED_MODEL = "tinygray-shipped"
