@@ -1,4 +1,4 @@
-"""Where the time of the last run went: a Markdown table of each stage's wall time, from metrics/timing/.
+"""Where the time and memory of the last run went: each stage's wall time and peak memory, from metrics/timing/.
 
     python scripts/stage_times.py        # after `make repro` (or any `dvc repro`)
 
@@ -28,11 +28,14 @@ def table() -> str:
     for name in stage_names():
         path = TIMING / f"{name}.json"
         if path.is_file():
-            seconds = json.loads(path.read_text()).get("stage_seconds")
+            timing = json.loads(path.read_text())
+            seconds = timing.get("stage_seconds")
             if seconds is not None:
-                rows.append(f"| {name} | {seconds:,.0f} |")
+                peak = timing.get("peak_rss_mb")
+                rows.append(f"| {name} | {seconds:,.0f} | {'-' if peak is None else f'{peak:,}'} |")
                 total += seconds
-    return "\n".join(["| stage | seconds |", "|---|---:|", *rows, f"| **total** | **{total:,.0f}** |"])
+    return "\n".join(["| stage | seconds | peak MiB |", "|---|---:|---:|", *rows,
+                      f"| **total** | **{total:,.0f}** | |"])
 
 
 if __name__ == "__main__":

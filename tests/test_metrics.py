@@ -48,6 +48,8 @@ def test_clocks_go_to_the_timing_file_and_the_tracked_file_stays_the_same(tmp_pa
     tracked = path.read_text()
     assert "seconds" not in tracked and json.loads(tracked)["seeds"] == {"42": {"val_accuracy": 0.9}}
     timing = json.loads((tmp_path / "timing" / "train_student.json").read_text())
+    peak = timing.pop("peak_rss_mb")  # this test process's: more than the interpreter alone, less than the machine
+    assert 20 < peak < 24 * 1024
     assert timing == {"stage_seconds": 30.0, "train_seconds": 12.5, "seeds": {"42": {"seconds_per_epoch": 0.4}}}
     metrics.write_metrics("train_student", second, tmp_path, stage_seconds=31.0)
     assert path.read_text() == tracked  # another run, other clocks: the same bytes

@@ -12,7 +12,8 @@ import argparse
 import json
 import subprocess
 import sys
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from tinygray.params import flatten_params
 
@@ -81,7 +82,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--all-commits", action="store_true", help="every commit, not only the workspace and HEAD")
     args = parser.parse_args(argv)
     command = ["dvc", "exp", "show", "--json", *(["--all-commits"] if args.all_commits else [])]
-    done = subprocess.run(command, capture_output=True, text=True)
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         sys.exit(f"{' '.join(command)} failed:\n{done.stderr.strip()}")
     print(format_table(rows(json.loads(done.stdout))))

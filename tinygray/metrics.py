@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import resource
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +72,7 @@ SCHEMA: dict[str, str] = {
     "train_seconds": "wall time of training",
     "seconds_per_epoch": "train_seconds / epochs",
     "stage_seconds": "wall time of the whole stage (metrics/timing/<stage>.json only)",
+    "peak_rss_mb": "the stage process's peak resident memory in MiB (metrics/timing/<stage>.json only)",
     "phases": "training metrics per phase of a two-phase fine-tuning: {frozen|finetune|train: {...}}",
     # size
     "params": "parameters, trainable or not",
@@ -155,8 +157,8 @@ def split_clocks(metrics: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any
 
 def write_metrics(stage: str, metrics: dict[str, Any], metrics_dir: Path | str = METRICS_DIR,
                   stage_seconds: float | None = None) -> Path:
-    """metrics/<stage>.json (validated, clocks left out) and metrics/timing/<stage>.json (the clocks and the
-    stage's wall time). Returns the path of the first."""
+    """metrics/<stage>.json (validated, clocks left out) and metrics/timing/<stage>.json (the clocks, the
+    stage's wall time and its peak memory so far: ru_maxrss, KiB on Linux). Returns the path of the first."""
     metrics = {"stage": stage, **metrics}
     validate(metrics, stage)
     kept, clocks = split_clocks(metrics)
@@ -164,7 +166,8 @@ def write_metrics(stage: str, metrics: dict[str, Any], metrics_dir: Path | str =
     with atomic_output(path) as staging:
         staging.write_text(json.dumps(kept, indent=2) + "\n")
     with atomic_output(Path(metrics_dir) / TIMING_DIR / f"{stage}.json") as staging:
-        timing = {**({"stage_seconds": round(stage_seconds, 1)} if stage_seconds is not None else {}), **clocks}
+        timing = {**({"stage_seconds": round(stage_seconds, 1)} if stage_seconds is not None else {}),
+                  "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024), **clocks}
         staging.write_text(json.dumps(timing, indent=2) + "\n")
     return path
 
