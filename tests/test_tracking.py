@@ -118,6 +118,16 @@ def test_a_stage_whose_dvc_process_dies_stops_instead_of_running_on_as_an_orphan
     assert runs(tmp_path)[0]["orphan"].info.status == "KILLED"
 
 
+def test_a_stage_whose_dvc_process_died_before_it_started_stops_at_once(store):
+    """DVC sets DVC_STAGE for its stages; killed while the stage was still importing TensorFlow, dvc is no
+    longer among its parents when it starts, and the stage used to run on as if started by hand."""
+    tmp_path, env = store
+    done = subprocess.run([sys.executable, str(tmp_path / "stage.py"), "late", "600"], cwd=tmp_path,
+                          env={**env, "DVC_STAGE": "late"}, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 143 and "started" not in done.stdout, done.stderr
+    assert runs(tmp_path)[0]["late"].info.status == "KILLED"
+
+
 HISTORY_STAGE = """
 import sys
 from tinygray.tracking import stage_run

@@ -289,6 +289,8 @@ def _killable():
     signal.signal(signal.SIGTERM, on_sigterm)
     stop = threading.Event()
     launcher = dvc_process()
+    if launcher is None and os.environ.get("DVC_STAGE"):
+        raise StageKilled()  # DVC sets DVC_STAGE for the stages it starts: this one's dvc died before it got here
     if launcher is not None:
         def watch():
             while not stop.wait(1.0):
