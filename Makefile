@@ -7,7 +7,7 @@ CONSTRAINTS := $(if $(filter 1,$(GPU)),constraints-gpu.txt,constraints.txt)
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 export MLFLOW_DISABLE_TELEMETRY := true
 
-.PHONY: setup repro test ui clean-venv
+.PHONY: setup repro test ui plots clean-venv
 
 setup: $(VENV)/.installed
 
@@ -28,6 +28,12 @@ ui: setup
 	@echo "MLflow UI: http://127.0.0.1:5000/?workflowType=machine_learning#/experiments (its model-training view)"
 	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false mlflow server --backend-store-uri sqlite:///mlflow.db \
 		--host 127.0.0.1 --port 5000 --workers 1
+
+# dvc plots show with Vega bundled into the page (DVC's own page loads it from a CDN: blank offline)
+PLOTS_TEMPLATE := .dvc/tmp/offline_plots.html
+plots: setup
+	@test -f $(PLOTS_TEMPLATE) || python scripts/offline_plots_template.py $(PLOTS_TEMPLATE)
+	dvc plots show --html-template $(abspath $(PLOTS_TEMPLATE))
 
 clean-venv:
 	rm -rf $(VENV)

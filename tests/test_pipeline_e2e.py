@@ -2,6 +2,7 @@
 tracked by a real MLflow server on 127.0.0.1, then an experiment with a changed student parameter."""
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -182,6 +183,18 @@ def test_predict_gives_the_benchmark_accuracy_on_the_test_images_as_files(projec
     accuracy = np.mean([row["class"] == Path(row["path"]).stem.split("_", 1)[1] for row in rows])
     benchmark = {v["name"]: v for v in json.loads((root / "metrics" / "benchmark.json").read_text())["variants"]}
     assert len(rows) == len(labels) and round(float(accuracy), 4) == benchmark["pruned_int8"]["accuracy"]
+
+
+def test_make_plots_page_needs_no_network(project, tmp_path):
+    """`make plots`: DVC's page with Vega inline (DVC's own loads it from a CDN and is blank offline)."""
+    root, env, _ = project
+    template = tmp_path / "offline.html"
+    run([sys.executable, str(REPO / "scripts" / "offline_plots_template.py"), str(template)], root, env)
+    run(["dvc", "plots", "show", "--html-template", str(template), "-o", str(tmp_path / "plots")], root, env)
+    page = (tmp_path / "plots" / "index.html").read_text()
+    assert "cdn.jsdelivr" not in page and not re.search(r"<script[^>]+src=[\"']https?:", page)
+    assert page.count("vegaEmbed('#") >= 6 and "window.vegaEmbed" in page.replace(" ", "")  # every curve
+    assert page.count("<img") >= 6  # the history PNGs beside them
 
 
 def test_second_repro_runs_nothing(project):
