@@ -83,7 +83,7 @@ def main() -> None:
     parser.add_argument("overrides", nargs="*")
     parser.add_argument("--sizes", type=int, nargs="+", default=[28, 64, 128, 256])
     parser.add_argument("--quick", action="store_true", help="one or two epochs per training, one seed")
-    args = parser.parse_args()
+    args = parser.parse_intermixed_args()
     overrides = {**(QUICK if args.quick else {}), **parse_overrides(args.overrides)}
     with tempfile.TemporaryDirectory(prefix="resolution_") as tmp:
         for size in args.sizes:
