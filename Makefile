@@ -25,7 +25,7 @@ test: setup
 	python -m pytest
 
 ui: setup
-	@echo "MLflow UI: http://127.0.0.1:5000/?workflowType=machine_learning#/experiments (its model-training view)"
+	@echo "MLflow UI: http://127.0.0.1:5000/#/experiments?workflowType=machine_learning (its model-training view)"
 	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false mlflow server --backend-store-uri sqlite:///mlflow.db \
 		--host 127.0.0.1 --port 5000 --workers 1
 

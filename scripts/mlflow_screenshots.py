@@ -8,7 +8,7 @@ no browser download, the system's Chromium is used), into reports/screenshots/ b
 
     .venv/bin/python scripts/mlflow_screenshots.py [--out DIR] [--store sqlite:///mlflow.db]
 
-The UI's sidebar is put in its "Model training" mode (`?workflowType=machine_learning`) and its assistant
+The UI's sidebar is put in its "Model training" mode (`workflowType=machine_learning`) and its assistant
 panel kept closed, as a user would, so the page itself fills the picture.
 """
 from __future__ import annotations
@@ -94,8 +94,11 @@ def take_screenshots(browser_path: str, url: str, routes: dict[str, str], out: P
         page.add_init_script(CLOSED_ASSISTANT)
         for name, route in routes.items():
             fragment = route.partition("#")[2]
-            page.goto(f"{url}/?workflowType=machine_learning#{fragment}")
+            page.goto(f"{url}/#{fragment}?workflowType=machine_learning")  # hash routes read their own query
             page.wait_for_timeout(8000)  # the UI polls, so the network never goes idle
+            if name.startswith("1-"):  # unfold the newest execution: its stages nested under it
+                page.locator("button[data-component-id*='runnamecellrenderer']").first.click()
+                page.wait_for_timeout(2000)
             if name.startswith("3-"):  # open the contract file in the artifact browser
                 for text in ("shipped", ".contract.json"):
                     found = page.get_by_text(text).first
