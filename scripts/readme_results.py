@@ -1,37 +1,56 @@
-"""Copy the committed benchmark report into README.md's results block, after `make repro`.
+"""Copy the committed benchmark reports into README.md's results blocks, after `make repro`.
 
-The block between `<!-- results:start -->` and `<!-- results:end -->` is the body of reports/benchmark.md
-(its title dropped, headings a level down, the frontier image pointed into reports/, the confusion
-matrix left to the report); tests/test_readme.py fails when README and metrics/benchmark.json disagree.
+Each block between `<!-- NAME:start -->` and `<!-- NAME:end -->` is the body of one report (its title dropped,
+headings a level down, images pointed at the report's folder, the confusion matrix left to the report):
+`results` is the default run's reports/benchmark.md, `fashion_mnist` the Fashion-MNIST reference in
+reports/references/fashion_mnist/. tests/test_readme.py fails when a block and its benchmark.json disagree.
+
+    python scripts/readme_results.py            # every block whose report exists
 """
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
-START, END = "<!-- results:start -->", "<!-- results:end -->"
-INTRO = ("Produced by `make repro` (`dvc repro`) with the default `params.yaml`, copied from the committed\n"
-         "`reports/benchmark.md` by `python scripts/readme_results.py` (`metrics/benchmark.json` holds the same\n"
-         "numbers; `dvc metrics show` prints them).\n")
+BLOCKS = {
+    "results": (Path("reports/benchmark.md"),
+                "Produced by `make repro` (`dvc repro`) with the default `params.yaml`, copied from the committed\n"
+                "`reports/benchmark.md` by `python scripts/readme_results.py` (`metrics/benchmark.json` holds the "
+                "same\nnumbers; `dvc metrics show` prints them).\n"),
+    "fashion_mnist": (Path("reports/references/fashion_mnist/benchmark.md"),
+                      "Copied from the committed `reports/references/fashion_mnist/benchmark.md` (numbers in its "
+                      "`benchmark.json`,\nthe run's parameters in its `params.yaml`) by `python "
+                      "scripts/readme_results.py`.\n"),
+}
+START, END = "<!-- results:start -->", "<!-- results:end -->"  # the default block's markers
 
 
-def results_block(report: str) -> str:
+def markers(name: str) -> tuple[str, str]:
+    return f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+
+
+def results_block(report: str, name: str = "results", folder: str = "reports", intro: str | None = None) -> str:
+    start, end = markers(name)
     body = report.split("\n", 1)[1].strip("\n")  # drop the "# Benchmark" title
     body = re.sub(r"\n!\[confusion matrix[^\n]*\n?", "\n", body)
     body = re.sub(r"^## Plots\n+", "", body, flags=re.MULTILINE)
     body = re.sub(r"^## ", "#### ", body, flags=re.MULTILINE)  # the README's results section is a level up
-    body = body.replace("](frontier.png)", "](reports/frontier.png)")
-    return f"{START}\n{INTRO}\n{body.strip()}\n{END}"
+    body = body.replace("](frontier.png)", f"]({folder}/frontier.png)")
+    return f"{start}\n{BLOCKS[name][1] if intro is None else intro}\n{body.strip()}\n{end}"
 
 
-def main(readme: Path = Path("README.md"), report: Path = Path("reports/benchmark.md")) -> None:
+def main(readme: Path = Path("README.md")) -> None:
     text = readme.read_text()
-    if text.count(START) != 1 or text.count(END) != 1:
-        raise SystemExit(f"{readme}: expected one {START} ... {END} block")
-    before, rest = text.split(START)
-    after = rest.split(END)[1]
-    readme.write_text(before + results_block(report.read_text()) + after)
-    print(f"{readme}: results block rewritten from {report}")
+    for name, (report, _) in BLOCKS.items():
+        start, end = markers(name)
+        if not report.is_file():
+            continue
+        if text.count(start) != 1 or text.count(end) != 1:
+            raise SystemExit(f"{readme}: expected one {start} ... {end} block for {report}")
+        before, rest = text.split(start)
+        text = before + results_block(report.read_text(), name, str(report.parent)) + rest.split(end)[1]
+        print(f"{readme}: {name} block rewritten from {report}")
+    readme.write_text(text)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,8 @@ import json
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from tinygray.report import markdown_table
 
 REPO = Path(__file__).resolve().parents[1]
@@ -16,11 +18,13 @@ def committed(path: str) -> str:
     return shown.stdout if shown.returncode == 0 else (REPO / path).read_text()
 
 
-def test_readme_table_is_the_committed_benchmark():
+@pytest.mark.parametrize("block, benchmark", [("results", "metrics/benchmark.json"),
+                                              ("fashion_mnist", "reports/references/fashion_mnist/benchmark.json")])
+def test_readme_table_is_the_committed_benchmark(block, benchmark):
     readme = committed("README.md")
-    block = readme.split("<!-- results:start -->")[1].split("<!-- results:end -->")[0]
-    variants = json.loads(committed("metrics/benchmark.json"))["variants"]
-    assert markdown_table(variants) in block
+    quoted = readme.split(f"<!-- {block}:start -->")[1].split(f"<!-- {block}:end -->")[0]
+    variants = json.loads(committed(benchmark))["variants"]
+    assert markdown_table(variants) in quoted
 
 
 def test_readme_results_block_is_the_report_body_a_level_down():
