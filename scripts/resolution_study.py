@@ -1,6 +1,7 @@
 """What each stage costs at each image size: the real `dvc repro` in a throw-away clone per size.
 
     python scripts/resolution_study.py OUT.jsonl --sizes 28 64 128 256 [key=value ...] [--quick]
+    python scripts/resolution_study.py OUT.jsonl --table     # the README's tables from those lines
 
 Each size runs the whole pipeline in its own clone of HEAD (under a temporary folder, deleted afterwards)
 with `preprocess.image_size` set to it, the teacher's input size left at `auto` (the size clamped to
@@ -67,6 +68,38 @@ def run_size(size: int, overrides: dict, root: Path) -> dict:
             "student_params": student.get("params")}
 
 
+STAGES = ("preprocess", "train_teacher", "views", "soft_targets", "train_student", "train_scratch", "prune", "qat",
+          "quantize@teacher", "quantize@student", "quantize@pruned", "quantize@pruned_filters", "benchmark")
+
+
+def tables(lines: list[dict]) -> str:
+    """Per-stage seconds (peak MiB) per size, then the student's shape and cost per size."""
+    sizes = [line["image_size"] for line in lines]
+    head = "| stage | " + " | ".join(f"{size} px" for size in sizes) + " |\n|---|" + "---:|" * len(sizes)
+    rows = []
+    for stage in STAGES:
+        cells = []
+        for line in lines:
+            timing = line["timing"].get(stage, {})
+            cells.append(f"{timing.get('stage_seconds', 0):,.0f} s ({timing.get('peak_rss_mb', 0):,} MiB)")
+        rows.append(f"| {stage} | " + " | ".join(cells) + " |")
+    overhead = [line["repro_seconds"] - sum(t.get("stage_seconds", 0) for t in line["timing"].values())
+                for line in lines]
+    rows.append("| start-up (TensorFlow imports, DVC) | " + " | ".join(f"{o:,.0f} s" for o in overhead) + " |")
+    rows.append("| **`dvc repro`** | " + " | ".join(f"**{line['repro_seconds']:,.0f} s**" for line in lines) + " |")
+    epochs = ["| seconds per epoch: teacher fine-tuning, student, scratch | " + " | ".join(
+        f"{line['timing']['train_teacher'].get('phases', {}).get('finetune', {}).get('seconds_per_epoch', 0):.1f}, "
+        f"{line['timing']['train_student'].get('seconds_per_epoch', 0):.1f}, "
+        f"{line['timing']['train_scratch'].get('seconds_per_epoch', 0):.1f}" for line in lines) + " |"]
+    student = ["| size | student params | int8 bytes | int8 p50 ms | teacher p50 ms | × faster |", "|---:|---:|---:|---:|---:|---:|"]
+    for line in lines:
+        int8, teacher = line["variants"]["student_int8"], line["variants"]["teacher"]
+        student.append(f"| {line['image_size']} px | {int8['params']:,} | {int8['size_bytes']:,} | "
+                       f"{int8['latency_ms_p50']:.3f} | {teacher['latency_ms_p50']:.3f} | "
+                       f"{teacher['latency_ms_p50'] / int8['latency_ms_p50']:.0f} |")
+    return "\n".join([head, *rows, *epochs, "", *student])
+
+
 def parse_overrides(texts: list[str]) -> dict:
     overrides = {}
     for text in texts:
@@ -83,7 +116,11 @@ def main() -> None:
     parser.add_argument("overrides", nargs="*")
     parser.add_argument("--sizes", type=int, nargs="+", default=[28, 64, 128, 256])
     parser.add_argument("--quick", action="store_true", help="one or two epochs per training, one seed")
+    parser.add_argument("--table", action="store_true", help="print the tables of OUT's lines and stop")
     args = parser.parse_intermixed_args()
+    if args.table:
+        print(tables([json.loads(line) for line in args.out.read_text().splitlines() if line.strip()]))
+        return
     overrides = {**(QUICK if args.quick else {}), **parse_overrides(args.overrides)}
     with tempfile.TemporaryDirectory(prefix="resolution_") as tmp:
         for size in args.sizes:
