@@ -1,6 +1,6 @@
 """The headline of every DVC experiment in one table that fits a terminal: `python -m tinygray.experiments`.
 
-`dvc exp show` lists every parameter and metric (about 270 columns here), so at 160 columns it shows
+`dvc exp show` lists every parameter and metric (372 columns here), so at 160 columns it shows
 `… … …`; this reads its `--json` output and prints one row per commit or experiment with what a person
 compares: the parameters that differ from the first row's, the shipped model's test accuracy, its loss
 against the teacher, size and speed-up, and the distilled students against their scratch controls.
