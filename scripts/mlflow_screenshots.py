@@ -4,7 +4,7 @@ Starts the MLflow server on the repository's store (as `make ui` does, on a free
 the pages worth seeing (the experiment's runs with each pipeline execution's stages nested under it, the
 student's per-epoch curves, the registered model's version, the shipped model's contract file) and takes
 each with headless Chromium (Debian package `chromium`) driven by Playwright (`pip install playwright`;
-no browser download, the system's Chromium is used), into reports/screenshots/ by default:
+no browser download, the system's Chromium is used), into docs/screenshots/ by default:
 
     .venv/bin/python scripts/mlflow_screenshots.py [--out DIR] [--store sqlite:///mlflow.db]
 
@@ -114,7 +114,7 @@ def take_screenshots(browser_path: str, url: str, routes: dict[str, str], out: P
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--store", default=f"sqlite:///{Path('mlflow.db').resolve()}")
-    parser.add_argument("--out", type=Path, default=Path("reports/screenshots"))
+    parser.add_argument("--out", type=Path, default=Path("docs/screenshots"))
     args = parser.parse_args()
     browser = chromium()
     port = free_port()

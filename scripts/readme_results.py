@@ -3,7 +3,7 @@
 Each block between `<!-- NAME:start -->` and `<!-- NAME:end -->` is the body of one report (its title dropped,
 headings a level down, images pointed at the report's folder, the confusion matrix left to the report):
 `results` is the default run's reports/benchmark.md, `fashion_mnist` the Fashion-MNIST reference in
-reports/references/fashion_mnist/. tests/test_readme.py fails when a block and its benchmark.json disagree.
+references/fashion_mnist/. tests/test_readme.py fails when a block and its benchmark.json disagree.
 
     python scripts/readme_results.py            # every block whose report exists
 """
@@ -17,8 +17,8 @@ BLOCKS = {
                 "Produced by `make repro` (`dvc repro`) with the default `params.yaml`, copied from the committed\n"
                 "`reports/benchmark.md` by `python scripts/readme_results.py` (`metrics/benchmark.json` holds the "
                 "same\nnumbers; `dvc metrics show` prints them).\n"),
-    "fashion_mnist": (Path("reports/references/fashion_mnist/benchmark.md"),
-                      "Copied from the committed `reports/references/fashion_mnist/benchmark.md` (numbers in its "
+    "fashion_mnist": (Path("references/fashion_mnist/benchmark.md"),
+                      "Copied from the committed `references/fashion_mnist/benchmark.md` (numbers in its "
                       "`benchmark.json`,\nthe run's parameters in its `params.yaml`) by `python "
                       "scripts/readme_results.py`.\n"),
 }

@@ -46,3 +46,19 @@ def test_the_quantize_matrix_lists_the_models_the_benchmark_expects_quantized():
 
 def test_the_closure_follows_imports_through_other_modules(tmp_path):
     assert "tinygray/torch_checkpoint.py" in closure("stages/train_teacher.py")  # via teacher -> backbones
+
+
+def test_git_tracks_only_what_dvc_lock_records_in_uncached_output_folders():
+    """A file committed into a stage's uncached output folder (reports/) makes `dvc status` call the stage
+    changed, and the next `dvc repro` deletes it with the folder: committed references live outside."""
+    import subprocess
+
+    lock = yaml.safe_load((REPO / "dvc.lock").read_text())
+    for stage in lock["stages"].values():
+        for out in stage.get("outs", []):
+            if out.get("nfiles") is None or (REPO / out["path"]).is_file():
+                continue
+            tracked = subprocess.run(["git", "ls-files", out["path"]], cwd=REPO, capture_output=True, text=True,
+                                     check=True).stdout.split()
+            if tracked:  # an uncached folder git keeps
+                assert len(tracked) == out["nfiles"], (out["path"], tracked)

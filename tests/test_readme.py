@@ -19,7 +19,7 @@ def committed(path: str) -> str:
 
 
 @pytest.mark.parametrize("block, benchmark", [("results", "metrics/benchmark.json"),
-                                              ("fashion_mnist", "reports/references/fashion_mnist/benchmark.json")])
+                                              ("fashion_mnist", "references/fashion_mnist/benchmark.json")])
 def test_readme_table_is_the_committed_benchmark(block, benchmark):
     readme = committed("README.md")
     quoted = readme.split(f"<!-- {block}:start -->")[1].split(f"<!-- {block}:end -->")[0]
