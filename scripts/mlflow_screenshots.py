@@ -1,7 +1,7 @@
 """Screenshots of the MLflow UI in a real browser, after `make repro`: what a user sees first.
 
-Starts the MLflow server on the repository's store (as `make ui` does, on a free port), asks the store for
-the pages worth seeing (the experiment's runs with each pipeline execution's stages nested under it, the
+Starts the MLflow server on the repository's store (tinygray.tracking.local_server: as `make ui` does, on a
+free port), asks the store for the pages worth seeing (the experiment's runs with each pipeline execution's stages nested under it, the
 student's per-epoch curves, the registered model's version, the shipped model's contract file) and takes
 each with headless Chromium (Debian package `chromium`) driven by Playwright (`pip install playwright`;
 no browser download, the system's Chromium is used), into docs/screenshots/ by default:
@@ -14,38 +14,16 @@ panel kept closed, as a user would, so the page itself fills the picture.
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
-import socket
-import subprocess
 import sys
-import time
-import urllib.request
+import tempfile
 from pathlib import Path
 
 from mlflow import MlflowClient
 
+from tinygray import tracking
 from tinygray.tracking import DEFAULT_EXPERIMENT as EXPERIMENT
 from tinygray.tracking import REGISTERED_MODEL
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_until_up(url: str, server: subprocess.Popen, seconds: float = 90) -> None:
-    deadline = time.time() + seconds
-    while time.time() < deadline:
-        if server.poll() is not None:
-            sys.exit(f"the MLflow server exited with {server.returncode}")
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2):
-                return
-        except OSError:
-            time.sleep(1)
-    sys.exit(f"the MLflow server at {url} did not answer within {seconds:.0f} s")
 
 
 def pages(client: MlflowClient) -> dict[str, str]:
@@ -117,20 +95,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("docs/screenshots"))
     args = parser.parse_args()
     browser = chromium()
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-    server = subprocess.Popen(["mlflow", "server", "--backend-store-uri", args.store, "--host", "127.0.0.1",
-                               "--port", str(port), "--workers", "1"], env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
-    try:
-        wait_until_up(url, server)
+    with tempfile.TemporaryDirectory() as workdir, tracking.local_server(args.store, workdir) as url:
         args.out.mkdir(parents=True, exist_ok=True)
         take_screenshots(browser, url, pages(MlflowClient(tracking_uri=url)), args.out)
-    finally:
-        server.terminate()
-        server.wait(30)
-
 
 if __name__ == "__main__":
     main()

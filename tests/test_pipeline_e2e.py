@@ -4,16 +4,16 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 import yaml
 from stage_helpers import run
+
+from tinygray import tracking
 
 REPO = Path(__file__).resolve().parents[1]
 QUANTIZED = ["teacher", "student", "pruned", "pruned_filters"]
@@ -32,12 +32,6 @@ def stages_run(output):
     return [s for s in STAGES if f"Running stage '{s}'" in output]
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
     bin_dir = str(Path(sys.executable).parent)
@@ -51,24 +45,8 @@ def env(tmp_path_factory):
 @pytest.fixture(scope="module")
 def mlflow_server(tmp_path_factory, env):
     root = tmp_path_factory.mktemp("mlflow")
-    port = free_port()
-    server = subprocess.Popen(
-        [str(Path(sys.executable).parent / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{root}/mlflow.db",
-         "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-        cwd=root, env={**env, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    uri = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 120
-    while True:
-        try:
-            urllib.request.urlopen(f"{uri}/health", timeout=2)
-            break
-        except OSError:
-            assert server.poll() is None and time.time() < deadline, "mlflow server did not start"
-            time.sleep(0.5)
-    yield uri
-    server.terminate()
-    server.wait(timeout=30)
+    with tracking.local_server(f"sqlite:///{root}/mlflow.db", root, env=env) as uri:
+        yield uri
 
 
 @pytest.fixture(scope="module")

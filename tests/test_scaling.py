@@ -7,13 +7,14 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from stage_helpers import REPO, make_folder, run
+
+from tinygray import tracking
 
 POSTGRES_BIN = [Path("/usr/lib/postgresql/15/bin"), Path("/usr/local/bin")]
 
@@ -63,24 +64,10 @@ def postgres(tmp_path_factory):
 def postgres_mlflow(postgres, tmp_path_factory):
     """An MLflow server with its runs and registry in PostgreSQL and its artifacts on a shared folder."""
     root = tmp_path_factory.mktemp("mlflow-pg")
-    port = free_port()
-    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-    server = subprocess.Popen([str(Path(sys.executable).parent / "mlflow"), "server", "--backend-store-uri", postgres,
-                               "--artifacts-destination", str(root / "shared-artifacts"), "--serve-artifacts",
-                               "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-                              cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=open(root / "server.log", "w"))
-    uri = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 180
-    while True:
-        try:
-            urllib.request.urlopen(f"{uri}/health", timeout=2)
-            break
-        except OSError:
-            assert server.poll() is None and time.time() < deadline, (root / "server.log").read_text()[-3000:]
-            time.sleep(0.5)
-    yield uri, root / "shared-artifacts"
-    server.terminate()
-    server.wait(timeout=30)
+    with tracking.local_server(postgres, root, "--artifacts-destination", str(root / "shared-artifacts"),
+                               "--serve-artifacts", timeout=180,
+                               env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}) as uri:
+        yield uri, root / "shared-artifacts"
 
 
 STAGE = """

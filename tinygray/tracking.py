@@ -70,6 +70,39 @@ def check_tracking_server(uri: str, timeout: float = 5.0) -> None:
             "(`make ui` serves http://127.0.0.1:5000) or unset MLFLOW_TRACKING_URI to log to mlflow.db") from None
 
 
+@contextmanager
+def local_server(backend_uri: str, workdir: Path | str, *options: str, timeout: float = 120,
+                 env: dict[str, str] | None = None) -> Iterator[str]:
+    """An MLflow server for `backend_uri` on a free port of 127.0.0.1, as `make ui` serves it, with its log
+    in workdir/server.log: yields its URL once /health answers, and stops it afterwards. The one way the
+    tests' servers and scripts/mlflow_screenshots.py start MLflow."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url, log_path = f"http://127.0.0.1:{port}", Path(workdir) / "server.log"
+    with log_path.open("w") as log:
+        server = subprocess.Popen(
+            [str(Path(sys.executable).parent / "mlflow"), "server", "--backend-store-uri", backend_uri, *options,
+             "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+            cwd=workdir, env={**(env or os.environ), "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+            stdout=subprocess.DEVNULL, stderr=log)
+        try:
+            deadline = time.time() + timeout
+            while True:
+                try:
+                    urllib.request.urlopen(f"{url}/health", timeout=2).close()
+                    break
+                except OSError:
+                    if server.poll() is not None or time.time() > deadline:
+                        raise TrackingServerError(f"the MLflow server for {backend_uri} did not start within "
+                                                  f"{timeout:g} s; its log ends:\n{log_path.read_text()[-3000:]}")
+                    time.sleep(0.5)
+            yield url
+        finally:
+            server.terminate()
+            server.wait(30)
+
+
 def dvc_process():
     """The `dvc` process this stage runs under (repro, exp run, a queue worker), or None when run by hand."""
     import psutil
