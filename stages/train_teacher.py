@@ -1,6 +1,7 @@
 """Stage 2: the large, accurate teacher: an ImageNet backbone fine-tuned on grayscale (or a CNN from
-scratch), trained on labels with early stopping on validation."""
-from tinygray import models, prepared, teacher, training
+scratch), trained on labels with early stopping on validation, on one device or through tf.distribute
+(train_teacher.distribute; with multi_worker every worker runs this stage and the chief writes its outputs)."""
+from tinygray import distribute, models, prepared, teacher, training
 from tinygray.augment import Augmentation
 from tinygray.params import stage_params
 from tinygray.tracking import stage_run
@@ -8,18 +9,31 @@ from tinygray.tracking import stage_run
 PREPARED, MODEL, HISTORY = "data/prepared", "models/teacher.keras", "metrics/history/teacher.csv"
 
 
+def fit_teacher(params: dict, strategy, augmentation) -> tuple:
+    """Build and train the teacher inside the strategy's scope: (model, metrics, histories, val split)."""
+    training.seed_everything(params["seed"])
+    teacher.use_mixed_precision(params["mixed_precision"])
+    train, val = prepared.read_split(PREPARED, "train"), prepared.read_split(PREPARED, "val")
+    with strategy.scope():
+        model = teacher.build_teacher(train[0].shape[1:], len(prepared.read_class_names(PREPARED)), params)
+        metrics, histories = teacher.train(model, train, val, params, augmentation)
+    return model, metrics, histories, val
+
+
 def main() -> None:
     params = stage_params("train_teacher")
+    strategy = distribute.strategy(params["distribute"])  # first: a multi-worker strategy must precede other TF work
     # a fresh view every epoch (the ranges of the augment section, not its number of views: soft targets need a
     # fixed set, the teacher's own training does not), or the plain images
     augmentation = Augmentation.from_params(stage_params("augment")).fresh(params["frozen_epochs"] + params["epochs"]) \
         if params["augment"] else None
+    if not distribute.is_chief(params["distribute"]):
+        model, metrics, _, _ = fit_teacher(params, strategy, augmentation)
+        print(f"train_teacher: {distribute.task_name()} trained {metrics['epochs']} epochs in step with the chief, "
+              f"weights {distribute.weights_digest(model)}; the chief writes the outputs", flush=True)
+        return
     with stage_run("train_teacher", {**params, **(augmentation.run_params() if augmentation else {})}) as run:
-        training.seed_everything(params["seed"])
-        teacher.use_mixed_precision(params["mixed_precision"])
-        train, val = prepared.read_split(PREPARED, "train"), prepared.read_split(PREPARED, "val")
-        model = teacher.build_teacher(train[0].shape[1:], len(prepared.read_class_names(PREPARED)), params)
-        metrics, histories = teacher.train(model, train, val, params, augmentation)
+        model, metrics, histories, val = fit_teacher(params, strategy, augmentation)
         training.require_above_chance(
             "train_teacher", metrics["val_accuracy"], val[1],
             hint=f"Seen: training accuracy {histories[-1]['accuracy'][-1]:.4f} at the last of {metrics['epochs']} epochs. "
@@ -31,7 +45,11 @@ def main() -> None:
             run.log_history(f"teacher_{phase}", history, first_step=step)
             step += len(history["loss"])
         models.save_model(model, MODEL)
-        run.finish({**metrics, "params": models.count_params(model)[0]}, artifacts=training.history_files(HISTORY))
+        print(f"train_teacher: {distribute.task_name()} saved {MODEL}, weights {distribute.weights_digest(model)}",
+              flush=True)
+        run.finish({**metrics, "params": models.count_params(model)[0],
+                    "distribute": distribute.describe(strategy, params["distribute"])},
+                   artifacts=training.history_files(HISTORY))
 
 
 if __name__ == "__main__":

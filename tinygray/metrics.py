@@ -73,6 +73,7 @@ SCHEMA: dict[str, str] = {
     "seconds_per_epoch": "train_seconds / epochs",
     "stage_seconds": "wall time of the whole stage (metrics/timing/<stage>.json only)",
     "peak_rss_mb": "the stage process's peak resident memory in MiB (metrics/timing/<stage>.json only)",
+    "distribute": "how the teacher trained (train_teacher.distribute): {strategy, replicas, workers}",
     "phases": "training metrics per phase of a two-phase fine-tuning: {frozen|finetune|train: {...}}",
     # size
     "params": "parameters, trainable or not",

@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from tinygray import variants
+from tinygray import distribute, variants
 
 PARAMS_FILE = Path("params.yaml")
 
@@ -72,6 +72,7 @@ SPECS: dict[str, dict[str, Spec]] = {
         "cnn_convs_per_block": _positive_int(),
         "augment": Spec(bool),
         "mixed_precision": Spec(bool),
+        "distribute": Spec(str, choices=tuple(distribute.STRATEGIES)),
         **TRAINING,
     },
     "augment": {  # the training views shared by soft_targets and every student stage (tinygray/augment.py)
