@@ -235,7 +235,8 @@ def test_experiment_with_new_temperature_reruns_only_the_student_and_downstream(
 
 def test_queued_sweep_logs_to_the_original_store_and_summarises_a_frontier(project):
     """Queued experiments run in a throw-away copy under .dvc/tmp/exps; with no MLFLOW_TRACKING_URI they
-    must log into the repository's own mlflow.db (found through DVC_ROOT), not into the copy."""
+    must log into the repository's own mlflow.db (found through DVC_ROOT), not into the copy. Two run at once
+    (`dvc queue start -j 2`): both write that SQLite file and the DVC cache concurrently, and both must land."""
     from mlflow import MlflowClient
 
     root, env, _ = project
@@ -249,7 +250,9 @@ def test_queued_sweep_logs_to_the_original_store_and_summarises_a_frontier(proje
     not_run_yet = subprocess.run([sys.executable, script, "summarise"], cwd=root, env=env, capture_output=True,
                                  text=True)
     assert not_run_yet.returncode != 0 and "no finished experiment" in not_run_yet.stderr
-    run(["dvc", "queue", "start"], root, env)
+    # a second point beside the sweep's, changing the benchmark only, so the two queued runs overlap in time
+    run(["dvc", "exp", "run", "--queue", "-n", "timed-12", "-S", "benchmark.timed_runs=12"], root, env)
+    run(["dvc", "queue", "start", "-j", "2"], root, env)
     deadline = time.time() + 600
     while True:
         status = run(["dvc", "queue", "status"], root, env)
@@ -273,6 +276,13 @@ def test_queued_sweep_logs_to_the_original_store_and_summarises_a_frontier(proje
     # the sweep point equals the current widths, so DVC's run cache restores the trained stages and only
     # the benchmark (outputs kept in git, not in the run cache) runs, and logs, in the temporary copy
     assert "benchmark" in {r.data.tags.get("stage") for r in runs}
+    parallel = client.search_runs([client.get_experiment_by_name("tinygray").experiment_id],
+                                  filter_string="tags.dvc_exp_name = 'timed-12' and tags.stage = 'benchmark'")
+    assert [r.info.status for r in parallel] == ["FINISHED"] and parallel[0].data.params["timed_runs"] == "12"
+    from tinygray.experiments import entries
+
+    states = {name: state for name, state, _ in entries(json.loads(run(["dvc", "exp", "show", "--json"], root, env)))}
+    assert states.get("widths-8-16") == states.get("timed-12") == "done", states
 
 
 def test_forced_rerun_gives_identical_bytes_and_leaves_nothing_stale(project):

@@ -153,3 +153,21 @@ def test_per_epoch_curves_have_one_entry_per_epoch_and_the_parent_gets_the_headl
     curve = client.get_metric_history(found["history"].info.run_id, "seed_42/val_accuracy")
     assert [(m.step, m.value) for m in sorted(curve, key=lambda m: m.step)] == [(1, 0.5), (2, 0.7), (3, 0.9)]
     assert found["parent"].data.metrics["headline.shipped.accuracy"] == 0.9
+
+
+def test_a_new_sqlite_store_is_created_by_one_stage_at_a_time(tmp_path):
+    """Two queued experiments (`dvc queue start -j 2`) starting on a missing mlflow.db both ran MLflow's
+    migrations and one failed; a stage now creates the store under a file lock, and waits while another holds it."""
+    import fcntl
+
+    store = tmp_path / "mlflow.db"
+    code = f"from tinygray import tracking; tracking.create_sqlite_store_once('sqlite:///{store}')"
+    with open(tmp_path / "mlflow.db.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # another stage is creating the store
+        waiting = subprocess.Popen([sys.executable, "-c", code])
+        time.sleep(8)  # long enough to import mlflow and reach the lock
+        assert waiting.poll() is None and not store.exists()
+    assert waiting.wait(timeout=60) == 0
+    from mlflow import MlflowClient
+
+    assert [e.name for e in MlflowClient(tracking_uri=f"sqlite:///{store}").search_experiments()] == ["Default"]

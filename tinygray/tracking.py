@@ -48,6 +48,24 @@ def tracking_uri() -> str:
     return f"sqlite:///{root / 'mlflow.db'}"
 
 
+def create_sqlite_store_once(uri: str) -> None:
+    """Create a missing SQLite store under an exclusive file lock. Two stages starting at once on a new
+    mlflow.db (`dvc queue start -j 2`, or DVC running independent stages) both ran MLflow's schema migrations
+    and one failed ("Online migration expected to match one row ... 0 found"); the second now waits for the
+    first and finds the tables made. Existing stores and other URIs are left alone."""
+    if not uri.startswith("sqlite:///"):
+        return
+    path = Path(uri[len("sqlite:///"):])
+    if path.is_file() and path.stat().st_size:
+        return
+    import fcntl
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        mlflow.MlflowClient(tracking_uri=uri).search_experiments()  # creates the tables, or finds them made
+
+
 class TrackingServerError(RuntimeError):
     """The MLflow tracking server does not answer; the message says which and what to do."""
 
@@ -202,6 +220,7 @@ def stage_run(stage: str, params: dict[str, Any]) -> Iterator[StageRun]:
     (the stage then stops rather than go on writing outputs DVC no longer tracks), and runs left RUNNING by
     a kill -9 are closed as KILLED by the next stage that starts on this host."""
     check_tracking_server(tracking_uri(), float(os.environ.get("TINYGRAY_TRACKING_TIMEOUT", 5)))
+    create_sqlite_store_once(tracking_uri())
     check_metrics_writable(stage)
     mlflow.set_tracking_uri(tracking_uri())
     experiment = mlflow.set_experiment(os.environ.get("MLFLOW_EXPERIMENT_NAME", DEFAULT_EXPERIMENT))
