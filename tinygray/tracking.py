@@ -49,15 +49,14 @@ def tracking_uri() -> str:
 
 
 def create_sqlite_store_once(uri: str) -> None:
-    """Create a missing SQLite store under an exclusive file lock. Two stages starting at once on a new
-    mlflow.db (`dvc queue start -j 2`, or DVC running independent stages) both ran MLflow's schema migrations
-    and one failed ("Online migration expected to match one row ... 0 found"); the second now waits for the
-    first and finds the tables made. Existing stores and other URIs are left alone."""
+    """Open a SQLite store under an exclusive file lock, creating its tables if they are missing. Two stages
+    starting at once on a new mlflow.db (`dvc queue start -j 2`, or DVC running independent stages) both ran
+    MLflow's schema migrations and one failed ("Online migration expected to match one row ... 0 found"); the
+    second now waits for the first and finds the tables made. Always under the lock: a file that exists may be
+    one whose migrations are still running. Other URIs are left alone."""
     if not uri.startswith("sqlite:///"):
         return
     path = Path(uri[len("sqlite:///"):])
-    if path.is_file() and path.stat().st_size:
-        return
     import fcntl
 
     path.parent.mkdir(parents=True, exist_ok=True)
