@@ -3,6 +3,7 @@ folders, a params.yaml, the real preprocess stage as a subprocess, and a git + D
 import functools
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -14,6 +15,17 @@ from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
 STAGE = REPO / "stages" / "preprocess.py"
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` distinct ports of 127.0.0.1 that nothing listens on (all bound at once, so none repeats)."""
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
 
 
 def make_folder(root, counts, size=16, seed=0):

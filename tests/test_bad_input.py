@@ -8,7 +8,7 @@ import time
 import pytest
 import yaml
 
-from stage_helpers import REPO, make_folder, run_stage, stage_env, write_params
+from stage_helpers import REPO, free_ports, make_folder, run_stage, stage_env, write_params
 from tinygray.params import ParamsError, stage_params
 from tinygray.tracking import TrackingServerError, check_tracking_server
 
@@ -172,9 +172,7 @@ def test_malformed_params_file_is_named(project, text, message):
 
 
 def closed_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]  # closed on return: connecting is refused
+    return free_ports(1)[0]  # nothing listens there: connecting is refused
 
 
 def test_unreachable_tracking_server_fails_the_stage_quickly(project):

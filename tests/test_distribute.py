@@ -1,8 +1,8 @@
 """train_teacher.distribute: tf.distribute strategies, and a real two-worker MultiWorkerMirroredStrategy run of
 the teacher stage: two processes on 127.0.0.1, each in its own copy of the workspace (as on two machines)."""
 import json
+import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import yaml
 
-from stage_helpers import REPO, make_folder, run_stage, stage_env, write_params
+from stage_helpers import REPO, free_ports, make_folder, run_stage, stage_env, write_params
 
 from tinygray import distribute
 
@@ -77,16 +77,6 @@ def test_mirrored_strategy_trains_inside_its_scope_on_this_machine():
     assert distribute.describe(chosen, "mirrored") == {"strategy": "MirroredStrategy", "replicas": 1, "workers": 1}
 
 
-def free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
 def test_two_workers_train_the_teacher_in_step_and_only_the_chief_saves_it(tmp_path):
     """Both processes take part (each prints the same weights hash: the gradients were all-reduced across them;
     without that their different halves of every batch would give different weights), the chief writes the
@@ -124,7 +114,6 @@ def test_two_workers_train_the_teacher_in_step_and_only_the_chief_saves_it(tmp_p
     outputs = [(tmp_path / f"worker{index}.log").read_text() for index in range(2)]
     assert codes == [0, 0], "\n\n".join(output[-3000:] for output in outputs)
 
-    import re
     saved = re.search(r"train_teacher: worker:0 saved models/teacher.keras, weights (\w+)", outputs[0])
     trained = re.search(r"train_teacher: worker:1 trained (\d+) epochs in step with the chief, weights (\w+)", outputs[1])
     assert saved and trained, outputs[1][-3000:]

@@ -3,7 +3,6 @@ registry included, artifacts on a shared store), and a DVC remote over SSH. Each
 in a temporary directory and stopped after it; a test is skipped, saying why, only when its server cannot run."""
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -12,17 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stage_helpers import REPO, make_folder, run
+from stage_helpers import REPO, free_ports, make_folder, run
 
 from tinygray import tracking
 
 POSTGRES_BIN = [Path("/usr/lib/postgresql/15/bin"), Path("/usr/local/bin")]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def postgres_tool(name: str) -> str | None:
@@ -40,7 +33,7 @@ def postgres(tmp_path_factory):
     import tempfile
 
     root = Path(tempfile.mkdtemp(prefix="tinygray-postgres-"))  # not under pytest's 0700 folders: postgres reads it
-    data, port = root / "data", free_port()
+    data, port = root / "data", free_ports(1)[0]
     as_user = []
     if os.geteuid() == 0:
         if not shutil.which("runuser"):
@@ -124,7 +117,7 @@ def sftp_server(tmp_path):
     user_key.write_private_key(tmp_path / "id_ed25519")
     (tmp_path / "id_ed25519").chmod(0o600)
     authorized = asyncssh.import_authorized_keys(user_key.export_public_key().decode())
-    port, ready, loop = free_port(), threading.Event(), asyncio.new_event_loop()
+    port, ready, loop = free_ports(1)[0], threading.Event(), asyncio.new_event_loop()
 
     def serve():
         asyncio.set_event_loop(loop)
