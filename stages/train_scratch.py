@@ -1,10 +1,14 @@
 """Control for stage 4: the same student architecture, seeds, epoch budget and augmented views, trained on
 labels alone, its seed selected by the same rule. Without it a distillation "gain" cannot be told from the
 student simply being trained well."""
-from tinygray import prepared, student, training
-from tinygray.augment import Augmentation
+from tinygray import backend
 from tinygray.params import stage_params
-from tinygray.tracking import stage_run
+
+backend.select(stage_params("train_student")["backend"])  # before anything below imports Keras
+
+from tinygray import prepared, student, training  # noqa: E402
+from tinygray.augment import Augmentation  # noqa: E402
+from tinygray.tracking import stage_run  # noqa: E402
 
 PREPARED, VIEWS, MODEL_DIR, SELECTED = "data/prepared", "data/views", "models/scratch", "models/scratch.keras"
 HISTORY = "metrics/history/scratch.csv"

@@ -1,10 +1,14 @@
 """Stage 4: the small student, trained on labels and the teacher's soft targets (Hinton et al. 2015) for
 each augmented view, over several seeds (the best on validation goes on as models/student.keras);
 optionally through a chain of teacher assistants."""
-from tinygray import prepared, student, training
-from tinygray.augment import Augmentation
+from tinygray import backend
 from tinygray.params import stage_params
-from tinygray.tracking import stage_run
+
+backend.select(stage_params("train_student")["backend"])  # before anything below imports Keras
+
+from tinygray import prepared, student, training  # noqa: E402
+from tinygray.augment import Augmentation  # noqa: E402
+from tinygray.tracking import stage_run  # noqa: E402
 
 PREPARED, VIEWS, SOFT_TARGETS, TEACHER = "data/prepared", "data/views", "data/soft_targets", "models/teacher.keras"
 MODEL_DIR, SELECTED, HISTORY = "models/student", "models/student.keras", "metrics/history/student.csv"

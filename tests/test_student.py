@@ -1,10 +1,11 @@
 import numpy as np
+import pytest
 
 from tinygray import student
 from tinygray.augment import Augmentation
 from tinygray.distillation import pack_targets
 
-P = {"seed": 7, "num_seeds": 2, "widths": [4, 8], "convs_per_block": 1, "temperature": 4.0, "alpha": 0.5, "assistants": [[8, 8]],
+P = {"seed": 7, "num_seeds": 2, "widths": [4, 8], "convs_per_block": 1, "input_size": None, "temperature": 4.0, "alpha": 0.5, "assistants": [[8, 8]],
      "epochs": 2, "batch_size": 128, "learning_rate": 0.01, "patience": 5, "schedule": "plateau",
      "teacher_in_loop": False, "mixup": 0.0}
 VIEWS = Augmentation(views=2, max_rotation=10, max_shift=0.1, max_scale=0.1, seed=7)
@@ -81,6 +82,23 @@ def test_the_student_follows_the_image_size():
         assert pruned.predict(x, verbose=0).shape == (2, 2)
 
 
+def test_a_student_with_its_own_input_size_takes_the_full_image_and_works_at_its_own_size():
+    """train_student.input_size: the image is averaged down inside the model, so the network behind it is the
+    one built for the smaller size (same stems, same parameters) while the phone model takes full images."""
+    import keras
+
+    full, small = student.build((224, 224, 1), 4, [12, 24, 32], 1, 56), student.build((56, 56, 1), 4, [12, 24, 32])
+    assert full.input_shape == (None, 224, 224, 1) and full.get_layer("downscale").pool_size == (4, 4)
+    assert full.count_params() == small.count_params()
+    assert full.get_layer("pool").input.shape == small.get_layer("pool").input.shape
+    flat = np.full((1, 224, 224, 1), 200, np.float32)  # averaging keeps a flat image flat
+    assert np.allclose(keras.Model(full.input, full.get_layer("downscale").output)(flat), 200 / 255)
+    assert "downscale" not in [layer.name for layer in student.build((56, 56, 1), 4, [12, 24, 32], 1, None).layers]
+    for bad in (50, 300):
+        with pytest.raises(ValueError, match=r"'train_student.input_size' \(%d\) must divide 'preprocess.image_size' \(224\)" % bad):
+            student.build((224, 224, 1), 4, [12, 24, 32], 1, bad)
+
+
 def test_cosine_schedule_runs_every_epoch_and_keeps_the_best_on_validation(digits_split):
     from tinygray import training
 
@@ -132,3 +150,61 @@ def test_mixup_blends_images_and_targets_alike_and_reproducibly():
     # each blended image is the blend of the two images its target names, with the same weights
     np.testing.assert_allclose(x[:, 0, 0, 0], y @ (10.0 * np.arange(8)), rtol=1e-5)
     np.testing.assert_array_equal(training.Batches(images, targets, 8, seed=3, mixup=0.5)[0][0], x)
+
+
+JAX_TRAINING = """
+import sys
+from tinygray import backend
+backend.select("jax")
+import keras
+import numpy as np
+from sklearn.datasets import load_digits
+from tinygray import models, student
+from tinygray.augment import Augmentation
+digits = load_digits()
+images, labels = (digits.images * 16).clip(0, 255).astype("uint8")[..., None], digits.target
+train, val = (images[:600], labels[:600]), (images[600:800], labels[600:800])
+p = {"input_size": None, "convs_per_block": 1, "epochs": 8, "batch_size": 64, "learning_rate": 0.01, "patience": 8,
+     "schedule": "plateau", "temperature": 2.0, "alpha": 0.5}
+views = Augmentation(views=2, max_rotation=10, max_shift=0.1, max_scale=0.1, seed=7)
+for path in sys.argv[1:]:
+    model, metrics, _ = student.train_one([4, 8], train, val, 10, p, 7, student.Setup(keras.losses.SparseCategoricalCrossentropy(from_logits=True)), views)
+    models.save_model(model, path)
+print(backend.current(), metrics["val_accuracy"])
+"""
+
+
+def test_a_student_trained_under_jax_is_the_same_twice_and_its_file_runs_under_tensorflow(tmp_path):
+    """train_student.backend: jax. The same seed gives the same bytes (dvc repro -f changes nothing), and the
+    .keras file is backend-neutral: this process, on TensorFlow, loads it for pruning and conversion."""
+    import subprocess
+    import sys
+
+    import keras
+
+    from tinygray import models
+
+    first, second = tmp_path / "first.keras", tmp_path / "second.keras"
+    result = subprocess.run([sys.executable, "-c", JAX_TRAINING, str(first), str(second)], capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    name, accuracy = result.stdout.splitlines()[-1].split()
+    assert name == "jax" and float(accuracy) > 0.3
+    assert first.read_bytes() == second.read_bytes()
+    assert keras.backend.backend() == "tensorflow"
+    model = models.load_model(first)
+    x = np.random.default_rng(0).integers(0, 255, (4, 8, 8, 1)).astype("float32")
+    assert model.predict(x, verbose=0).shape == (4, 10)
+
+
+def test_the_backend_cannot_change_once_keras_is_loaded():
+    import keras
+
+    from tinygray import backend
+
+    assert keras.backend.backend() == "tensorflow"
+    backend.select("tensorflow")  # already so: nothing to do
+    with pytest.raises(RuntimeError, match="already loaded on the tensorflow backend"):
+        backend.select("jax")
+    with pytest.raises(ValueError, match="'train_student.backend'"):
+        backend.select("torch")

@@ -16,7 +16,7 @@ BN_MOMENTUM = 0.9
 
 
 def build_cnn(input_shape: tuple[int, int, int], num_classes: int, widths: list[int], *,
-              convs_per_block: int = 1, dropout: float = 0.0, stem_downsamples: int = 0,
+              convs_per_block: int = 1, dropout: float = 0.0, downscale: int = 1, stem_downsamples: int = 0,
               name: str = "cnn") -> keras.Model:
     """A plain conv -> BN -> ReLU -> max-pool stack with a global-average-pool head returning logits.
 
@@ -24,9 +24,14 @@ def build_cnn(input_shape: tuple[int, int, int], num_classes: int, widths: list[
     Global average pooling instead of Flatten keeps the head tiny whatever the image size.
     `stem_downsamples` stride-2 convolutions (widths[0] filters each) come first, so that larger images
     reach the blocks at a small working resolution (student.stem_downsamples picks the number).
+    `downscale` > 1 averages each downscale x downscale patch of pixels first: the network then works at
+    1/downscale of the image's side yet still takes the full image, so the phone model needs no resizing
+    of its own; at 224 px a learned stride-2 stem costs most of an epoch, an average pool almost nothing.
     """
     inputs = keras.Input(shape=input_shape, name="pixels")
     x = keras.layers.Rescaling(1.0 / 255.0, name="scale")(inputs)
+    if downscale > 1:
+        x = keras.layers.AveragePooling2D(downscale, name="downscale")(x)
     for stem in range(stem_downsamples):
         x = keras.layers.Conv2D(widths[0], 3, strides=2, padding="same", use_bias=False, name=f"stem{stem}_conv")(x)
         x = keras.layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"stem{stem}_bn")(x)

@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from tinygray import distribute, variants
+from tinygray import backend, distribute, variants
 
 PARAMS_FILE = Path("params.yaml")
 
@@ -88,6 +88,8 @@ SPECS: dict[str, dict[str, Spec]] = {
     "train_student": {
         "widths": Spec(list, item_kind=int, item_minimum=1),
         "convs_per_block": _positive_int(),
+        "input_size": Spec(int, minimum=8, nullable=True),  # must divide preprocess.image_size: student.build checks
+        "backend": Spec(str, choices=backend.BACKENDS),
         "temperature": Spec((int, float), minimum=0.0, exclusive_min=True),
         "alpha": _fraction(),
         "num_seeds": _positive_int(),
@@ -233,6 +235,10 @@ def _check_relations(stage: str, section: dict[str, Any], path: Path | str) -> N
     if stage == "train_student" and section["mixup"] and not section["teacher_in_loop"]:
         raise ParamsError(f"{path}: parameter 'train_student.mixup' ({section['mixup']}) needs "
                           "'train_student.teacher_in_loop: true': no teacher logits are stored for mixed images")
+    if stage == "train_student" and section["teacher_in_loop"] and section["backend"] != "tensorflow":
+        raise ParamsError(f"{path}: parameter 'train_student.teacher_in_loop: true' runs the teacher at every step, "
+                          "and the teacher trains and infers on TensorFlow only (tinygray/backend.py); set "
+                          "'train_student.backend: tensorflow'")
     if stage == "train_student" and section["teacher_in_loop"] and section["assistants"]:
         raise ParamsError(f"{path}: parameter 'train_student.assistants' works from stored logits; with "
                           "'train_student.teacher_in_loop: true' set it to []")

@@ -40,11 +40,25 @@ def stem_downsamples(image_size: int) -> int:
     return max(0, math.ceil(math.log2(image_size / WORKING_RESOLUTION) - 1e-9))
 
 
+def downscale_factor(image_size: int, input_size: int | None) -> int:
+    """How many pixels of the image's side one pixel of the student's working input averages
+    (train_student.input_size; None: 1, the image as it is)."""
+    if input_size is None:
+        return 1
+    if input_size > image_size or image_size % input_size:
+        raise ValueError(f"parameter 'train_student.input_size' ({input_size}) must divide "
+                         f"'preprocess.image_size' ({image_size}) exactly, e.g. {image_size // 2} or {image_size // 4}, "
+                         "or be null (the student works on the full image)")
+    return image_size // input_size
+
+
 def build(input_shape: tuple[int, int, int], num_classes: int, widths: list[int], convs_per_block: int = 1,
-          name: str = "student") -> keras.Model:
-    """The student for these images: build_cnn with the stem its image size needs."""
-    return models.build_cnn(input_shape, num_classes, widths, convs_per_block=convs_per_block,
-                            stem_downsamples=stem_downsamples(input_shape[0]), name=name)
+          input_size: int | None = None, name: str = "student") -> keras.Model:
+    """The student for these images: build_cnn averaging the image down to `input_size` inside the model
+    (train_student.input_size), then with the stem that working size needs. It always takes the full image."""
+    factor = downscale_factor(input_shape[0], input_size)
+    return models.build_cnn(input_shape, num_classes, widths, convs_per_block=convs_per_block, downscale=factor,
+                            stem_downsamples=stem_downsamples(input_shape[0] // factor), name=name)
 
 
 def checkpoint(model_dir: Path | str, seed: int) -> Path:
@@ -112,7 +126,7 @@ def scratch_inputs(prepared_dir, views_dir, augmentation: Augmentation, p: dict,
 def train_one(widths: list[int], train: tuple, val: tuple, num_classes: int, p: dict, seed: int, setup: Setup,
               augmentation: Augmentation, name: str = "student") -> tuple[keras.Model, dict, dict]:
     training.seed_everything(seed)
-    model = build(train[0].shape[1:], num_classes, widths, p["convs_per_block"], name=name)
+    model = build(train[0].shape[1:], num_classes, widths, p["convs_per_block"], p["input_size"], name=name)
     fitted = model if setup.teacher is None else TeacherInTheLoop(model, setup.teacher, p["temperature"], p["alpha"])
     metrics, history = training.fit(
         fitted, train, val, loss=setup.loss, metric=setup.metric(),

@@ -119,12 +119,14 @@ def require_above_chance(what: str, accuracy: float, labels: np.ndarray, split: 
 
 
 def seed_everything(seed: int) -> None:
-    """Same data, params and seed give the same weights: seeds Python, NumPy and TF, and makes TF ops
-    deterministic (slightly slower on CPU, worth it for `dvc repro -f` giving identical metrics)."""
-    import tensorflow as tf
-
+    """Same data, params and seed give the same weights: seeds Python, NumPy and the backend, and on
+    TensorFlow makes its ops deterministic (slightly slower on CPU, worth it for `dvc repro -f` giving
+    identical metrics). JAX on a CPU is deterministic already (XLA compiles one fixed program)."""
     keras.utils.set_random_seed(seed)
-    tf.config.experimental.enable_op_determinism()
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
 
 
 def accuracy_metric(metric_fn=None, one_hot: bool = False) -> keras.metrics.Metric:
