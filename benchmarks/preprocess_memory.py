@@ -68,7 +68,7 @@ def main() -> int:
     from tinygray import data, prepared, training
 
     start = time.perf_counter()
-    labels, class_names, skipped, _ = data.prepare_folder(raw, prepared_dir, image_size=args.image_size, val_fraction=0.1,
+    labels, class_names, skipped, _, _ = data.prepare_folder(raw, prepared_dir, image_size=args.image_size, val_fraction=0.1,
                                                        test_fraction=0.1, seed=0, progress=False)
     report["preprocess_seconds"] = round(time.perf_counter() - start, 1)
     report["peak_rss_mb_after_preprocess"] = round(peak_rss_mb())

@@ -44,6 +44,7 @@ def main() -> None:
                 variants=result.variants, shipped=shipped, teacher=TEACHER, seeds=result.seeds, comparisons=comparisons,
                 compression_steps=steps, test_description=f"{len(test_labels):,} images ({test_source})",
                 teacher_views=json.loads(Path("metrics/soft_targets.json").read_text()), layer_errors=result.layer_errors,
+                duplicates=preprocess_metrics.get("duplicates"),
                 machine=benchmarking.machine_description(),
                 latency_protocol=f"batch 1 through the LiteRT interpreter, {params['warmup_runs']} warm-up then "
                                  f"{params['timed_runs']} timed runs in {params['rounds']} rounds that take every "

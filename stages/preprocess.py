@@ -1,12 +1,15 @@
 """Stage 1: built-in images or your own image folder -> grayscale, resized, stratified train/val/test
 under data/prepared (the test split: a dataset's official test set or held-out folder when it has one)."""
+import csv
+
 import numpy as np
 
 from tinygray import data
+from tinygray.atomic import atomic_output
 from tinygray.params import stage_params
 from tinygray.tracking import stage_run
 
-OUT = "data/prepared"
+OUT, DUPLICATES = "data/prepared", "metrics/preprocess_duplicates.csv"
 
 
 def main() -> None:
@@ -18,28 +21,51 @@ def main() -> None:
     with stage_run("preprocess", params) as run:
         skipped, num_groups = {}, {}
         if params["dataset"] == "folder":
-            labels, class_names, skipped, num_groups = data.prepare_folder(
+            labels, class_names, skipped, num_groups, found = data.prepare_folder(
                 params["image_dir"], OUT, image_size=params["image_size"], val_fraction=params["val_fraction"],
                 test_fraction=params["test_fraction"], seed=params["seed"], on_bad_file=params["on_bad_file"],
                 max_per_class=params["max_per_class"], test_dir=params["test_dir"], group_pattern=params["group_pattern"],
-                resize=params["resize"])
+                resize=params["resize"], duplicates=params["duplicates"])
             test_source = "held-out folder" if params["test_dir"] else "split off"
         else:
-            labels, class_names, test_source = data.prepare_builtin(
+            labels, class_names, test_source, found = data.prepare_builtin(
                 params["dataset"], OUT, image_size=params["image_size"], classes=params["classes"],
                 max_per_class=params["max_per_class"], val_fraction=params["val_fraction"],
-                test_fraction=params["test_fraction"], seed=params["seed"])
+                test_fraction=params["test_fraction"], seed=params["seed"], duplicates=params["duplicates"])
+        write_pairs(found.rows(class_names))
+        duplicates = found.summary(class_names)
+        print(duplicates_line(duplicates), flush=True)
         run.finish({
             "num_classes": len(class_names),
             "image_size": params["image_size"],
-        "resize": params["resize"],
+            "resize": params["resize"],
             "num_images": {name: int(len(y)) for name, y in labels.items()},
             "class_counts": {name: {class_names[c]: int(n) for c, n in zip(*np.unique(y, return_counts=True))}
                              for name, y in labels.items()},
             "test_source": test_source,
             **({"num_groups": num_groups} if num_groups else {}),
+            "duplicates": duplicates,
             "skipped_files": skipped,
-        })
+        }, artifacts=[DUPLICATES])
+
+
+def write_pairs(rows: list[dict]) -> None:
+    """Every near-duplicate pair, one CSV row each (the header alone when there are none)."""
+    with atomic_output(DUPLICATES) as staging, staging.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["first", "second", "first_split", "second_split", "first_label",
+                                               "second_label", "mean_difference"])
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def duplicates_line(summary: dict) -> str:
+    """One line for the log: what was found and what became of it."""
+    dropped = sum(n for part in summary["dropped"].values() for n in part.values())
+    leaking = summary["leaking"]
+    return (f"preprocess: {summary['pairs']} near-duplicate pair(s) in {summary['groups']} group(s), "
+            f"{summary['label_conflicts']} with different labels; duplicates: {summary['policy']}, {dropped} dropped; "
+            f"val/test images near-duplicating a training image: {leaking['val']}/{leaking['test']} "
+            f"(pairs: {DUPLICATES})")
 
 
 if __name__ == "__main__":

@@ -134,9 +134,9 @@ def test_fashion_mnist_refuses_a_file_that_is_not_idx(tmp_path):
 
 def test_fashion_mnist_keeps_the_official_test_set_whole(tmp_path, monkeypatch):
     monkeypatch.setenv("TINYGRAY_FASHION_MNIST_DIR", str(fake_fashion_mnist(tmp_path / "fashion")))
-    labels, names, test_source = data.prepare_builtin(
+    labels, names, test_source, _ = data.prepare_builtin(
         "fashion_mnist", tmp_path / "prepared", image_size=16, classes=None, max_per_class=5, val_fraction=0.2,
-        test_fraction=0.1, seed=0)
+        test_fraction=0.1, seed=0, duplicates="report")  # the fake's flat images are near-duplicates by design
     assert names[0] == "T-shirt/top" and names[9] == "Ankle boot" and test_source == "official test set"
     assert {split: len(y) for split, y in labels.items()} == {"train": 40, "val": 10, "test": 30}
     test_images, test_labels = prepared.read_split(tmp_path / "prepared", "test")
@@ -146,7 +146,7 @@ def test_fashion_mnist_keeps_the_official_test_set_whole(tmp_path, monkeypatch):
     train_images, _ = prepared.read_split(tmp_path / "prepared", "train")
     # capped training pool from the official training images only
     assert not ({img.tobytes() for img in train_images} & {img.tobytes() for img in test_images})
-    labels, names, _ = data.prepare_builtin(
+    labels, names, _, _ = data.prepare_builtin(
         "fashion_mnist", tmp_path / "binary", image_size=28, classes=[9, 5], max_per_class=None, val_fraction=0.25,
-        test_fraction=0.1, seed=0)
+        test_fraction=0.1, seed=0, duplicates="report")
     assert names == ["Ankle boot", "Sandal"] and len(labels["test"]) == 6 and len(labels["train"]) == 12

@@ -37,7 +37,7 @@ def test_stage_prepares_a_folder_like_the_reader_decodes_it(tmp_path):
 
 def test_prepare_folder_matches_an_in_memory_reference(tmp_path):
     raw = make_folder(tmp_path / "raw", {"a": 10, "b": 11})
-    labels, names, skipped, _ = data.prepare_folder(raw, tmp_path / "out", image_size=8, val_fraction=0.1,
+    labels, names, skipped, _, _ = data.prepare_folder(raw, tmp_path / "out", image_size=8, val_fraction=0.1,
                                                  test_fraction=0.1, seed=3, progress=False)
     paths = sorted(raw.glob("*/*.png"))
     all_images = np.stack([load_grayscale(p, 8) for p in paths])[..., None]

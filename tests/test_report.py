@@ -73,3 +73,14 @@ def test_views_that_change_the_images_are_warned_about():
     lines = report.conclusions({v["name"]: v for v in VARIANTS}, "pruned_int8", "teacher", SEEDS, COMPARISONS,
                                {"val_accuracy": 0.89, "augmented_view_accuracy": 0.8475})
     assert any(line.startswith("Warning: the teacher labels 84.8%") for line in lines)
+
+
+def test_a_test_split_holding_copies_of_training_images_is_warned_about():
+    by_name = {v["name"]: v for v in VARIANTS}
+    clean = {"policy": "drop", "leaking": {"val": 0, "test": 0}}
+    assert not any("near-duplicate" in line for line in report.conclusions(by_name, "pruned_int8", "teacher", SEEDS,
+                                                                            COMPARISONS, duplicates=clean))
+    leaky = {"policy": "report", "leaking": {"val": 2, "test": 3}}
+    lines = report.conclusions(by_name, "pruned_int8", "teacher", SEEDS, COMPARISONS, duplicates=leaky)
+    assert any(line.startswith("Warning: 3 test image(s) near-duplicate training images (preprocess.duplicates: report")
+               for line in lines)

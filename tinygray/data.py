@@ -15,6 +15,7 @@ from PIL import Image
 from sklearn.model_selection import train_test_split
 
 from tinygray.atomic import atomic_output
+from tinygray.duplicates import Duplicates
 from tinygray.image_folder import read_images_into, scan_image_folder, split_counts_check
 from tinygray.prepared import SPLITS, DataError, write_prepared
 
@@ -199,10 +200,11 @@ def group_ids(paths: list[Path], pattern: str) -> np.ndarray:
 
 def prepare_builtin(name: str, out_dir: Path | str, *, image_size: int, classes: list[int] | None,
                     max_per_class: int | None, val_fraction: float, test_fraction: float,
-                    seed: int) -> tuple[dict[str, np.ndarray], list[str], str]:
+                    seed: int, duplicates: str = "drop") -> tuple[dict[str, np.ndarray], list[str], str, Duplicates]:
     """A built-in dataset -> the prepared format. `max_per_class` caps the training pool (train + val);
     a dataset's official test set (fashion_mnist) is the test split, whole, and test_fraction is unused.
-    Returns the labels per split, the class names and where the test split came from."""
+    Near-duplicates are handled before the split as for a folder (`duplicates`, prepare_folder).
+    Returns the labels per split, the class names, where the test split came from and the duplicates found."""
     images, labels = load_builtin(name)
     names = builtin_class_names(name, labels)
     images, labels, class_names = select_classes(images, labels, classes, names)
@@ -210,21 +212,31 @@ def prepare_builtin(name: str, out_dir: Path | str, *, image_size: int, classes:
         keep = cap_per_class(labels, max_per_class, seed)
         images, labels = images[keep], labels[keep]
     fixed_test = builtin_test_set(name)
-    indices = stratified_split(labels, val_fraction, 0 if fixed_test else test_fraction, seed)
-    splits = {split: (images[idx], labels[idx]) for split, idx in indices.items()}
+    images = resize(to_grayscale(images), image_size)
+    test_images, test_labels = None, None
     if fixed_test:
         test_images, test_labels, _ = select_classes(*fixed_test, classes, names)
-        splits["test"] = (test_images, test_labels)
-    splits = {split: (resize(to_grayscale(x), image_size), y) for split, (x, y) in splits.items()}
+        test_images = resize(to_grayscale(test_images), image_size)
+    found = Duplicates.find(duplicates, images, labels, test_images, test_labels,
+                            names=[f"{name}[{i}]" for i in range(len(labels))] +
+                            [f"{name} test[{i}]" for i in range(len(test_labels) if fixed_test else 0)])
+    pool = found.keep_pool
+    indices = stratified_split(labels[pool], val_fraction, 0 if fixed_test else test_fraction, seed)
+    splits = {split: (images[pool[idx]], labels[pool[idx]]) for split, idx in indices.items()}
+    found.record_splits({split: pool[idx] for split, idx in indices.items()})
+    if fixed_test:
+        splits["test"] = (test_images[found.keep_test], test_labels[found.keep_test])
+        found.record_splits({"test": found.pool_size + found.keep_test})
     write_prepared(Path(out_dir), {split: splits[split] for split in SPLITS}, class_names)
     return ({split: y for split, (_, y) in splits.items()}, class_names,
-            "official test set" if fixed_test else "split off")
+            "official test set" if fixed_test else "split off", found)
 
 
 def prepare_folder(image_dir: Path | str, out_dir: Path | str, *, image_size: int, val_fraction: float,
                    test_fraction: float, seed: int, on_bad_file: str = "fail", max_per_class: int | None = None,
                    test_dir: Path | str | None = None, group_pattern: str | None = None, resize: str = "squash",
-                   progress: bool = True) -> tuple[dict[str, np.ndarray], list[str], dict[str, str], dict[str, int]]:
+                   duplicates: str = "drop", progress: bool = True
+                   ) -> tuple[dict[str, np.ndarray], list[str], dict[str, str], dict[str, int], Duplicates]:
     """A class-per-subfolder image folder -> the prepared format, streamed: memory holds one image, not the set.
 
     Images are decoded once, in scan order, into a memmap inside the staging directory; bad files are
@@ -234,9 +246,12 @@ def prepare_folder(image_dir: Path | str, out_dir: Path | str, *, image_size: in
     for selection. `max_per_class` caps image_dir only. With `group_pattern`, the images of one group
     (group_ids: a patient, a part) are never split between train, val and test. Everything lands in `out_dir` at once
     (atomic_output), so a failure or a kill leaves no partial output. Only links inside each folder are
-    followed: every byte read is covered by the DVC dependency.
-    Returns the labels per split, the class names, the skipped files ({path: reason}) and the number of
-    groups per split (empty without group_pattern).
+    followed: every byte read is covered by the DVC dependency. Near-duplicate images (tinygray.duplicates)
+    are found among image_dir's and test_dir's images before the split: `duplicates` "drop" keeps one image
+    of each group and drops test images that near-duplicate a training-folder image, "report" only lists
+    them, "fail" stops.
+    Returns the labels per split, the class names, the skipped files ({path: reason}), the number of
+    groups per split (empty without group_pattern) and the near-duplicates found.
     """
     out_dir = Path(out_dir)
     if test_dir is not None:
@@ -256,21 +271,34 @@ def prepare_folder(image_dir: Path | str, out_dir: Path | str, *, image_size: in
         print(f"preprocess: reading {len(paths)} files of {len(class_names)} classes from {image_dir}", flush=True)
         everything, labels, skipped = _decode(paths, labels, staging / "decoded.npy", image_size, on_bad_file, resize,
                                               progress)
-        split_counts_check(labels, class_names, val_fraction, test_fraction)  # skipped files may leave too few
+        dropped = {Path(path) for path, _ in skipped}
+        names = [Path(path).as_posix() for path in paths if Path(path) not in dropped]
         if groups is not None and skipped:
-            dropped = {Path(path) for path, _ in skipped}
             groups = np.array([g for path, g in zip(paths, groups) if Path(path) not in dropped], dtype=object)
-        split_indices = stratified_split(labels, val_fraction, test_fraction, seed, groups=groups)
-        sources = {split: (everything, labels, idx) for split, idx in split_indices.items()}
+        held_out, test = None, None
         if test_dir is not None:
             print(f"preprocess: reading {len(test_paths)} held-out test files from {test_dir}", flush=True)
             held_out, test_labels, test_skipped = _decode(test_paths, test_labels, staging / "decoded_test.npy",
                                                           image_size, on_bad_file, resize, progress)
             skipped += test_skipped
-            missing = [name for c, name in enumerate(class_names) if not np.any(test_labels == c)]
+            gone = {Path(path) for path, _ in test_skipped}
+            names += [Path(path).as_posix() for path in test_paths if Path(path) not in gone]
+            test = held_out[:len(test_labels)]
+        found = Duplicates.find(duplicates, everything[:len(labels)], labels, test, test_labels if test_dir else None,
+                                names)
+        pool = found.keep_pool
+        split_counts_check(labels[pool], class_names, val_fraction, test_fraction)  # skipped files may leave too few
+        split_indices = stratified_split(labels[pool], val_fraction, test_fraction, seed,
+                                         groups=None if groups is None else groups[pool])
+        sources = {split: (everything, labels, pool[idx]) for split, idx in split_indices.items()}
+        found.record_splits({split: pool[idx] for split, idx in split_indices.items()})
+        if test_dir is not None:
+            missing = [name for c, name in enumerate(class_names) if not np.any(test_labels[found.keep_test] == c)]
             if missing:
-                raise DataError(f"{test_dir}: no readable test image for class(es) {missing}")
-            sources["test"] = (held_out, test_labels, np.arange(len(test_labels)))
+                raise DataError(f"{test_dir}: no readable test image for class(es) {missing}"
+                                + (" left after dropping near-duplicates of training images" if found.pairs else ""))
+            sources["test"] = (held_out, test_labels, found.keep_test)
+            found.record_splits({"test": found.pool_size + found.keep_test})
         all_labels = {}
         for split in SPLITS:
             source, source_labels, idx = sources[split]
@@ -283,12 +311,12 @@ def prepare_folder(image_dir: Path | str, out_dir: Path | str, *, image_size: in
             del out
             all_labels[split] = source_labels[idx]
             np.save(staging / split / "labels.npy", all_labels[split])
-        del everything, sources
+        del everything, sources, held_out, test
         for decoded in staging.glob("decoded*.npy"):
             decoded.unlink()
         (staging / "classes.json").write_text(json.dumps(class_names) + "\n")
-    num_groups = {} if groups is None else {split: len(set(groups[idx])) for split, idx in split_indices.items()}
-    return all_labels, class_names, {Path(path).as_posix(): reason for path, reason in skipped}, num_groups
+    num_groups = {} if groups is None else {split: len(set(groups[pool][idx])) for split, idx in split_indices.items()}
+    return all_labels, class_names, {Path(path).as_posix(): reason for path, reason in skipped}, num_groups, found
 
 
 def _check_apart(test_dir: Path, image_dir: Path) -> None:

@@ -33,6 +33,9 @@ SCHEMA: dict[str, str] = {
     "views": "augmented views per training image (view 0 is the image itself)",
     "num_groups": "groups (preprocess.group_pattern) per split: {train, val, test}; no group spans two splits",
     "test_source": "where the test split came from: split off, official test set, or held-out folder",
+    "duplicates": "near-duplicate images (preprocess.duplicates): {policy, pairs, groups, images_in_groups, "
+                  "label_conflicts, dropped: {pool, test_dir: {class: count}}, leaking: {val, test}: images of "
+                  "the split that near-duplicate a training image}; the pairs in metrics/preprocess_duplicates.csv",
     "skipped_files": "unreadable files skipped by preprocess (on_bad_file: skip): {path: reason}",
     # quality
     "accuracy": "top-1 accuracy on the test split",

@@ -3,6 +3,7 @@ and conclusions computed from the numbers, so the text can never claim more than
 from __future__ import annotations
 
 from tinygray.augment import views_warning
+from tinygray.duplicates import leakage_warning
 from tinygray.stats import significant
 
 TABLE_COLUMNS = (  # (title, alignment, cell of a variant)
@@ -59,7 +60,7 @@ def seed_sentence(distilled: dict, scratch: dict, paired: dict) -> str:
 
 
 def conclusions(by_name: dict, shipped: str, teacher: str, seeds: dict, comparisons: dict,
-                teacher_views: dict | None = None) -> list[str]:
+                teacher_views: dict | None = None, duplicates: dict | None = None) -> list[str]:
     s, t = by_name[shipped], by_name[teacher]
     distilled, scratch = seeds["distilled"], seeds["scratch"]
     spread = (f" ({s['speedup_low']:.0f}–{s['speedup_high']:.0f}× across the timing rounds"
@@ -81,9 +82,9 @@ def conclusions(by_name: dict, shipped: str, teacher: str, seeds: dict, comparis
         ptq = comparisons["qat_vs_ptq"]["against"]
         lines.append(gain_sentence("qat_int8", ptq, by_name["qat_int8"]["accuracy"] - by_name[ptq]["accuracy"],
                                    comparisons["qat_vs_ptq"], note=" (quantization-aware against post-training int8)"))
-    warning = views_warning(teacher_views or {})
-    if warning:
-        lines.append(warning)
+    for warning in (views_warning(teacher_views or {}), leakage_warning(duplicates or {})):
+        if warning:
+            lines.append(warning)
     failed = [name for name, row in by_name.items() if row.get("gate_passed") is False]
     if failed:
         lines.append("Failed their int8 gate (a real loss against float32 on validation, larger than "
@@ -100,7 +101,8 @@ def conclusions(by_name: dict, shipped: str, teacher: str, seeds: dict, comparis
 
 def render(*, variants: list[dict], shipped: str, teacher: str, seeds: dict, comparisons: dict,
            compression_steps: list[dict], test_description: str, latency_protocol: str, machine: str,
-           teacher_views: dict | None = None, layer_errors: dict | None = None) -> str:
+           teacher_views: dict | None = None, layer_errors: dict | None = None,
+           duplicates: dict | None = None) -> str:
     by_name = {v["name"]: v for v in variants}
     layer_errors = layer_errors or {}
     seed_rows = "\n".join(
@@ -141,7 +143,8 @@ def render(*, variants: list[dict], shipped: str, teacher: str, seeds: dict, com
                     f"{v['worst_layer']['noise_added']:.4f} | {v['worst_layer']['snr_db']:.1f} | "
                     f"{layer_errors[v['name']][-1]['snr_db']:.1f} |" for v in variants if "worst_layer" in v)
         + "\n\n"
-        "## Conclusions\n\n" + "\n".join(f"- {line}" for line in conclusions(by_name, shipped, teacher, seeds, comparisons, teacher_views))
+        "## Conclusions\n\n" + "\n".join(f"- {line}" for line in conclusions(by_name, shipped, teacher, seeds, comparisons, teacher_views,
+                                                                          duplicates))
         + "\n\n## Plots\n\n![size against accuracy](frontier.png)\n\n"
         f"![confusion matrix of {shipped}](confusion_matrix.png)\n"
     )

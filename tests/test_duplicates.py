@@ -1,0 +1,111 @@
+"""The leakage guard (tinygray.duplicates, preprocess.duplicates) on tiny folders with planted duplicates."""
+import csv
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+from scipy.ndimage import gaussian_filter
+
+from tinygray import data
+from tinygray.duplicates import Duplicates, DuplicatesError, near_duplicate_pairs, signatures
+
+SIDE = 64
+
+
+def scan(seed: int) -> np.ndarray:
+    """A smooth random 'scan': blurred noise stretched to 0..255, different for every seed."""
+    field = gaussian_filter(np.random.default_rng(seed).normal(size=(SIDE, SIDE)), 4)
+    return ((field - field.min()) / np.ptp(field) * 255).astype(np.uint8)
+
+
+def with_square(image: np.ndarray) -> np.ndarray:
+    """The same scan with a bright 20x20 lesion: similar, but another image (~8 grey levels apart on average)."""
+    changed = image.astype(np.int16)
+    changed[10:30, 10:30] += 80
+    return changed.clip(0, 255).astype(np.uint8)
+
+
+def save(path, image: np.ndarray, **kwargs):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(image).save(path, **kwargs)
+
+
+@pytest.fixture
+def planted(tmp_path):
+    """train/{a,b} and test/{a,b}: 12 distinct scans per class and folder, plus planted duplicates."""
+    train, test = tmp_path / "train", tmp_path / "test"
+    for folder, offset in ((train, 0), (test, 1000)):
+        for c, name in enumerate("ab"):
+            for i in range(12):
+                save(folder / name / f"{i:02d}.png", scan(offset + 100 * c + i))
+    save(train / "a" / "copy_of_00.png", scan(0))                               # exact copy
+    save(train / "a" / "reencoded_01.jpg", scan(1), quality=85)                 # re-encoded
+    save(train / "a" / "resized_02.png", np.asarray(Image.fromarray(scan(2)).resize((48, 48), Image.BILINEAR)))
+    save(test / "a" / "leak_03.png", scan(3))                                   # a training image in test_dir
+    save(train / "b" / "mislabelled_04.png", scan(4))                           # the same image, other class
+    save(train / "a" / "lesion_05.png", with_square(scan(5)))                   # similar but distinct
+    return train, test
+
+
+def prepare(train, test, out, policy):
+    return data.prepare_folder(train, out, image_size=32, val_fraction=0.2, test_fraction=0.2, seed=0, test_dir=test,
+                               duplicates=policy, progress=False)
+
+
+def test_every_planted_duplicate_is_found_and_the_similar_scan_is_not(planted, tmp_path):
+    train, test = planted
+    labels, names, _, _, found = prepare(train, test, tmp_path / "out", "report")
+    rows = found.rows(names)
+    pairs = {frozenset("/".join(row[side].split("/")[-2:]) for side in ("first", "second")) for row in rows}
+    assert pairs == {frozenset(p) for p in [("a/00.png", "a/copy_of_00.png"), ("a/01.png", "a/reencoded_01.jpg"),
+                                            ("a/02.png", "a/resized_02.png"), ("a/03.png", "a/leak_03.png"),
+                                            ("a/04.png", "b/mislabelled_04.png")]}
+    assert all(row["mean_difference"] < 5 for row in rows)
+    summary = found.summary(names)
+    assert summary["pairs"] == 5 and summary["label_conflicts"] == 1 and summary["dropped"] == {"pool": {}, "test_dir": {}}
+    assert summary["leaking"]["test"] == 1  # report keeps the leaked test image and says so
+    assert sum(len(y) for y in labels.values()) == 12 * 4 + 6
+
+
+def test_drop_keeps_one_of_each_group_and_no_test_copy_of_a_training_image(planted, tmp_path):
+    train, test = planted
+    labels, names, _, _, found = prepare(train, test, tmp_path / "out", "drop")
+    summary = found.summary(names)
+    assert summary["dropped"] == {"pool": {"a": 3, "b": 1}, "test_dir": {"a": 1}}
+    assert summary["leaking"] == {"val": 0, "test": 0}
+    assert len(labels["test"]) == 24 and sum(len(labels[s]) for s in ("train", "val")) == 24 + 1  # + the lesion scan
+    test_images = np.load(tmp_path / "out" / "test" / "images.npy")
+    train_images = np.concatenate([np.load(tmp_path / "out" / s / "images.npy") for s in ("train", "val")])
+    hashes, copies = (np.concatenate(parts) for parts in zip(signatures(train_images), signatures(test_images)))
+    assert near_duplicate_pairs(hashes, copies) == []  # nothing left to find
+
+
+def test_fail_stops_naming_the_first_pairs_and_writes_nothing(planted, tmp_path):
+    train, test = planted
+    with pytest.raises(DuplicatesError, match=r"5 near-duplicate pair\(s\).*00\.png ~ .*copy_of_00\.png"):
+        prepare(train, test, tmp_path / "out", "fail")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_built_in_dataset_has_no_near_duplicates_to_drop():
+    """The default run's data: the guard must not change the MNIST reference (5,000 digits, none dropped)."""
+    images, labels = data.load_builtin("mnist")
+    found = Duplicates.find("drop", data.resize(data.to_grayscale(images), 28), labels)
+    assert found.pairs == [] and len(found.keep_pool) == len(labels)
+
+
+def test_the_stage_writes_counts_and_pairs_beside_the_metrics(planted, tmp_path):
+    """The real preprocess stage: the log line, the counts in metrics/preprocess.json, the pairs file."""
+    from stage_helpers import run_stage, stage_env, write_params
+
+    train, test = planted
+    write_params(tmp_path, image_dir=str(train), test_dir=str(test), image_size=32, duplicates="drop")
+    returncode, output = run_stage(tmp_path, stage_env(tmp_path))
+    assert returncode == 0, output[-3000:]
+    assert "5 near-duplicate pair(s) in 5 group(s), 1 with different labels; duplicates: drop, 5 dropped" in output
+    metrics = json.loads((tmp_path / "metrics" / "preprocess.json").read_text())
+    assert metrics["duplicates"]["dropped"]["test_dir"] == {"a": 1} and metrics["num_images"]["test"] == 24
+    with open(tmp_path / "metrics" / "preprocess_duplicates.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 5 and {row["second_split"] for row in rows} == {"dropped"}
