@@ -1,7 +1,7 @@
 """The Keras backend a training stage runs on (train_student.backend), chosen before Keras is imported.
 
 Keras 3's TensorFlow backend pays a large fixed cost per training step on tiny models (keras-team/keras#18648):
-here a 10k-parameter student trains 2-2.7x faster under JAX (README, 'Speed'). A `.keras` file does not
+here a 10k-parameter student trains about 2x faster under JAX (README, "Image size"). A `.keras` file does not
 record its backend, so a student trained under JAX is pruned, converted to TFLite and benchmarked under
 TensorFlow like any other. The teacher stays on TensorFlow: EfficientNet-Lite0 under JAX did not finish an
 epoch in 300 s where TensorFlow took 20-49 s.
