@@ -62,3 +62,14 @@ def test_git_tracks_only_what_dvc_lock_records_in_uncached_output_folders():
                                      check=True).stdout.split()
             if tracked:  # an uncached folder git keeps
                 assert len(tracked) == out["nfiles"], (out["path"], tracked)
+
+
+def test_the_scratch_control_reruns_on_every_student_parameter_it_shares():
+    """train_scratch reads train_student's section but lists its keys one by one (the distillation-only ones
+    must not rerun it): a key missing here once left a 56-px scratch control beside a 112-px student."""
+    from tinygray.student import DISTILLATION_ONLY
+
+    stage = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]["train_scratch"]
+    listed = {str(p).split()[0].removeprefix("train_student.") for p in stage["params"] if str(p).startswith("train_student.")}
+    shared = set(yaml.safe_load((REPO / "params.yaml").read_text())["train_student"]) - set(DISTILLATION_ONLY)
+    assert listed == shared
