@@ -220,13 +220,10 @@ def prepare_builtin(name: str, out_dir: Path | str, *, image_size: int, classes:
     found = Duplicates.find(duplicates, images, labels, test_images, test_labels,
                             names=[f"{name}[{i}]" for i in range(len(labels))] +
                             [f"{name} test[{i}]" for i in range(len(test_labels) if fixed_test else 0)])
-    pool = found.keep_pool
-    indices = stratified_split(labels[pool], val_fraction, 0 if fixed_test else test_fraction, seed)
-    splits = {split: (images[pool[idx]], labels[pool[idx]]) for split, idx in indices.items()}
-    found.record_splits({split: pool[idx] for split, idx in indices.items()})
+    indices = _split_kept(found, labels, val_fraction, 0 if fixed_test else test_fraction, seed)
+    splits = {split: (images[idx], labels[idx]) for split, idx in indices.items()}
     if fixed_test:
         splits["test"] = (test_images[found.keep_test], test_labels[found.keep_test])
-        found.record_splits({"test": found.pool_size + found.keep_test})
     write_prepared(Path(out_dir), {split: splits[split] for split in SPLITS}, class_names)
     return ({split: y for split, (_, y) in splits.items()}, class_names,
             "official test set" if fixed_test else "split off", found)
@@ -286,19 +283,16 @@ def prepare_folder(image_dir: Path | str, out_dir: Path | str, *, image_size: in
             test = held_out[:len(test_labels)]
         found = Duplicates.find(duplicates, everything[:len(labels)], labels, test, test_labels if test_dir else None,
                                 names)
-        pool = found.keep_pool
-        split_counts_check(labels[pool], class_names, val_fraction, test_fraction)  # skipped files may leave too few
-        split_indices = stratified_split(labels[pool], val_fraction, test_fraction, seed,
-                                         groups=None if groups is None else groups[pool])
-        sources = {split: (everything, labels, pool[idx]) for split, idx in split_indices.items()}
-        found.record_splits({split: pool[idx] for split, idx in split_indices.items()})
+        # skipped files and dropped near-duplicates may leave too few
+        split_counts_check(labels[found.keep_pool], class_names, val_fraction, test_fraction)
+        split_indices = _split_kept(found, labels, val_fraction, test_fraction, seed, groups)
+        sources = {split: (everything, labels, idx) for split, idx in split_indices.items()}
         if test_dir is not None:
             missing = [name for c, name in enumerate(class_names) if not np.any(test_labels[found.keep_test] == c)]
             if missing:
                 raise DataError(f"{test_dir}: no readable test image for class(es) {missing}"
                                 + (" left after dropping near-duplicates of training images" if found.pairs else ""))
             sources["test"] = (held_out, test_labels, found.keep_test)
-            found.record_splits({"test": found.pool_size + found.keep_test})
         all_labels = {}
         for split in SPLITS:
             source, source_labels, idx = sources[split]
@@ -315,8 +309,19 @@ def prepare_folder(image_dir: Path | str, out_dir: Path | str, *, image_size: in
         for decoded in staging.glob("decoded*.npy"):
             decoded.unlink()
         (staging / "classes.json").write_text(json.dumps(class_names) + "\n")
-    num_groups = {} if groups is None else {split: len(set(groups[pool][idx])) for split, idx in split_indices.items()}
+    num_groups = {} if groups is None else {split: len(set(groups[idx])) for split, idx in split_indices.items()}
     return all_labels, class_names, {Path(path).as_posix(): reason for path, reason in skipped}, num_groups, found
+
+
+def _split_kept(found: Duplicates, labels: np.ndarray, val_fraction: float, test_fraction: float, seed: int,
+                groups: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """stratified_split of the pool images the duplicates policy keeps, as indices into the whole pool,
+    recorded in `found` with the held-out test images (numbered after the pool) if there are any."""
+    kept = found.keep_pool
+    indices = {split: kept[idx] for split, idx in stratified_split(
+        labels[kept], val_fraction, test_fraction, seed, groups=None if groups is None else groups[kept]).items()}
+    found.record_splits({**indices, "test": found.pool_size + found.keep_test} if len(found.keep_test) else indices)
+    return indices
 
 
 def _check_apart(test_dir: Path, image_dir: Path) -> None:

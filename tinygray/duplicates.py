@@ -9,15 +9,15 @@ Each image gets a 16x16 average hash (bit set where a cell is brighter than the 
 64x64 box-downscaled copy. Candidate pairs are images that share one of the hash's four 64-bit bands, so a
 pair whose hashes differ in up to three bits is still found (pigeonhole) while the work stays near-linear:
 only images in one bucket are compared, and only those whose whole hashes differ in at most
-MAX_HASH_DISTANCE bits are compared pixel by pixel. A candidate is a near-duplicate when the two 64x64 copies differ
-by less than MAX_MEAN_DIFFERENCE grey levels on average (JPEG re-encoding: under 1; two different scans:
-tens) and correlate at MIN_CORRELATION or more (mostly black images such as digits can be under 5 grey
-levels apart and still be different pictures). The images are the preprocessed ones (gray, resized to image_size), so a resized copy
-of an image meets it at one size.
+MAX_HASH_DISTANCE bits are compared pixel by pixel. A candidate is a near-duplicate when the two 64x64
+copies differ by less than MAX_MEAN_DIFFERENCE grey levels on average (JPEG re-encoding: under 1; two
+different scans: tens) and correlate at MIN_CORRELATION or more (mostly black images such as digits can be
+under 5 grey levels apart and still be different pictures). The images are the preprocessed ones (gray,
+resized to image_size), so a resized copy of an image meets it at one size.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
@@ -127,7 +127,7 @@ class Duplicates:
     names: list[str]
     keep_pool: np.ndarray
     keep_test: np.ndarray
-    split_of: np.ndarray = field(default=None)
+    split_of: np.ndarray  # each image's split ("" until record_splits, and for a dropped image)
 
     @classmethod
     def find(cls, policy: str, pool: np.ndarray, pool_labels: np.ndarray, test: np.ndarray | None = None,

@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from tinygray import backend, distribute, variants
+from tinygray import backend, distribute, duplicates, variants
 
 PARAMS_FILE = Path("params.yaml")
 
@@ -53,7 +53,7 @@ SPECS: dict[str, dict[str, Spec]] = {
         "test_dir": Spec(str, nullable=True),  # dataset folder: held-out test images, same class subfolders
         "group_pattern": Spec(str, nullable=True),  # dataset folder: regex over file names, one group per match
         "on_bad_file": Spec(str, choices=("fail", "skip")),
-        "duplicates": Spec(str, choices=("report", "drop", "fail")),  # tinygray.duplicates.POLICIES
+        "duplicates": Spec(str, choices=duplicates.POLICIES),
         "image_size": Spec(int, minimum=8, maximum=1024),
         "resize": Spec(str, choices=("squash", "crop", "pad")),
         "classes": Spec(list, nullable=True, item_kind=int),
