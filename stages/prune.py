@@ -5,13 +5,17 @@ that is faster for real. For each, the most compression whose validation accurac
 prune.max_val_drop of the student's is kept."""
 from functools import partial
 
-import numpy as np
-
-from tinygray import models, prepared, pruning, structured_pruning, student, training
-from tinygray.augment import Augmentation, StoredViews
+from tinygray import backend
 from tinygray.params import stage_params
-from tinygray.soft_targets import distillation_data
-from tinygray.tracking import stage_run
+
+backend.select(stage_params("train_student")["backend"])  # the students' backend; before anything imports Keras
+
+import numpy as np  # noqa: E402
+
+from tinygray import models, prepared, pruning, structured_pruning, student, training  # noqa: E402
+from tinygray.augment import Augmentation, StoredViews  # noqa: E402
+from tinygray.soft_targets import distillation_data  # noqa: E402
+from tinygray.tracking import stage_run  # noqa: E402
 
 PREPARED, VIEWS, SOFT_TARGETS, STUDENT = "data/prepared", "data/views", "data/soft_targets", "models/student.keras"
 MAGNITUDE, FILTERS = "models/pruned.keras", "models/pruned_filters.keras"

@@ -67,3 +67,38 @@ def test_budget_that_nothing_meets_keeps_the_least_compression_and_says_so():
 
     choice = pruning.most_compressed_within_budget([0.5, 0.25], prune_and_fine_tune, 0.9, 0.01)
     assert choice.level == 0.25 and not choice.within_budget and len(choice.trials) == 2
+
+
+JAX_PRUNING = """
+from functools import partial
+from tinygray import backend
+backend.select("jax")
+import keras
+import numpy as np
+from sklearn.datasets import load_digits
+from tinygray import pruning
+from tinygray.models import build_cnn
+digits = load_digits()
+images, labels = (digits.images * 16).clip(0, 255).astype("uint8")[..., None][:1200], digits.target[:1200]
+keras.utils.set_random_seed(0)
+model = build_cnn(images.shape[1:], 10, [8, 16])
+model.compile(optimizer=keras.optimizers.Adam(0.01), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+              metrics=["accuracy"])
+schedule = partial(pruning.polynomial_sparsity, final_sparsity=0.6, begin_step=0, end_step=38)
+history = model.fit(images, labels, epochs=4, batch_size=64, verbose=0,
+                    callbacks=[pruning.MagnitudePruning(schedule, update_every=3)])
+print(backend.current(), history.history["accuracy"][-1], *pruning.layer_sparsity(model).values())
+"""
+
+
+def test_pruning_works_under_jax_where_fit_holds_the_weights_outside_the_variables():
+    """Under Keras' JAX backend a callback that reads cached kernels during fit finds None (TypeError), and
+    weights it assigns are lost unless it goes through `model`: the prune stage runs on train_student.backend."""
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-c", JAX_PRUNING], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    name, accuracy, *sparsity = result.stdout.splitlines()[-1].split()
+    assert name == "jax" and float(accuracy) > 0.5
+    assert all(float(value) == pytest.approx(0.6, abs=0.01) for value in sparsity)

@@ -40,7 +40,11 @@ def magnitude_mask(weights: np.ndarray, sparsity: float) -> np.ndarray:
 class MagnitudePruning(keras.callbacks.Callback):
     """Raises each prunable kernel's sparsity along `schedule(step)`, recomputing masks every
     `update_every` steps and reapplying them after every step, so pruned weights stay zero while the
-    optimizer updates the rest. The model itself never changes: at the end there is nothing to strip."""
+    optimizer updates the rest. The model itself never changes: at the end there is nothing to strip.
+
+    The kernels are looked up through `self.model` at every use, never cached: under Keras' JAX backend `fit`
+    holds the weights outside the variables (their values are None meanwhile), and only reading `self.model`
+    syncs them back and makes the next step start from what this callback assigned."""
 
     def __init__(self, schedule, update_every: int = 10):
         super().__init__()
@@ -50,7 +54,6 @@ class MagnitudePruning(keras.callbacks.Callback):
         self.masks: dict[str, np.ndarray] = {}
 
     def on_train_begin(self, logs=None):
-        self.kernels = prunable_kernels(self.model)
         self._update_masks()
 
     def on_train_batch_end(self, batch, logs=None):
@@ -65,10 +68,11 @@ class MagnitudePruning(keras.callbacks.Callback):
 
     def _update_masks(self):
         sparsity = self.schedule(self.step)
-        self.masks = {name: magnitude_mask(np.asarray(kernel), sparsity) for name, kernel in self.kernels.items()}
+        self.masks = {name: magnitude_mask(np.asarray(kernel), sparsity)
+                      for name, kernel in prunable_kernels(self.model).items()}
 
     def _apply_masks(self):
-        for name, kernel in self.kernels.items():
+        for name, kernel in prunable_kernels(self.model).items():
             kernel.assign(np.asarray(kernel) * self.masks[name])
 
 
