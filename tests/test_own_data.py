@@ -210,6 +210,20 @@ def test_group_pattern_must_match_every_file_and_leave_enough_groups(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def test_a_group_pattern_that_puts_a_whole_class_in_one_group_is_refused(tmp_path):
+    """Every cat file in group catA, every other file its own group: the run once exited 0 with no cat in train
+    and all 12 in test (39% of the data instead of 10%)."""
+    raw = make_folder(tmp_path / "raw", {"cat": 12, "dog": 12, "eel": 12})
+    for path in sorted(raw.glob("*/*.png")):
+        group = "catA" if path.parent.name == "cat" else f"{path.parent.name}{path.stem}"
+        path.rename(path.with_name(f"{group}_{path.name}"))
+    with pytest.raises(DataError, match=r"group_pattern .*class 'cat' has no image in the .* split.*12 images fall in "
+                                        r"1 group\(s\) \('catA'\)"):
+        data.prepare_folder(raw, tmp_path / "out", image_size=8, val_fraction=0.1, test_fraction=0.1, seed=0,
+                            group_pattern=r"^([a-z]+[A-Z0-9]+)_", progress=False)
+    assert not (tmp_path / "out").exists()
+
+
 def test_the_readme_own_data_block_works_pasted_into_a_fresh_clone(tmp_path):
     """README, 'Your own data': its command block, in order, in a fresh clone of this repository, with the
     user's photos replaced by a tiny folder, the two commented edits made with sed, and `dvc repro` run up to

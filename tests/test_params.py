@@ -51,6 +51,15 @@ def test_bad_values_name_the_parameter(tmp_path, change, message):
         stage_params(stage, path)
 
 
+@pytest.mark.parametrize("seed", [-1, 2**32, 1.5])
+def test_a_seed_numpy_or_scikit_learn_would_refuse_is_refused_by_name(tmp_path, seed):
+    """seed: 4294967296 once passed, then failed inside scikit-learn's split ("random_state ... must be an int in
+    the range [0, 4294967295]") and NumPy, neither naming `seed`."""
+    path = write(tmp_path, lambda p: p.update(seed=seed))
+    with pytest.raises(ParamsError, match="parameter 'seed'"):
+        stage_params("preprocess", path)
+
+
 def test_unknown_section_is_reported(tmp_path):
     path = write(tmp_path, lambda p: p.update(train_studnet={}))
     with pytest.raises(ParamsError, match="train_studnet"):

@@ -1,3 +1,5 @@
+import os
+
 from tinygray import tracking
 
 
@@ -20,9 +22,23 @@ def test_pipeline_run_id_env_wins_and_is_stable(monkeypatch):
     assert tracking.pipeline_run_id().startswith("manual-")  # pytest has no dvc ancestor
 
 
+def test_an_execution_keeps_one_id_when_the_wall_clock_moves(monkeypatch):
+    """psutil's create_time() is boot time (from the wall clock) plus the kernel's start ticks: a clock
+    adjustment during one `dvc repro -f` once gave its stages four parent runs. The id must not move with it."""
+    import psutil
+
+    clock = iter(range(1_000_000, 1_000_100))
+    monkeypatch.setattr(psutil.Process, "create_time", lambda self: float(next(clock)))
+    monkeypatch.setattr(tracking, "dvc_process", lambda: psutil.Process())
+    monkeypatch.delenv("PIPELINE_RUN_ID", raising=False)
+    monkeypatch.delenv("DVC_EXP_NAME", raising=False)
+    first = tracking.pipeline_run_id()
+    assert tracking.pipeline_run_id() == first and str(os.getpid()) in first
+    assert tracking.process_tags()["pid_started"] == tracking.process_tags()["pid_started"]
+
+
 # --- the MLflow record of killed, orphaned and nested stages, through real processes and a real store ---
 
-import os  # noqa: E402
 import signal  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402

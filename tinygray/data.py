@@ -286,6 +286,8 @@ def prepare_folder(image_dir: Path | str, out_dir: Path | str, *, image_size: in
         # skipped files and dropped near-duplicates may leave too few
         split_counts_check(labels[found.keep_pool], class_names, val_fraction, test_fraction)
         split_indices = _split_kept(found, labels, val_fraction, test_fraction, seed, groups)
+        if groups is not None:
+            check_groups_spread_classes(split_indices, labels, groups, class_names, group_pattern)
         sources = {split: (everything, labels, idx) for split, idx in split_indices.items()}
         if test_dir is not None:
             missing = [name for c, name in enumerate(class_names) if not np.any(test_labels[found.keep_test] == c)]
@@ -311,6 +313,22 @@ def prepare_folder(image_dir: Path | str, out_dir: Path | str, *, image_size: in
         (staging / "classes.json").write_text(json.dumps(class_names) + "\n")
     num_groups = {} if groups is None else {split: len(set(groups[idx])) for split, idx in split_indices.items()}
     return all_labels, class_names, {Path(path).as_posix(): reason for path, reason in skipped}, num_groups, found
+
+
+def check_groups_spread_classes(split_indices: dict[str, np.ndarray], labels: np.ndarray, groups: np.ndarray,
+                                class_names: list[str], group_pattern: str) -> None:
+    """A group-aware split keeps each group whole, so a class whose images share one or two groups cannot be in
+    every split: once every `cat` file matched one group, train got no cat and test all of them, silently."""
+    for c, name in enumerate(class_names):
+        missing = [split for split, idx in split_indices.items() if not np.any(labels[idx] == c)]
+        if missing:
+            class_groups = sorted(set(groups[labels == c]))
+            shown = ", ".join(map(repr, class_groups[:5])) + (", ..." if len(class_groups) > 5 else "")
+            raise DataError(f"preprocess.group_pattern {group_pattern!r}: class {name!r} has no image in the "
+                            f"{' and '.join(missing)} split(s): its {int(np.sum(labels == c))} images fall in "
+                            f"{len(class_groups)} group(s) ({shown}) and a group stays in one split. Each class needs "
+                            f"images in at least {len(split_indices)} groups; check that the pattern captures the "
+                            "patient or part, not something the class shares")
 
 
 def _split_kept(found: Duplicates, labels: np.ndarray, val_fraction: float, test_fraction: float, seed: int,

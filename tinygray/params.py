@@ -12,6 +12,7 @@ import yaml
 from tinygray import backend, distribute, duplicates, variants
 
 PARAMS_FILE = Path("params.yaml")
+MAX_SEED = 2**31 - 1
 
 
 class ParamsError(ValueError):
@@ -176,7 +177,8 @@ def _section(stage: str, params: dict[str, Any], path: Path | str) -> dict[str, 
         _check(f"{stage}.{key}", section[key], spec, path)
     _check_relations(stage, section, path)
     seed = params.get("seed", 0)
-    _check("seed", seed, Spec(int, minimum=0), path)
+    # scikit-learn's split and NumPy take seeds below 2**32, and students use seed + k: refuse here, by name
+    _check("seed", seed, Spec(int, minimum=0, maximum=MAX_SEED), path)
     section["seed"] = seed
     return section
 

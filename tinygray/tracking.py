@@ -134,13 +134,25 @@ def dvc_process():
     return None
 
 
+def process_started(process) -> str:
+    """When `process` started, as a stable identity next to its pid. On Linux the kernel's start time in clock
+    ticks since boot (/proc/<pid>/stat, field 22): psutil's create_time() adds it to a boot time derived from
+    the wall clock, so a clock adjustment during a run moved it (one `dvc repro` once logged four parent runs,
+    and a live run can look stale). Elsewhere create_time() to the second."""
+    try:
+        stat = Path(f"/proc/{process.pid}/stat").read_text()
+        return "ticks-" + stat[stat.rindex(")") + 2:].split()[19]
+    except (OSError, ValueError, IndexError):
+        return str(int(process.create_time()))
+
+
 def pipeline_run_id() -> str:
     """The same id for every stage that one DVC invocation runs, and a fresh one for the next."""
     if os.environ.get("PIPELINE_RUN_ID"):
         return os.environ["PIPELINE_RUN_ID"]
     exp, process = os.environ.get("DVC_EXP_NAME"), dvc_process()
     if process is not None:
-        ident = f"{socket.gethostname()}-{process.pid}-{int(process.create_time())}"
+        ident = f"{socket.gethostname()}-{process.pid}-{process_started(process)}"
         return f"{exp}-{ident}" if exp else ident
     return exp or f"manual-{uuid.uuid4().hex[:12]}"
 
@@ -287,7 +299,7 @@ def process_tags() -> dict[str, str]:
     import psutil
 
     me = psutil.Process()
-    return {"host": socket.gethostname(), "pid": str(me.pid), "pid_started": str(me.create_time())}
+    return {"host": socket.gethostname(), "pid": str(me.pid), "pid_started": process_started(me)}
 
 
 def close_stale_runs(client, experiment_id: str) -> list[str]:
@@ -300,7 +312,7 @@ def close_stale_runs(client, experiment_id: str) -> list[str]:
                                                                  f"tags.host = '{socket.gethostname()}'"):
         pid, started = run.data.tags.get("pid"), run.data.tags.get("pid_started")
         try:
-            alive = pid is not None and str(psutil.Process(int(pid)).create_time()) == started
+            alive = pid is not None and process_started(psutil.Process(int(pid))) == started
         except (psutil.NoSuchProcess, ValueError):
             alive = False
         if not alive:
