@@ -1,10 +1,11 @@
 """Stage 1: built-in images or your own image folder -> grayscale, resized, stratified train/val/test
 under data/prepared (the test split: a dataset's official test set or held-out folder when it has one)."""
 import csv
+from pathlib import Path
 
 import numpy as np
 
-from tinygray import data
+from tinygray import data, image_folder
 from tinygray.atomic import atomic_output
 from tinygray.params import stage_params
 from tinygray.tracking import stage_run
@@ -19,8 +20,14 @@ def main() -> None:
             if params[folder_param] is not None:
                 data.require_folder_dependency(params[folder_param], param=folder_param)
     with stage_run("preprocess", params) as run:
-        skipped, num_groups = {}, {}
+        skipped, num_groups, ignored = {}, {}, {}
         if params["dataset"] == "folder":
+            for folder in filter(None, (params["image_dir"], params["test_dir"])):
+                ignored.update(image_folder.ignored_entries(Path(folder)))
+            if ignored:
+                print(f"preprocess: ignoring {len(ignored)} entr{'y' if len(ignored) == 1 else 'ies'} that are not in a "
+                      f"class folder or are hidden: {', '.join(list(ignored)[:5])}{', ...' if len(ignored) > 5 else ''} "
+                      "(all in metrics/preprocess.json, ignored_entries)", flush=True)
             labels, class_names, skipped, num_groups, found = data.prepare_folder(
                 params["image_dir"], OUT, image_size=params["image_size"], val_fraction=params["val_fraction"],
                 test_fraction=params["test_fraction"], seed=params["seed"], on_bad_file=params["on_bad_file"],
@@ -46,6 +53,7 @@ def main() -> None:
             **({"num_groups": num_groups} if num_groups else {}),
             "duplicates": duplicates,
             "skipped_files": skipped,
+            **({"ignored_entries": ignored} if ignored else {}),
         }, artifacts=[DUPLICATES])
 
 

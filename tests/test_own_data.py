@@ -210,6 +210,21 @@ def test_group_pattern_must_match_every_file_and_leave_enough_groups(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def test_hidden_folders_and_loose_files_are_named_in_the_log_and_metrics(tmp_path):
+    """A `.rejected` class folder, a .DS_Store and a loose README were once dropped without a word (36 files read,
+    12 dropped): the stage still ignores them, and says which."""
+    raw = make_folder(tmp_path / "data" / "raw", {"cat": 10, "dog": 10, ".rejected": 6})
+    (raw / "cat" / ".DS_Store").write_bytes(b"\0\1")
+    (raw / "README.txt").write_text("scans from site A\n")
+    write_params(tmp_path)
+    code, output = run_stage(tmp_path, stage_env(tmp_path))
+    assert code == 0, output[-3000:]
+    assert "ignoring 3 entries" in output and "data/raw/.rejected" in output
+    metrics = json.loads((tmp_path / "metrics" / "preprocess.json").read_text())
+    assert set(metrics["ignored_entries"]) == {"data/raw/.rejected", "data/raw/README.txt", "data/raw/cat/.DS_Store"}
+    assert sum(metrics["num_images"].values()) == 20 and metrics["num_classes"] == 2
+
+
 def test_a_group_pattern_that_puts_a_whole_class_in_one_group_is_refused(tmp_path):
     """Every cat file in group catA, every other file its own group: the run once exited 0 with no cat in train
     and all 12 in test (39% of the data instead of 10%)."""

@@ -27,6 +27,7 @@ def test_every_stage_section_of_the_committed_params_is_valid():
     (lambda p: p["prune"].update(sparsities=[0.5, 1.0]), "prune.sparsities"),
     (lambda p: p["prune"].update(filter_fractions=[]), "prune.filter_fractions"),
     (lambda p: p["preprocess"].update(image_size=0), "preprocess.image_size"),
+    (lambda p: p["preprocess"].update(image_size=1000), "preprocess.image_size"),  # more than the models can use
     (lambda p: p["train_student"].update(temprature=8), "train_student.temprature"),
     (lambda p: p["train_student"].pop("alpha"), "train_student.alpha"),
     (lambda p: p["train_student"].update(widths=[]), "train_student.widths"),

@@ -55,6 +55,24 @@ def scan_image_folder(root: Path, *, allowed_root: Path | None = None) -> tuple[
     return paths, np.array(labels, dtype=np.int64), [class_dir.name for class_dir in class_dirs]
 
 
+def ignored_entries(root: Path) -> dict[str, str]:
+    """What scan_image_folder leaves out of `root`, with why, for the stage log and metrics: hidden entries
+    ('.' names: .DS_Store, .ipynb_checkpoints, a `.rejected` class) and files directly in `root`. Ignored
+    without a word, a hidden class folder of real images once went missing from a run unnoticed."""
+    root, ignored = Path(root), {}
+    if not root.is_dir():
+        return ignored
+    for entry in sorted(root.iterdir()):
+        if entry.name.startswith("."):
+            ignored[entry.as_posix()] = "hidden (name starts with '.')"
+        elif not entry.is_dir():
+            ignored[entry.as_posix()] = "a file beside the class folders, not in one"
+        else:
+            ignored.update({inner.as_posix(): "hidden (name starts with '.')"
+                            for inner in sorted(entry.iterdir()) if inner.name.startswith(".")})
+    return ignored
+
+
 def _entries(folder: Path, allowed: Path) -> list[Path]:
     """Sorted non-hidden entries of `folder`, refusing any symlink that leads outside `allowed`."""
     entries = sorted(entry for entry in folder.iterdir() if not entry.name.startswith("."))

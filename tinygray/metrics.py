@@ -37,6 +37,7 @@ SCHEMA: dict[str, str] = {
                   "label_conflicts, dropped: {pool, test_dir: {class: count}}, leaking: {val, test}: images of "
                   "the split that near-duplicate a training image}; the pairs in metrics/preprocess_duplicates.csv",
     "skipped_files": "unreadable files skipped by preprocess (on_bad_file: skip): {path: reason}",
+    "ignored_entries": "hidden entries ('.' names) and loose files in the image folders, not read: {path: why}",
     # quality
     "accuracy": "top-1 accuracy on the test split",
     "accuracy_ci_low": "lower end of the 95% Wilson interval of accuracy",

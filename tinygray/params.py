@@ -13,6 +13,10 @@ from tinygray import backend, distribute, duplicates, variants
 
 PARAMS_FILE = Path("params.yaml")
 MAX_SEED = 2**31 - 1
+# The teacher sees at most 224 px (Lite0's native size) and the student averages or strides the image down, so a
+# larger side only multiplies the stored images and views (views x images x side**2 bytes: 8 x 2,000 at 512 px is
+# 4 GB) for nothing a phone-sized model can use. Measured up to 256 (README, 'Image size').
+MAX_IMAGE_SIZE = 512
 
 
 class ParamsError(ValueError):
@@ -55,7 +59,7 @@ SPECS: dict[str, dict[str, Spec]] = {
         "group_pattern": Spec(str, nullable=True),  # dataset folder: regex over file names, one group per match
         "on_bad_file": Spec(str, choices=("fail", "skip")),
         "duplicates": Spec(str, choices=duplicates.POLICIES),
-        "image_size": Spec(int, minimum=8, maximum=1024),
+        "image_size": Spec(int, minimum=8, maximum=MAX_IMAGE_SIZE),
         "resize": Spec(str, choices=("squash", "crop", "pad")),
         "classes": Spec(list, nullable=True, item_kind=int),
         "val_fraction": Spec((int, float), minimum=0.0, maximum=0.5, exclusive_min=True),
