@@ -36,10 +36,7 @@ def main() -> None:
                                    staging / "confusion_matrix.png",
                                    title=f"{shipped} (shipped) on the test split: true against predicted")
             predict.write_contract(result.files[shipped], staging / CONTRACT, prepared.read_class_names(PREPARED),
-                                   preprocessing={"image_size": int(test_images.shape[1]),
-                                                  "gray": "8-bit ITU-R BT.601 luma, alpha dropped",
-                                                  "resize": preprocess_metrics["resize"],
-                                                  "resize_filter": "PIL bilinear"})
+                                   predict.preprocessing(test_images.shape[1], preprocess_metrics["resize"]))
             (staging / "benchmark.md").write_text(report.render(
                 variants=result.variants, shipped=shipped, teacher=TEACHER, seeds=result.seeds, comparisons=comparisons,
                 compression_steps=steps, test_description=f"{len(test_labels):,} images ({test_source})",

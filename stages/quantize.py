@@ -1,5 +1,5 @@
 """Stage 6: TFLite conversions (float32, dynamic range, float16, int8) of one model (quantize@<model> in
-dvc.yaml). The int8 file is judged against the float32 one on the validation split: it fails its gate when
+dvc.yaml), each with its contract beside it (<file>.contract.json: classes, input, scales; tinygray.predict). The int8 file is judged against the float32 one on the validation split: it fails its gate when
 it loses more than quantize.max_int8_accuracy_drop *and* McNemar's test says the loss is real, so two images
 of an 80-image split cannot fail it. A failed gate is recorded, not fatal: the benchmark reports it, and
 stops only if the failed file is the shipped one. A conversion that gives one output for every image is
@@ -8,7 +8,7 @@ import sys
 
 import numpy as np
 
-from tinygray import models, prepared, quantization
+from tinygray import models, predict, prepared, quantization
 from tinygray.atomic import atomic_output
 from tinygray.params import stage_params
 from tinygray.tracking import stage_run
@@ -20,6 +20,7 @@ PREPARED = "data/prepared"
 def main(model_name: str) -> None:
     source, out = f"models/{model_name}.keras", f"models/tflite/{model_name}"
     params = stage_params("quantize")
+    resize = stage_params("preprocess")["resize"]  # for the contract beside each file
     with stage_run(f"quantize@{model_name}", params) as run:
         model = models.load_model(source)
         train_images, _ = prepared.read_split(PREPARED, "train")
@@ -37,6 +38,9 @@ def main(model_name: str) -> None:
                     sys.exit(f"quantize: {path.name} gives the same output for every validation image; "
                              "the conversion is broken (check the representative data)")
                 correct[mode] = logits.argmax(1) == val_labels
+                # what it takes to use the file alone: classes, input, int8 scales, how images were made
+                predict.write_contract(path, predict.contract_for(path), prepared.read_class_names(PREPARED),
+                                       predict.preprocessing(val_images.shape[1], resize))
                 variants.append({"name": path.stem, "format": "tflite", "val_accuracy": round(float(correct[mode].mean()), 4),
                                  "size_bytes": path.stat().st_size})
         gate = quantization.int8_gate(correct["int8"], correct["float32"], params["max_int8_accuracy_drop"])

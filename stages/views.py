@@ -2,7 +2,7 @@
 teacher's soft targets, the distilled students and their control, so each sees exactly the same pixels and
 no training epoch pays the warping again."""
 from tinygray import prepared
-from tinygray.atomic import atomic_output
+from tinygray.atomic import atomic_output, require_free_space
 from tinygray.augment import Augmentation, write_views
 from tinygray.params import stage_params
 from tinygray.tracking import stage_run
@@ -14,6 +14,8 @@ def main() -> None:
     augmentation = Augmentation.from_params(stage_params("augment"))
     with stage_run("views", augmentation.run_params()) as run:
         train_images, _ = prepared.read_split(PREPARED, "train")
+        require_free_space(OUT, augmentation.views * train_images.nbytes,
+                           f"{augmentation.views} views of {len(train_images)} training images")
         with atomic_output(OUT) as staging:
             staging.mkdir()
             write_views(staging, train_images, augmentation)

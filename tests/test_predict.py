@@ -65,3 +65,64 @@ def test_predict_refuses_what_it_cannot_read(tmp_path, int8_model):
     Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "x.png")
     with pytest.raises(SystemExit, match="2 class names for a model with 10 outputs"):
         predict.main([str(int8_model), str(tmp_path / "x.png"), "--classes", str(tmp_path / "names.json")])
+
+
+def run_predict(*argv) -> tuple[int, str, str]:
+    from contextlib import redirect_stderr
+
+    out, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        code = predict.main([str(a) for a in argv])
+    return code, out.getvalue(), err.getvalue()
+
+
+def test_the_contract_beside_the_model_wins_over_the_working_folder(tmp_path, int8_model, monkeypatch):
+    """Run from a folder whose data/prepared/classes.json lists other classes, predict once answered `zebra` with
+    no warning. The model's own contract names its classes; without one, the fallback says where names came from."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data" / "prepared").mkdir(parents=True)
+    (tmp_path / "data" / "prepared" / "classes.json").write_text(json.dumps([f"zebra {c}" for c in range(10)]))
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "x.png")
+    code, out, err = run_predict(int8_model, tmp_path / "x.png")
+    assert code == 0 and "zebra" in out and "no contract beside" in err and "data/prepared/classes.json" in err
+    assert "squashing" in err  # nor how to make images square
+    predict.write_contract(int8_model, predict.contract_for(int8_model), [f"digit {c}" for c in range(10)],
+                           predict.preprocessing(8, "pad"))
+    code, out, err = run_predict(int8_model, tmp_path / "x.png")
+    assert code == 0 and "digit" in out and "zebra" not in out and err == ""
+
+
+def test_a_contract_that_is_corrupt_or_belongs_to_another_model_is_refused_by_name(tmp_path, int8_model):
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "x.png")
+    contract = predict.contract_for(int8_model)
+    contract.write_text("{not json")
+    with pytest.raises(SystemExit, match=r"digits_int8\.tflite\.contract\.json: cannot read the model's contract"):
+        run_predict(int8_model, tmp_path / "x.png")
+    predict.write_contract(int8_model, contract, ["a", "b", "c"], {})
+    with pytest.raises(SystemExit, match="3 classes for a model with 10 outputs: this contract belongs to another"):
+        run_predict(int8_model, tmp_path / "x.png")
+    written = predict.write_contract(int8_model, contract, [str(c) for c in range(10)], {})
+    contract.write_text(json.dumps({**written, "input": {**written["input"], "shape": [1, 28, 28, 1]}}))
+    with pytest.raises(SystemExit, match=r"input shape \[1, 28, 28, 1\] for a model that takes 8x8 images"):
+        run_predict(int8_model, tmp_path / "x.png")
+
+
+def test_a_file_that_is_not_a_model_is_refused_by_name(tmp_path):
+    fake = tmp_path / "random.tflite"
+    fake.write_bytes(np.random.default_rng(0).integers(0, 255, 4096, dtype=np.uint8).tobytes())
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "x.png")
+    with pytest.raises(SystemExit, match=r"random\.tflite: not a TFLite model the LiteRT interpreter can load"):
+        run_predict(fake, tmp_path / "x.png")
+
+
+def test_one_unreadable_image_does_not_cost_the_others_their_answer(tmp_path, int8_model, digits_split):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for i, image in enumerate(digits_split["test"][0][:3]):
+        Image.fromarray(image[..., 0]).save(folder / f"{i}.png")
+    (folder / "1b_broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    predict.write_contract(int8_model, predict.contract_for(int8_model), [str(c) for c in range(10)], {})
+    code, out, err = run_predict(int8_model, folder)
+    assert code == 1
+    assert [line.split(":")[0] for line in out.splitlines()] == [str(folder / f"{i}.png") for i in range(3)]
+    assert "1b_broken.png: unreadable, no answer" in err and "1 of 4 images unreadable" in err

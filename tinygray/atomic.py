@@ -30,3 +30,21 @@ def _remove(path: Path) -> None:
         shutil.rmtree(path)
     elif path.exists() or path.is_symlink():
         path.unlink()
+
+
+class NotEnoughSpace(OSError):
+    """A stage would fill the disk: refused before anything is written, with the figures."""
+
+
+def require_free_space(path: Path | str, needed_bytes: int, what: str) -> None:
+    """Refuse to start writing `what` at `path` when its filesystem has less than `needed_bytes` free. A full
+    disk under a memory-mapped write kills the process with SIGBUS, no message and a staging folder left
+    filling the disk (a 20 MB tmpfs under data/ at image_size 256)."""
+    folder = Path(path)
+    while not folder.exists():
+        folder = folder.parent
+    free = shutil.disk_usage(folder).free
+    if free < needed_bytes:
+        raise NotEnoughSpace(f"{path}: {what} needs about {needed_bytes / 2**20:,.1f} MiB and {folder} has "
+                             f"{free / 2**20:,.1f} MiB free; nothing was written. Free some space, or lower "
+                             "preprocess.image_size or augment.views")

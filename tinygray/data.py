@@ -14,7 +14,7 @@ import yaml
 from PIL import Image
 from sklearn.model_selection import train_test_split
 
-from tinygray.atomic import atomic_output
+from tinygray.atomic import atomic_output, require_free_space
 from tinygray.duplicates import Duplicates
 from tinygray.image_folder import read_images_into, scan_image_folder, split_counts_check
 from tinygray.prepared import SPLITS, DataError, write_prepared
@@ -224,6 +224,8 @@ def prepare_builtin(name: str, out_dir: Path | str, *, image_size: int, classes:
     splits = {split: (images[idx], labels[idx]) for split, idx in indices.items()}
     if fixed_test:
         splits["test"] = (test_images[found.keep_test], test_labels[found.keep_test])
+    require_free_space(out_dir, sum(len(y) for _, y in splits.values()) * image_size**2,
+                       f"the {name} images at {image_size}x{image_size} px")
     write_prepared(Path(out_dir), {split: splits[split] for split in SPLITS}, class_names)
     return ({split: y for split, (_, y) in splits.items()}, class_names,
             "official test set" if fixed_test else "split off", found)
@@ -263,6 +265,9 @@ def prepare_folder(image_dir: Path | str, out_dir: Path | str, *, image_size: in
     groups = group_ids(paths, group_pattern) if group_pattern else None  # fail before decoding anything
     split_counts_check(labels, class_names, val_fraction, test_fraction)
     _remove_stale_staging(out_dir)
+    num_files = len(paths) + (len(test_paths) if test_dir is not None else 0)
+    # the decoded copy, then every split copied out of it
+    require_free_space(out_dir, 2 * num_files * image_size**2, f"{num_files} images at {image_size}x{image_size} px")
     with atomic_output(out_dir) as staging:
         staging.mkdir()
         print(f"preprocess: reading {len(paths)} files of {len(class_names)} classes from {image_dir}", flush=True)

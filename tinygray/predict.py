@@ -7,8 +7,10 @@ as the pipeline reads an image folder (tinygray.image_folder.load_grayscale: 8-b
 as the contract file says, or --resize, and resized to the model's input with PIL's bilinear filter);
 folders are searched recursively. Prints one line per image:
 the predicted class and the probability of each class (softmax of the logits), or CSV with --csv. Class
-names come from --classes, else the contract file beside the model (contract_for), else
-data/prepared/classes.json, else the class indices.
+names come from --classes, else the contract file beside the model (contract_for: the quantize stage writes
+one beside every .tflite), else data/prepared/classes.json with a warning, else the class indices. A contract
+that does not fit the model is refused; unreadable images are listed on stderr after every readable one is
+answered (exit status 1).
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tinygray.image_folder import IMAGE_EXTENSIONS, RESIZE_MODES, load_grayscale
+from tinygray.image_folder import IMAGE_EXTENSIONS, RESIZE_MODES, BadImageError, load_grayscale
 
 CONTRACT_SUFFIX = ".contract.json"
 
@@ -56,23 +58,63 @@ def write_contract(tflite_path: Path | str, out: Path | str, class_names: list[s
     return contract
 
 
-def contract_resize(model_path: Path) -> str:
-    """How the model's training images were made square, as its contract file says (squash without one)."""
-    contract = contract_for(model_path)
-    return json.loads(contract.read_text()).get("preprocessing", {}).get("resize", "squash") \
-        if contract.is_file() else "squash"
+def preprocessing(image_size: int, resize: str) -> dict:
+    """How the pipeline made an image into the model's input, for the contract."""
+    return {"image_size": int(image_size), "gray": "8-bit ITU-R BT.601 luma, alpha dropped", "resize": resize,
+            "resize_filter": "PIL bilinear"}
 
 
-def class_names(model_path: Path, explicit: Path | None, num_classes: int) -> list[str]:
-    candidates = [explicit] if explicit else [contract_for(model_path), Path("data/prepared/classes.json")]
-    for path in candidates:
-        if path and path.is_file():
-            content = json.loads(path.read_text())
-            names = content["classes"] if isinstance(content, dict) else content
-            if len(names) != num_classes:
-                raise SystemExit(f"{path}: {len(names)} class names for a model with {num_classes} outputs")
-            return [str(name) for name in names]
-    return [str(c) for c in range(num_classes)]
+def warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
+def read_json(path: Path, what: str):
+    try:
+        return json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise SystemExit(f"{path}: cannot read the {what} ({error})") from None
+
+
+def read_contract(model_path: Path, size: int, num_classes: int) -> dict | None:
+    """The contract beside the model, checked against it (input side, number of outputs), or None."""
+    path = contract_for(model_path)
+    if not path.is_file():
+        return None
+    contract = read_json(path, "model's contract")
+    if not isinstance(contract, dict) or not isinstance(contract.get("classes"), list):
+        raise SystemExit(f"{path}: not a model contract (a JSON object with a 'classes' list)")
+    if len(contract["classes"]) != num_classes:
+        raise SystemExit(f"{path}: {len(contract['classes'])} classes for a model with {num_classes} outputs: this "
+                         f"contract belongs to another model")
+    shape = contract.get("input", {}).get("shape")
+    if shape is not None and (len(shape) != 4 or int(shape[1]) != size):
+        raise SystemExit(f"{path}: input shape {shape} for a model that takes {size}x{size} images: this contract "
+                         "belongs to another model")
+    return contract
+
+
+def class_names(model_path: Path, explicit: Path | None, contract: dict | None, num_classes: int) -> list[str]:
+    """--classes, else the model's contract, else the working folder's data/prepared/classes.json (which may be
+    another run's: said on stderr), else the class indices."""
+    if explicit is not None:
+        content = read_json(explicit, "class names")
+        names = content.get("classes") if isinstance(content, dict) else content
+        source = explicit
+    elif contract is not None:
+        names, source = contract["classes"], contract_for(model_path)
+    elif Path("data/prepared/classes.json").is_file():
+        source = Path("data/prepared/classes.json")
+        names = read_json(source, "class names")
+        warn(f"no contract beside {model_path} ({contract_for(model_path).name}); class names from {source}, "
+             "which belongs to whatever run prepared this folder")
+    else:
+        warn(f"no contract beside {model_path}; answering class indices")
+        return [str(c) for c in range(num_classes)]
+    if not isinstance(names, list):
+        raise SystemExit(f"{source}: not a list of class names")
+    if len(names) != num_classes:
+        raise SystemExit(f"{source}: {len(names)} class names for a model with {num_classes} outputs")
+    return [str(name) for name in names]
 
 
 def image_files(arguments: list[str]) -> list[Path]:
@@ -96,14 +138,20 @@ class Predictor:
         if path.suffix == ".tflite":
             from tinygray.quantization import TFLiteModel
 
-            self.model = TFLiteModel(path)
+            try:
+                self.model = TFLiteModel(path)
+            except ValueError as error:  # LiteRT: "Model provided has model identifier ..., should be TFL3"
+                raise SystemExit(f"{path}: not a TFLite model the LiteRT interpreter can load ({error})") from None
             self.size = int(self.model.input["shape"][1])
             self.num_classes = int(self.model.output["shape"][-1])
             self.logits = self.model.predict
         else:
             from tinygray.models import load_model
 
-            keras_model = load_model(path)
+            try:
+                keras_model = load_model(path)
+            except (ValueError, OSError) as error:
+                raise SystemExit(f"{path}: not a Keras model file this project can load ({error})") from None
             self.size, self.num_classes = int(keras_model.input_shape[1]), int(keras_model.output_shape[-1])
             self.logits = lambda images: keras_model.predict(images, batch_size=256, verbose=0)
 
@@ -126,11 +174,22 @@ def main(argv: list[str] | None = None) -> int:
     if not args.model.is_file():
         raise SystemExit(f"{args.model}: model file not found")
     predictor = Predictor(args.model)
-    names = class_names(args.model, args.classes, predictor.num_classes)
+    contract = read_contract(args.model, predictor.size, predictor.num_classes)
+    names = class_names(args.model, args.classes, contract, predictor.num_classes)
     files = image_files(args.images)
-    resize = args.resize or contract_resize(args.model)
-    images = np.stack([load_grayscale(path, predictor.size, resize) for path in files])[..., np.newaxis]
-    probabilities = softmax(np.asarray(predictor.logits(images), dtype=np.float64))
+    resize = args.resize or (contract or {}).get("preprocessing", {}).get("resize")
+    if resize is None:
+        resize = "squash"
+        warn("no contract to say how the training images were made square: squashing (--resize to choose)")
+    images, unreadable = [], {}
+    for path in files:
+        try:
+            images.append(load_grayscale(path, predictor.size, resize))
+        except BadImageError as error:
+            unreadable[path] = error.reason
+    files = [path for path in files if path not in unreadable]
+    probabilities = softmax(np.asarray(predictor.logits(np.stack(images)[..., np.newaxis]), dtype=np.float64)) \
+        if images else np.zeros((0, len(names)))
     if args.csv:
         writer = csv.writer(sys.stdout)
         writer.writerow(["path", "class", *names])
@@ -140,7 +199,11 @@ def main(argv: list[str] | None = None) -> int:
         for path, row in zip(files, probabilities):
             top = int(row.argmax())
             print(f"{path}: {names[top]} ({row[top]:.1%})  " + "  ".join(f"{n} {p:.3f}" for n, p in zip(names, row)))
-    return 0
+    for path, reason in unreadable.items():
+        print(f"{path}: unreadable, no answer ({reason})", file=sys.stderr)
+    if unreadable:
+        print(f"{len(unreadable)} of {len(files) + len(unreadable)} images unreadable", file=sys.stderr, flush=True)
+    return 1 if unreadable else 0
 
 
 if __name__ == "__main__":
