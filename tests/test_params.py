@@ -72,3 +72,17 @@ def test_a_bad_value_in_any_section_stops_every_stage_before_it_starts(tmp_path)
     path = write(tmp_path, lambda p: p["benchmark"].update(shipped="pruned_int4"))
     with pytest.raises(ParamsError, match=r"'benchmark.shipped' must name one of the TFLite variants .*'pruned_int8'"):
         stage_params("preprocess", path)
+
+
+def test_a_refusal_inside_a_dvc_stage_says_how_to_get_the_removed_outputs_back(tmp_path, monkeypatch):
+    """DVC deletes a stage's outputs before running it, so `dvc exp run -S train_student.alpha=2` once refused
+    clearly but left the student's outputs gone without a word on `dvc checkout`."""
+    path = write(tmp_path, lambda p: p["train_student"].update(alpha=2))
+    monkeypatch.delenv("DVC_STAGE", raising=False)
+    with pytest.raises(ParamsError) as by_hand:
+        stage_params("train_student", path)
+    assert "dvc checkout" not in str(by_hand.value)
+    monkeypatch.setenv("DVC_STAGE", "train_student")
+    with pytest.raises(ParamsError, match=r"train_student\.alpha.*DVC removed stage train_student's outputs before "
+                                          r"starting it.*`dvc checkout`"):
+        stage_params("train_student", path)

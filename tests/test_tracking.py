@@ -1,6 +1,9 @@
 import os
+from pathlib import Path
 
 from tinygray import tracking
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_default_store_is_sqlite_in_the_original_repo(monkeypatch, tmp_path):
@@ -110,6 +113,49 @@ def test_a_run_left_running_by_kill_9_is_closed_by_the_next_stage(store):
     assert start(tmp_path, {**env, "PIPELINE_RUN_ID": "exec-2"}, "next", 0).wait(60) == 0
     found, _ = runs(tmp_path)
     assert found["killed"].info.status == "KILLED" and found["next"].info.status == "FINISHED"
+
+
+def test_close_stale_ends_a_killed_run_when_no_stage_follows(store):
+    """kill -9 of train_student, then `dvc repro` restored it from the run cache: no stage started, so the killed
+    run and its parent stayed RUNNING. `make repro` and `make ui` end them (python -m tinygray.tracking close-stale)."""
+    tmp_path, env = store
+    process = start(tmp_path, env, "killed", 60)
+    process.kill()
+    process.wait(30)
+    result = subprocess.run([sys.executable, "-m", "tinygray.tracking", "close-stale"], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and "2 run(s) left RUNNING by a killed stage ended KILLED" in result.stdout, result.stderr
+    found, _ = runs(tmp_path)
+    assert found["killed"].info.status == "KILLED" and found["parent"].info.status == "KILLED"
+    makefile = (REPO_ROOT / "Makefile").read_text()
+    assert makefile.count("\tpython -m tinygray.tracking close-stale\n") == 2  # in repro and ui
+
+
+def test_a_stage_stops_at_once_with_one_line_when_its_tracking_server_dies(store):
+    """Server killed at epoch 3: training once went on, then failed 88 s later with a chained traceback ending in
+    `.../runs/log-batch failed`, outputs half written. Now the stage's watchdog sees the server gone and stops it."""
+    import psutil
+
+    from tinygray import tracking
+
+    tmp_path, env = store
+    with tracking.local_server(f"sqlite:///{tmp_path}/server.db", tmp_path, env=env) as uri:
+        stage_env = {**env, "MLFLOW_TRACKING_URI": uri, "TINYGRAY_SERVER_CHECK_SECONDS": "1"}
+        process = start(tmp_path, stage_env, "training", 300)
+        port = uri.rsplit(":", 1)[1]
+        servers = [p for p in psutil.Process().children(recursive=True)
+                   if any(port in arg for arg in p.cmdline()) and p.pid != process.pid]
+        assert servers
+        for server in servers:
+            for child in server.children(recursive=True):
+                child.kill()
+            server.kill()
+        started = time.time()
+        code = process.wait(60)
+        stderr = process.stderr.read()
+    assert code == 1 and time.time() - started < 30
+    assert f"training: stopped: the MLflow tracking server {uri} stopped answering" in stderr
+    assert "Traceback" not in stderr, stderr[-3000:]
 
 
 def test_a_stage_whose_dvc_process_dies_stops_instead_of_running_on_as_an_orphan(store):

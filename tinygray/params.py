@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -159,9 +160,22 @@ def load_params(path: Path | str = PARAMS_FILE) -> dict[str, Any]:
 def stage_params(stage: str, path: Path | str = PARAMS_FILE) -> dict[str, Any]:
     """The stage's section plus the global `seed`, after checking every section of the file: a bad value
     anywhere stops the first stage that runs, before any work, not the stage that reads it an hour later."""
-    params = load_params(path)
-    sections = {name: _section(name, params, path) for name in SPECS}
+    try:
+        params = load_params(path)
+        sections = {name: _section(name, params, path) for name in SPECS}
+    except ParamsError as error:
+        raise ParamsError(f"{error}{removed_outputs_hint()}") from None
     return sections[stage]
+
+
+def removed_outputs_hint() -> str:
+    """For an error that stops a stage DVC started: DVC deletes a stage's outputs before it runs the command, so
+    by the time a stage can refuse, the last good outputs are gone from the workspace (not from DVC's cache)."""
+    stage = os.environ.get("DVC_STAGE")
+    if not stage:
+        return ""
+    return (f". DVC removed stage {stage}'s outputs before starting it: once this is fixed, `dvc repro` makes them "
+            "again; to put back the last ones as they were, `dvc checkout`")
 
 
 def _section(stage: str, params: dict[str, Any], path: Path | str) -> dict[str, Any]:

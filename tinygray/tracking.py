@@ -220,6 +220,11 @@ class StageKilled(BaseException):
     """SIGTERM, or the dvc process that started this stage is gone: stop, and record the run as KILLED."""
 
 
+class ServerGone(StageKilled):
+    """The http tracking server stopped answering mid-stage: stop now, with one line, rather than train on and
+    fail minutes later inside MLflow's retries with a chained traceback (nothing can be logged any more)."""
+
+
 # Experiment tag MLflow 3's UI reads to open an experiment on its training runs, not its GenAI traces view.
 EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
 
@@ -254,16 +259,22 @@ def stage_run(stage: str, params: dict[str, Any]) -> Iterator[StageRun]:
     except KeyboardInterrupt:  # Ctrl-C: dvc passes SIGINT to its stage
         status = "KILLED"
         raise
+    except ServerGone:
+        print(f"{stage}: stopped: the MLflow tracking server {tracking_uri()} stopped answering, so nothing more could "
+              f"be logged; no output was written. Its runs ({run.info.run_id} and parent {parent}) stay RUNNING in that "
+              "server's store until the next stage that reaches it closes them.", file=sys.stderr, flush=True)
+        raise SystemExit(1) from None
     except StageKilled:
         status = "KILLED"
         print(f"{stage}: stopped (SIGTERM, or its dvc process is gone); MLflow run {run.info.run_id} KILLED",
               file=sys.stderr, flush=True)
         raise SystemExit(143) from None
     finally:
-        mlflow.end_run(status)
-        ran = client.get_run(parent).data.tags.get("stages_run", "")
-        client.set_tag(parent, "stages_run", ", ".join([*filter(None, ran.split(", ")), stage]))
-        client.set_terminated(parent, status)
+        if not _server_gone.is_set():
+            mlflow.end_run(status)
+            ran = client.get_run(parent).data.tags.get("stages_run", "")
+            client.set_tag(parent, "stages_run", ", ".join([*filter(None, ran.split(", ")), stage]))
+            client.set_terminated(parent, status)
 
 
 def device() -> str:
@@ -290,8 +301,10 @@ def check_metrics_writable(stage: str) -> None:
         probe.write_text("")
         probe.unlink()
     except OSError as error:
-        raise PermissionError(f"{target}: the metrics folder {METRICS_DIR} is not writable ({error}); nothing "
-                              "was run, so no output was replaced") from None
+        from tinygray.params import removed_outputs_hint
+
+        raise PermissionError(f"{target}: the metrics folder {METRICS_DIR} is not writable ({error}); nothing was run"
+                              f"{removed_outputs_hint() or ', so no output was replaced'}") from None
 
 
 def process_tags() -> dict[str, str]:
@@ -341,16 +354,23 @@ def parent_run(client, experiment_id: str, pipeline: str) -> str:
     return client.create_run(experiment_id, run_name=name, tags=tags).info.run_id
 
 
+# Seconds between health checks of an http tracking server during a stage, and failed checks in a row that stop it.
+SERVER_CHECK_SECONDS, SERVER_CHECK_FAILURES = 10.0, 2
+_server_gone = threading.Event()
+
+
 @contextmanager
 def _killable():
-    """SIGTERM and the death of the launching dvc process raise StageKilled in the main thread."""
+    """SIGTERM and the death of the launching dvc process raise StageKilled in the main thread; an http tracking
+    server that stops answering (SERVER_CHECK_FAILURES checks in a row) raises ServerGone."""
     previous = signal.getsignal(signal.SIGTERM)
 
     def on_sigterm(signum, frame):
-        raise StageKilled()
+        raise ServerGone() if _server_gone.is_set() else StageKilled()
 
     signal.signal(signal.SIGTERM, on_sigterm)
     stop = threading.Event()
+    _server_gone.clear()
     launcher = dvc_process()
     if launcher is None and os.environ.get("DVC_STAGE"):
         raise StageKilled()  # DVC sets DVC_STAGE for the stages it starts: this one's dvc died before it got here
@@ -362,6 +382,22 @@ def _killable():
                     return
 
         threading.Thread(target=watch, name="dvc-watchdog", daemon=True).start()
+    uri = tracking_uri()
+    if uri.lower().startswith(("http://", "https://")):
+        def watch_server():
+            failures = 0
+            while not stop.wait(float(os.environ.get("TINYGRAY_SERVER_CHECK_SECONDS", SERVER_CHECK_SECONDS))):
+                try:
+                    check_tracking_server(uri, timeout=5.0)
+                    failures = 0
+                except TrackingServerError:
+                    failures += 1
+                    if failures >= SERVER_CHECK_FAILURES:
+                        _server_gone.set()
+                        os.kill(os.getpid(), signal.SIGTERM)
+                        return
+
+        threading.Thread(target=watch_server, name="tracking-server-watchdog", daemon=True).start()
     try:
         yield
     finally:
@@ -414,3 +450,22 @@ def register_shipped_model(tflite_path: Path | str, contract_path: Path | str, v
     version = info.registered_model_version
     for key in ("name", "accuracy", "accuracy_ci_low", "accuracy_ci_high", "size_bytes", "latency_ms_p50"):
         client.set_model_version_tag(REGISTERED_MODEL, version, key, str(variant[key]))
+
+
+def close_stale() -> list[str]:
+    """close_stale_runs for this project's experiment, outside any stage: `dvc repro` that restores a killed
+    stage from DVC's run cache starts no stage, so nothing else would end the killed run and its parent.
+    `make repro` and `make ui` call it (python -m tinygray.tracking close-stale)."""
+    check_tracking_server(tracking_uri())
+    create_sqlite_store_once(tracking_uri())
+    client = mlflow.MlflowClient(tracking_uri=tracking_uri())
+    experiment = client.get_experiment_by_name(os.environ.get("MLFLOW_EXPERIMENT_NAME", DEFAULT_EXPERIMENT))
+    return close_stale_runs(client, experiment.experiment_id) if experiment else []
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] != ["close-stale"]:
+        sys.exit("usage: python -m tinygray.tracking close-stale")
+    closed = close_stale()
+    print(f"MLflow: {len(closed)} run(s) left RUNNING by a killed stage ended KILLED" if closed else
+          "MLflow: no run left RUNNING by a killed stage", flush=True)
