@@ -1,4 +1,4 @@
-"""The README quotes the committed reference results; this keeps the two from drifting apart."""
+"""docs/results.md quotes the committed reference results; this keeps the two from drifting apart."""
 import importlib.util
 import json
 import subprocess
@@ -21,14 +21,14 @@ def committed(path: str) -> str:
 @pytest.mark.parametrize("block, benchmark", [("results", "metrics/benchmark.json"),
                                               ("fashion_mnist", "references/fashion_mnist/benchmark.json")])
 def test_readme_table_is_the_committed_benchmark(block, benchmark):
-    readme = committed("README.md")
+    readme = committed("docs/results.md")
     quoted = readme.split(f"<!-- {block}:start -->")[1].split(f"<!-- {block}:end -->")[0]
     variants = json.loads(committed(benchmark))["variants"]
     assert markdown_table(variants) in quoted
 
 
 def test_readme_results_block_is_the_report_body_a_level_down():
-    spec = importlib.util.spec_from_file_location("readme_results", REPO / "scripts" / "readme_results.py")
+    spec = importlib.util.spec_from_file_location("quote_results", REPO / "scripts" / "quote_results.py")
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
     report = ("# Benchmark\n\nintro\n\n## Seeds\n\ntable\n\n## Plots\n\n![size against accuracy](frontier.png)\n\n"

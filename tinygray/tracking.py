@@ -187,19 +187,25 @@ class StageRun:
         on its parent run too, where a person comparing executions looks first."""
         if self.parent_id:
             timestamp = int(time.time() * 1000)
-            entries = [Metric(_metric_name(key), float(value), timestamp, 0) for key, value in metrics.items()]
-            for start in range(0, len(entries), 1000):
-                mlflow.MlflowClient().log_batch(self.parent_id, metrics=entries[start:start + 1000])
+            _log_batches(self.parent_id, [Metric(_metric_name(key), float(value), timestamp, 0)
+                                          for key, value in metrics.items()])
 
     def log_history(self, prefix: str, history: dict[str, list[float]], first_step: int = 1) -> None:
         """Per-epoch curves as MLflow metric histories (one entry per epoch, step = epoch), so the UI draws
         them and compares runs: `<prefix>/val_accuracy` and so on."""
         timestamp = int(time.time() * 1000)
-        entries = [Metric(_metric_name(f"{prefix}/{key}"), float(value), timestamp, step)
-                   for key, values in history.items() for step, value in enumerate(values, start=first_step)]
-        client = mlflow.MlflowClient()
-        for start in range(0, len(entries), 1000):  # MLflow's batch limit
-            client.log_batch(self.run.info.run_id, metrics=entries[start:start + 1000])
+        _log_batches(self.run.info.run_id, [Metric(_metric_name(f"{prefix}/{key}"), float(value), timestamp, step)
+                                            for key, values in history.items()
+                                            for step, value in enumerate(values, start=first_step)])
+
+
+MLFLOW_BATCH_LIMIT = 1000  # metrics per log_batch call that MLflow accepts
+
+
+def _log_batches(run_id: str, entries: list) -> None:
+    client = mlflow.MlflowClient()
+    for start in range(0, len(entries), MLFLOW_BATCH_LIMIT):
+        client.log_batch(run_id, metrics=entries[start:start + MLFLOW_BATCH_LIMIT])
 
 
 SUMMARY_KEYS = ("val_accuracy", "val_accuracy_mean", "selected_seed", "augmented_view_accuracy", "int8_accuracy_drop",
