@@ -17,16 +17,24 @@ import argparse
 import dataclasses
 import hashlib
 import json
+import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import yaml
 
-from tinygray import benchmarking, models, prepared, soft_targets, student
-from tinygray.atomic import atomic_output
-from tinygray.augment import Augmentation, StoredViews, write_views
+from tinygray import backend
 from tinygray.params import stage_params
+
+# the students' backend, as in the stages (a train_student.backend=... override wins); before Keras is imported
+backend.select(next((yaml.safe_load(arg.partition("=")[2]) for arg in sys.argv[1:]
+                     if arg.startswith("train_student.backend=")), stage_params("train_student")["backend"]))
+
+import numpy as np  # noqa: E402
+
+from tinygray import benchmarking, models, prepared, soft_targets, student  # noqa: E402
+from tinygray.atomic import atomic_output  # noqa: E402
+from tinygray.augment import Augmentation, StoredViews, write_views  # noqa: E402
 
 PREPARED, TEACHER = "data/prepared", "models/teacher.keras"
 

@@ -26,8 +26,8 @@ def main() -> None:
     params = stage_params("prune")
     student_params = stage_params("train_student")  # the student's own loss and views, so pruning fine-tunes
     augmentation = Augmentation.from_params(stage_params("augment"))  # what it learned, the way it learned it
-    with stage_run("prune", {**params, "temperature": student_params["temperature"],
-                             "alpha": student_params["alpha"], **augmentation.run_params()}) as run:
+    with stage_run("prune", {**params, **{key: student_params[key] for key in student.LOSS_PARAMS},
+                             **augmentation.run_params()}) as run:
         train, val = distillation_data(PREPARED, SOFT_TARGETS, augmentation)
         prepared.check_num_classes(models.load_model(STUDENT), PREPARED, STUDENT)
         val_images, val_labels = prepared.read_split(PREPARED, "val")

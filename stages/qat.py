@@ -20,7 +20,7 @@ def main() -> None:
     student_params = stage_params("train_student")
     augmentation = Augmentation.from_params(stage_params("augment"))
     source = f"models/{params['source']}.keras"
-    with stage_run("qat", {**params, "temperature": student_params["temperature"], "alpha": student_params["alpha"],
+    with stage_run("qat", {**params, **{key: student_params[key] for key in student.LOSS_PARAMS},
                            **augmentation.run_params()}) as run:
         train, val = distillation_data(PREPARED, SOFT_TARGETS, augmentation)
         training.seed_everything(params["seed"])

@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from tinygray.distillation import DistillationLoss, distillation_loss, label_accuracy, pack_targets
+from tinygray.distillation import DistillationLoss, decoupled_terms, distillation_loss, label_accuracy, pack_targets
 
 
 def softmax(z):
@@ -45,3 +45,40 @@ def test_pack_targets_layout_and_label_accuracy():
     np.testing.assert_array_equal(packed[:, :3], [[0, 0, 1], [1, 0, 0]])
     predictions = np.array([[0.0, 0.0, 5.0], [0.0, 5.0, 0.0]], dtype=np.float32)
     np.testing.assert_array_equal(np.asarray(label_accuracy(packed, predictions)), [1.0, 0.0])
+
+
+def test_plain_kd_is_tckd_plus_nckd_scaled_by_the_teachers_doubt():
+    """Zhao et al. (2022), eq. 3: KL = TCKD + (1 - p_t) NCKD. Checked on random logits, so a wrong term fails."""
+    rng = np.random.default_rng(0)
+    labels = np.array([0, 2, 1, 3])
+    teacher, student = (rng.normal(scale=3.0, size=(4, 4)).astype(np.float32) for _ in range(2))
+    one_hot = np.eye(4, dtype=np.float32)[labels]
+    T = 2.0
+    tckd, nckd, teacher_target = (np.asarray(term) for term in decoupled_terms(one_hot, teacher, student, T))
+    y_true = pack_targets(labels, teacher)
+    kl = np.asarray(distillation_loss(y_true, student, T, 0.0)) / T**2
+    np.testing.assert_allclose(tckd + (1 - teacher_target) * nckd, kl, rtol=1e-4)
+    p = np.exp(teacher / T) / np.exp(teacher / T).sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(teacher_target, p[np.arange(4), labels], rtol=1e-5)
+    assert (nckd > 0).all() and (tckd > 0).all()
+
+
+def test_decoupled_kd_weights_the_non_target_term_by_beta():
+    rng = np.random.default_rng(1)
+    labels = np.array([1, 0])
+    teacher, student = (rng.normal(size=(2, 3)).astype(np.float32) for _ in range(2))
+    tckd, nckd, _ = (np.asarray(term) for term in decoupled_terms(np.eye(3, dtype=np.float32)[labels], teacher, student, 4.0))
+    y_true = pack_targets(labels, teacher)
+    hard = np.asarray(distillation_loss(y_true, student, 4.0, 1.0))
+    got = np.asarray(distillation_loss(y_true, student, 4.0, 0.25, dkd_beta=8.0))
+    np.testing.assert_allclose(got, 0.25 * hard + 0.75 * 16.0 * (tckd + 8.0 * nckd), rtol=1e-5)
+    loss = DistillationLoss(4.0, 0.25, dkd_beta=8.0)
+    assert DistillationLoss.from_config(loss.get_config()).dkd_beta == 8.0
+    assert float(loss(y_true, student)) == pytest.approx(float(np.mean(got)), rel=1e-5)
+
+
+def test_decoupled_terms_stay_finite_for_a_teacher_sure_of_the_target():
+    labels = np.eye(3, dtype=np.float32)[[0]]
+    teacher = np.array([[40.0, -40.0, -40.0]], dtype=np.float32)  # p_t = 1 - 1e-35: the rest underflows
+    terms = decoupled_terms(labels, teacher, np.array([[1.0, 0.5, -0.5]], dtype=np.float32), 1.0)
+    assert all(np.isfinite(np.asarray(term)).all() for term in terms)

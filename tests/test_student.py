@@ -5,7 +5,7 @@ from tinygray import student
 from tinygray.augment import Augmentation
 from tinygray.distillation import pack_targets
 
-P = {"seed": 7, "num_seeds": 2, "widths": [4, 8], "convs_per_block": 1, "input_size": None, "temperature": 4.0, "alpha": 0.5, "assistants": [[8, 8]],
+P = {"seed": 7, "num_seeds": 2, "widths": [4, 8], "convs_per_block": 1, "input_size": None, "temperature": 4.0, "alpha": 0.5, "dkd_beta": None, "assistants": [[8, 8]],
      "epochs": 2, "batch_size": 128, "learning_rate": 0.01, "patience": 5, "schedule": "plateau",
      "teacher_in_loop": False, "mixup": 0.0}
 VIEWS = Augmentation(views=2, max_rotation=10, max_shift=0.1, max_scale=0.1, seed=7)

@@ -99,6 +99,7 @@ SPECS: dict[str, dict[str, Spec]] = {
         "backend": Spec(str, choices=backend.BACKENDS),
         "temperature": Spec((int, float), minimum=0.0, exclusive_min=True),
         "alpha": _fraction(),
+        "dkd_beta": Spec((int, float), minimum=0.0, nullable=True),
         "num_seeds": _positive_int(),
         "assistants": Spec(list),
         "schedule": Spec(str, choices=("plateau", "cosine")),

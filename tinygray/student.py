@@ -20,8 +20,10 @@ from tinygray.soft_targets import distillation_data, view_logits
 from tinygray.stats import mean_std
 
 
+# train_student parameters of the distillation loss, which prune and qat fine-tune with too.
+LOSS_PARAMS = ("temperature", "alpha", "dkd_beta")
 # train_student parameters that the scratch control ignores (it shares the rest: same budget, same seeds).
-DISTILLATION_ONLY = ("temperature", "alpha", "assistants")
+DISTILLATION_ONLY = (*LOSS_PARAMS, "assistants")
 
 
 def seeds(p: dict) -> list[int]:
@@ -95,7 +97,7 @@ def one_hot(split: tuple, num_classes: int) -> tuple:
 
 def distillation_setup(p: dict) -> Setup:
     """Packed targets (soft_targets.distillation_data), one set per training view."""
-    return Setup(DistillationLoss(p["temperature"], p["alpha"]), label_accuracy, targets_per_view=True)
+    return Setup(DistillationLoss(p["temperature"], p["alpha"], p["dkd_beta"]), label_accuracy, targets_per_view=True)
 
 
 def distillation_inputs(prepared_dir, soft_targets_dir, teacher_path, views_dir, augmentation: Augmentation, p: dict,
@@ -127,7 +129,7 @@ def train_one(widths: list[int], train: tuple, val: tuple, num_classes: int, p: 
               augmentation: Augmentation, name: str = "student") -> tuple[keras.Model, dict, dict]:
     training.seed_everything(seed)
     model = build(train[0].shape[1:], num_classes, widths, p["convs_per_block"], p["input_size"], name=name)
-    fitted = model if setup.teacher is None else TeacherInTheLoop(model, setup.teacher, p["temperature"], p["alpha"])
+    fitted = model if setup.teacher is None else TeacherInTheLoop(model, setup.teacher, p["temperature"], p["alpha"], p["dkd_beta"])
     metrics, history = training.fit(
         fitted, train, val, loss=setup.loss, metric=setup.metric(),
         epochs=p["epochs"], batch_size=p["batch_size"], learning_rate=p["learning_rate"], patience=p["patience"],
