@@ -6,7 +6,7 @@ from tinygray.params import stage_params
 
 backend.select(stage_params("train_student")["backend"])  # before anything below imports Keras
 
-from tinygray import prepared, student, training  # noqa: E402
+from tinygray import distillation, prepared, student, training  # noqa: E402
 from tinygray.augment import Augmentation  # noqa: E402
 from tinygray.tracking import stage_run  # noqa: E402
 
@@ -21,11 +21,12 @@ def main() -> None:
         num_classes = len(prepared.read_class_names(PREPARED))
         train, val, setup, views = student.distillation_inputs(PREPARED, SOFT_TARGETS, TEACHER, VIEWS, augmentation,
                                                                params, num_classes)
+        confidence = {} if params["teacher_in_loop"] else distillation.target_confidence(train[1], params["temperature"])
         train, val, assistants = student.assistant_chain(train, val, num_classes, params, views)
         metrics, histories = student.train_seeds(train, val, num_classes, params, setup, views, MODEL_DIR, SELECTED, HISTORY)
         for seed, history in histories.items():
             run.log_history(f"seed_{seed}", history)
-        run.finish({**metrics, **({"assistants": assistants} if assistants else {})}, artifacts=training.history_files(HISTORY))
+        run.finish({**metrics, **confidence, **({"assistants": assistants} if assistants else {})}, artifacts=training.history_files(HISTORY))
 
 
 if __name__ == "__main__":

@@ -3,7 +3,8 @@ import math
 import numpy as np
 import pytest
 
-from tinygray.distillation import DistillationLoss, decoupled_terms, distillation_loss, label_accuracy, pack_targets
+from tinygray.distillation import (DistillationLoss, decoupled_terms, distillation_loss, label_accuracy, pack_targets,
+                                  target_confidence)
 
 
 def softmax(z):
@@ -82,3 +83,14 @@ def test_decoupled_terms_stay_finite_for_a_teacher_sure_of_the_target():
     teacher = np.array([[40.0, -40.0, -40.0]], dtype=np.float32)  # p_t = 1 - 1e-35: the rest underflows
     terms = decoupled_terms(labels, teacher, np.array([[1.0, 0.5, -0.5]], dtype=np.float32), 1.0)
     assert all(np.isfinite(np.asarray(term)).all() for term in terms)
+
+
+def test_target_confidence_is_the_teachers_mean_top_and_true_class_probability_at_t():
+    logits = np.array([[[2.0, 0.0], [0.0, 0.0]], [[4.0, 0.0], [0.0, 2.0]]])  # (views, images, classes)
+    packed = np.stack([pack_targets(np.array([0, 0]), view) for view in logits])
+    got = target_confidence(packed, temperature=2.0)
+    sigmoid = lambda z: 1 / (1 + math.exp(-z))  # noqa: E731  two classes: softmax is a sigmoid of the gap / T
+    top = [sigmoid(1.0), 0.5, sigmoid(2.0), sigmoid(1.0)]
+    true = [sigmoid(1.0), 0.5, sigmoid(2.0), 1 - sigmoid(1.0)]
+    assert got["soft_target_top_probability"] == pytest.approx(np.mean(top), abs=1e-4)
+    assert got["soft_target_true_class_probability"] == pytest.approx(np.mean(true), abs=1e-4)

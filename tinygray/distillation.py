@@ -29,6 +29,18 @@ def with_teacher_logits(packed: np.ndarray, teacher_logits: np.ndarray) -> np.nd
     return np.concatenate([packed[..., :num_classes], teacher_logits.astype(np.float32)], axis=-1)
 
 
+def target_confidence(packed: np.ndarray, temperature: float) -> dict:
+    """How peaked the stored soft targets are at the distillation temperature, over every view and image:
+    the teacher's mean top probability, and its mean probability of the true class (1 minus it is the weight
+    plain KD gives the non-target classes: near 0, the soft targets say little beyond the label)."""
+    num_classes = packed.shape[-1] // 2
+    labels, logits = packed[..., :num_classes], packed[..., num_classes:].astype(np.float64) / temperature
+    probs = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    probs /= probs.sum(axis=-1, keepdims=True)
+    return {"soft_target_top_probability": round(float(probs.max(axis=-1).mean()), 4),
+            "soft_target_true_class_probability": round(float((probs * labels).sum(axis=-1).mean()), 4)}
+
+
 def _unpack(y_true, y_pred):
     num_classes = ops.shape(y_pred)[-1]
     return y_true[:, :num_classes], y_true[:, num_classes:]

@@ -45,6 +45,10 @@ SCHEMA: dict[str, str] = {
     "val_accuracy": "top-1 accuracy on the validation split",
     "train_accuracy": "top-1 accuracy on the training split (the plain images)",
     "augmented_view_accuracy": "top-1 accuracy on the augmented views of the training images (views 1..)",
+    "soft_target_top_probability": "the teacher's mean top probability at the distillation temperature over the stored "
+                                   "training views: how peaked the soft targets are",
+    "soft_target_true_class_probability": "the teacher's mean probability of the true class at the distillation "
+                                          "temperature; 1 minus it is what plain KD weights the other classes by",
     "fidelity": "top-1 agreement with the teacher on the test split (Stanton et al. 2021)",
     "fidelity_mean": "mean of fidelity over the seeds of a student stage",
     "fidelities": "fidelity per seed: {seed: fraction}",
