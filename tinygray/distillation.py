@@ -77,9 +77,9 @@ def distillation_loss(y_true, y_pred, temperature: float, alpha: float, dkd_beta
     """
     labels, teacher_logits = _unpack(y_true, y_pred)
     hard = keras.losses.categorical_crossentropy(labels, y_pred, from_logits=True)
-    if dkd_beta is None:
-        teacher_log_probs = ops.log_softmax(teacher_logits / temperature, axis=-1)
-        soft = _kl(ops.exp(teacher_log_probs), teacher_log_probs, ops.log_softmax(y_pred / temperature, axis=-1))
+    if dkd_beta is None:  # softmax and log_softmax apart, as before dkd_beta: the same floats, the same students
+        soft = _kl(ops.softmax(teacher_logits / temperature, axis=-1),
+                   ops.log_softmax(teacher_logits / temperature, axis=-1), ops.log_softmax(y_pred / temperature, axis=-1))
     else:
         tckd, nckd, _ = decoupled_terms(labels, teacher_logits, y_pred, temperature)
         soft = tckd + dkd_beta * nckd
