@@ -2,6 +2,7 @@
 teacher the pipeline already made (data/prepared, models/teacher.keras), scored on the test split.
 
     python scripts/distillation_study.py RESULTS.jsonl NAME [key=value ...] [--seeds 42,43,44] [--kinds distilled,scratch]
+                                         [--targets DIR]
 
 Each key is a train_student or augment parameter (train_student.temperature=2, augment.views=32, ...), the
 rest is params.yaml. Students are trained exactly as the train_student and train_scratch stages train them
@@ -69,6 +70,8 @@ def main() -> None:
     parser.add_argument("overrides", nargs="*")
     parser.add_argument("--seeds", default=None, help="comma-separated; default: the seeds train_student would use")
     parser.add_argument("--kinds", default="distilled,scratch")
+    parser.add_argument("--targets", type=Path, default=None,
+                        help="a folder of views and teacher logits to distil from instead (scripts/out_of_fold_targets.py)")
     args = parser.parse_args()
 
     p, augment = stage_params("train_student"), stage_params("augment")
@@ -84,8 +87,8 @@ def main() -> None:
     test_images = np.asarray(test_images)
     teacher_predictions = teacher.predict(test_images, batch_size=256, verbose=0).argmax(axis=1)
     num_classes = len(prepared.read_class_names(PREPARED))
-    folder = cached_views_and_targets(teacher, augmentation, args.results.parent / "cache") \
-        if not p["teacher_in_loop"] else None
+    folder = args.targets or (cached_views_and_targets(teacher, augmentation, args.results.parent / "cache")
+                              if not p["teacher_in_loop"] else None)
     for kind in args.kinds.split(","):
         if kind == "distilled":
             train, val, setup, views = student.distillation_inputs(PREPARED, folder, TEACHER, folder, augmentation, p,
