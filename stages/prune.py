@@ -42,11 +42,9 @@ def main() -> None:
         def magnitude(sparsity):
             training.seed_everything(params["seed"])
             model = models.load_model(STUDENT)
-            schedule = partial(pruning.polynomial_sparsity, final_sparsity=sparsity, begin_step=0,
-                               end_step=params["ramp_epochs"] * steps_per_epoch)
-            metrics, history = fine_tune(model, metric=setup.metric(),
-                                         callbacks=[pruning.MagnitudePruning(schedule, params["mask_update_steps"])])
-            return model, metrics, history
+            return (model, *pruning.prune_by_magnitude(model, sparsity, partial(fine_tune, metric=setup.metric()),
+                                                       ramp_steps=params["ramp_epochs"] * steps_per_epoch,
+                                                       mask_update_steps=params["mask_update_steps"]))
 
         def filters(fraction):
             training.seed_everything(params["seed"])

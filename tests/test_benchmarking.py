@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from tinygray import benchmarking, report
+from tinygray import benchmarking, report, variants
 
 
 def test_classification_metrics():
@@ -45,8 +45,29 @@ def test_fidelity_is_agreement_with_the_teacher_right_or_wrong():
 
 
 def test_shippable_variants_are_the_tflite_files_of_the_quantized_models():
-    from tinygray import variants
-
     shippable = variants.shippable()
     assert "pruned_int8" in shippable and "student_int8" in shippable and "teacher_float16" in shippable
     assert "scratch_int8" not in shippable and "student" not in shippable
+    assert not any("pruned_scratch" in name for name in shippable)  # a control is measured, never shipped
+
+
+def test_each_distilled_file_has_the_control_of_the_same_compression():
+    assert variants.control_of("student") == "scratch"
+    assert variants.control_of("pruned_int8") == "pruned_scratch_int8"
+    assert variants.control_of("pruned_float16") == "pruned_scratch_float16"
+    assert variants.control_of("student_int8") is None  # the unpruned scratch control is never converted
+    assert [variants.control_of(v) for v in ("pruned_filters_int8", "qat_int8", "teacher_int8")] == [None] * 3
+
+
+def test_the_machine_line_says_which_int8_instructions_the_cpu_has(tmp_path):
+    """Whether int8 beats float32 depends on them: the report must say which the latencies were taken with."""
+    from tinygray.benchmarking import machine_description
+
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: fpu sse2 avx avx2 fma\n\n"
+                       "processor\t: 1\nmodel name\t: AMD EPYC\nflags\t\t: fpu sse2 avx avx2 fma\n")
+    assert machine_description(cpuinfo).startswith("AMD EPYC (avx2, no VNNI), ")
+    cpuinfo.write_text("model name\t: Xeon\nflags\t\t: avx2 avx512bw avx512_vnni\n")
+    assert machine_description(cpuinfo).startswith("Xeon (avx512_vnni), ")
+    cpuinfo.write_text("processor\t: 0\nFeatures\t: fp asimd asimddp\n")  # ARM: no x86 flags to name
+    assert "(" not in machine_description(cpuinfo).split(",")[0]

@@ -16,11 +16,13 @@ from stage_helpers import run
 from tinygray import tracking
 
 REPO = Path(__file__).resolve().parents[1]
-QUANTIZED = ["teacher", "student", "pruned", "pruned_filters"]
-STAGES = ["preprocess", "views", "train_teacher", "soft_targets", "train_student", "train_scratch", "prune", "qat",
+QUANTIZED = ["teacher", "student", "pruned", "pruned_filters", "pruned_scratch"]
+STAGES = ["preprocess", "views", "train_teacher", "soft_targets", "train_student", "train_scratch", "prune", "prune_scratch", "qat",
           *(f"quantize@{model}" for model in QUANTIZED), "benchmark"]
-# the scratch control and the teacher's conversions do not depend on the distillation temperature
-DOWNSTREAM_OF_STUDENT = ["train_student", "prune", "qat", "quantize@student", "quantize@pruned",
+# the scratch control and the teacher's conversions do not depend on the distillation temperature; the
+# control's pruning reruns, as it reads the sparsity from the prune stage's metrics, but with the same sparsity
+# it writes the same bytes, so its conversion does not rerun
+DOWNSTREAM_OF_STUDENT = ["train_student", "prune", "prune_scratch", "qat", "quantize@student", "quantize@pruned",
                          "quantize@pruned_filters", "benchmark"]
 MODES = ["float32", "dynamic_range", "float16", "int8"]
 
@@ -104,7 +106,7 @@ def test_metrics_follow_the_schema_and_benchmark_lists_every_variant(project):
     assert names == ["teacher", *(f"teacher_{m}" for m in MODES), "student", *(f"student_{m}" for m in MODES),
                      "scratch", "pruned",
                      *(f"pruned_{m}" for m in MODES), "pruned_filters", *(f"pruned_filters_{m}" for m in MODES),
-                     "qat", "qat_int8"]
+                     "qat", "qat_int8", "pruned_scratch", *(f"pruned_scratch_{m}" for m in MODES)]
     required = {"name", "format", "model", "kind", "accuracy", "macro_f1", "fidelity", "params", "nonzero_params",
                 "size_bytes", "gzip_bytes", "latency_ms_p50", "latency_ms_p90"}
     for variant in benchmark["variants"]:
@@ -113,6 +115,10 @@ def test_metrics_follow_the_schema_and_benchmark_lists_every_variant(project):
     by_name = {v["name"]: v for v in benchmark["variants"]}
     assert by_name["pruned"]["nonzero_params"] < by_name["pruned"]["params"]
     assert by_name["pruned_filters"]["params"] < by_name["student"]["params"]  # filters really removed
+    # the scratch control was pruned to the very sparsity the shipped student got
+    assert by_name["pruned_scratch"]["nonzero_params"] == by_name["pruned"]["nonzero_params"]
+    assert json.loads((root / "metrics" / "prune_scratch.json").read_text())["target_sparsity"] == \
+        json.loads((root / "metrics" / "prune.json").read_text())["target_sparsity"]
     assert set(by_name["pruned_int8"]["latency_by_threads"]) == {"2"}
     assert benchmark["seeds"]["distilled"]["num_seeds"] == 2 and len(benchmark["seeds"]["scratch"]["accuracies"]) == 2
     assert by_name["teacher"]["fidelity"] == 1.0
@@ -124,10 +130,12 @@ def test_metrics_follow_the_schema_and_benchmark_lists_every_variant(project):
         assert (root / "models" / f"{folder}.keras").read_bytes() == \
             (root / "models" / folder / f"seed_{selected}.keras").read_bytes()
     assert set(benchmark["comparisons"]) == {"shipped_vs_teacher", "student_vs_scratch", "distilled_vs_scratch_seeds",
-                                             "qat_vs_ptq"}
+                                             "qat_vs_ptq", "shipped_vs_control"}
+    assert benchmark["comparisons"]["shipped_vs_control"]["against"] == "pruned_scratch_int8"
     assert [step["name"] for step in benchmark["compression_steps"]] == [
-        "student_to_pruned", "student_to_pruned_filters", "pruned_to_qat", "teacher_to_teacher_int8",
-        "student_to_student_int8", "pruned_to_pruned_int8", "pruned_filters_to_pruned_filters_int8", "qat_to_qat_int8"]
+        "student_to_pruned", "student_to_pruned_filters", "pruned_to_qat", "scratch_to_pruned_scratch",
+        "teacher_to_teacher_int8", "student_to_student_int8", "pruned_to_pruned_int8",
+        "pruned_filters_to_pruned_filters_int8", "qat_to_qat_int8", "pruned_scratch_to_pruned_scratch_int8"]
     assert 0 <= json.loads((root / "metrics" / "soft_targets.json").read_text())["augmented_view_accuracy"] <= 1
     student_metrics = json.loads((root / "metrics" / "train_student.json").read_text())
     assert list(student_metrics["assistants"]) == ["assistant_16x16"]  # the teacher-assistant chain ran

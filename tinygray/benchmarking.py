@@ -14,7 +14,7 @@ import numpy as np
 from sklearn.metrics import f1_score
 
 from tinygray import models, quantization, stats
-from tinygray.variants import KERAS_MODELS, MODES, TEACHER
+from tinygray.variants import CONTROLS, KERAS_MODELS, MODES, TEACHER, control_of
 
 # Every seed trained by the students' stage and by their control, and the metrics file in which each
 # stage recorded the seed it selected.
@@ -80,8 +80,26 @@ def add_ratios(variants: list[dict], teacher: str) -> None:
         variant["accuracy_delta"] = round(variant["accuracy"] - ref["accuracy"], 4)
 
 
-def machine_description() -> str:
-    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}"
+# x86 instructions XNNPACK's int8 kernels use, best first: whether int8 beats float32 on a CPU depends on them
+# (with AVX2 alone, the tiny students' int8 files were twice as slow as their float32 ones; docs/results.md).
+INT8_DOT_PRODUCT_FLAGS = ("avx512_vnni", "avx_vnni", "avx512bw", "avx2")
+
+
+def machine_description(cpuinfo: Path | str = "/proc/cpuinfo") -> str:
+    """The CPU the latencies were taken on: its model and the best int8 instructions it has, where the OS
+    says (Linux), else the architecture."""
+    name, flags = platform.processor() or platform.machine(), set()
+    if Path(cpuinfo).is_file():
+        for line in Path(cpuinfo).read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and value.strip():
+                name = value.strip()
+            elif key.strip() == "flags":
+                flags = set(value.split())
+    if flags:  # x86 (ARM lists "Features" instead)
+        best = next((flag for flag in INT8_DOT_PRODUCT_FLAGS if flag in flags), None)
+        name += f" ({best or 'no ' + INT8_DOT_PRODUCT_FLAGS[-1]}{', no VNNI' if best and 'vnni' not in best else ''})"
+    return f"{name}, {os.cpu_count()} cores, {platform.system()} {platform.release()}"
 
 
 @dataclass
@@ -124,7 +142,7 @@ def measure(test_images: np.ndarray, test_labels: np.ndarray, params: dict) -> B
                 tflite = tflite_file(name, mode)
                 gate = {"gate_passed": int8_gate(name)["passed"]} if mode == "int8" and modes == MODES else {}
                 _add(result, {"name": tflite.stem, "format": "tflite", "model": name,
-                              "kind": "int8" if mode == "int8" else kind, **gate},
+                              "kind": "int8" if mode == "int8" and name not in CONTROLS.values() else kind, **gate},
                      quantization.TFLiteModel(tflite).predict(test_images), test_labels, counts, tflite)
                 timed[tflite.stem] = tflite
         latencies = interleaved_latency(timed, test_images[0], params)
@@ -221,7 +239,7 @@ def compression_steps(result: Benchmark, labels: np.ndarray) -> list[dict]:
     """What each compression step costs on the same test images: the distilled student -> each pruning,
     and each Keras model -> its int8 file, with McNemar's test of the step."""
     correct, by_name = result.correct(labels), result.by_name()
-    pairs = [("student", "pruned"), ("student", "pruned_filters"), (qat_source(), "qat")]
+    pairs = [("student", "pruned"), ("student", "pruned_filters"), (qat_source(), "qat"), ("scratch", "pruned_scratch")]
     pairs += [(name, f"{name}_int8") for name in KERAS_MODELS if f"{name}_int8" in by_name]
     return [{"name": f"{before}_to_{after}", "before": before, "after": after,
              "accuracy_delta": round(by_name[after]["accuracy"] - by_name[before]["accuracy"], 4),
@@ -229,10 +247,14 @@ def compression_steps(result: Benchmark, labels: np.ndarray) -> list[dict]:
 
 
 def comparisons(result: Benchmark, labels: np.ndarray, shipped: str) -> dict:
-    """The paired tests the report's conclusions rest on."""
+    """The paired tests the report's conclusions rest on. `shipped_vs_control`: the shipped file against
+    its scratch control's file of the same compression (variants.control_of), where it has one."""
     correct = result.correct(labels)
     distilled, scratch = (result.seeds[kind]["accuracies"] for kind in ("distilled", "scratch"))
-    return {"shipped_vs_teacher": stats.mcnemar(correct[shipped], correct[TEACHER]),
+    control = control_of(shipped)
+    shipped_vs_control = {"shipped_vs_control": {"against": control, **stats.mcnemar(correct[shipped], correct[control])}} \
+        if control in correct else {}
+    return {"shipped_vs_teacher": stats.mcnemar(correct[shipped], correct[TEACHER]), **shipped_vs_control,
             "qat_vs_ptq": {"against": f"{qat_source()}_int8",
                            **stats.mcnemar(correct["qat_int8"], correct[f"{qat_source()}_int8"])},
             "student_vs_scratch": stats.mcnemar(correct["student"], correct["scratch"]),

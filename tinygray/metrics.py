@@ -87,7 +87,8 @@ SCHEMA: dict[str, str] = {
     "params": "parameters, trainable or not",
     "nonzero_params": "parameters that are not exactly zero",
     "sparsity": "fraction of prunable weights that are zero",
-    "target_sparsity": "the sparsity magnitude pruning aimed at: the most compressed level within the budget",
+    "target_sparsity": "the sparsity magnitude pruning aimed at: the most compressed level within the budget "
+                       "(prune_scratch: the level the prune stage kept)",
     "filter_fraction": "fraction of each convolution's filters removed: the most within the budget",
     "student_val_accuracy": "validation accuracy of the unpruned student, the reference of prune.max_val_drop",
     "within_budget": "whether the kept pruning level stayed within prune.max_val_drop (else the least compressed level)",

@@ -6,6 +6,7 @@ process to it and rejects Keras 3 models, so the schedule and masks live here in
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import keras
 import numpy as np
@@ -74,6 +75,15 @@ class MagnitudePruning(keras.callbacks.Callback):
     def _apply_masks(self):
         for name, kernel in prunable_kernels(self.model).items():
             kernel.assign(np.asarray(kernel) * self.masks[name])
+
+
+def prune_by_magnitude(model: keras.Model, sparsity: float, fine_tune, *, ramp_steps: int,
+                       mask_update_steps: int) -> tuple[dict, dict]:
+    """Fine-tune `model` (`fine_tune(model, callbacks=...)`, e.g. a partial of training.fit) while its
+    smallest weights go to zero, rising to `sparsity` over `ramp_steps` steps, then held. The one recipe
+    both the distilled student and its scratch control are pruned with. Returns fine_tune's (metrics, history)."""
+    schedule = partial(polynomial_sparsity, final_sparsity=sparsity, begin_step=0, end_step=ramp_steps)
+    return fine_tune(model, callbacks=[MagnitudePruning(schedule, mask_update_steps)])
 
 
 def layer_sparsity(model: keras.Model) -> dict[str, float]:

@@ -9,7 +9,10 @@ MODES = ("float32", "dynamic_range", "float16", "int8")
 # model name: (frontier kind, its TFLite files: every MODE where quantize@<model> converts it; qat's own int8
 # file, written by the qat stage; none for the scratch control)
 KERAS_MODELS = {"teacher": ("teacher", MODES), "student": ("distilled", MODES), "scratch": ("scratch", ()),
-                "pruned": ("pruned", MODES), "pruned_filters": ("pruned", MODES), "qat": ("qat", ("int8",))}
+                "pruned": ("pruned", MODES), "pruned_filters": ("pruned", MODES), "qat": ("qat", ("int8",)),
+                "pruned_scratch": ("scratch", MODES)}
+# the scratch control of each distilled model: the same network and training, on labels alone
+CONTROLS = {"student": "scratch", "pruned": "pruned_scratch"}
 
 
 def quantized_models() -> list[str]:
@@ -18,5 +21,18 @@ def quantized_models() -> list[str]:
 
 
 def shippable() -> list[str]:
-    """The TFLite files benchmark.shipped may name."""
-    return [f"{name}_{mode}" for name, (_, modes) in KERAS_MODELS.items() for mode in modes]
+    """The TFLite files benchmark.shipped may name: any but a control's."""
+    return [f"{name}_{mode}" for name, (_, modes) in KERAS_MODELS.items() for mode in modes
+            if name not in CONTROLS.values()]
+
+
+def control_of(variant: str) -> str | None:
+    """The control's variant of the same format as a distilled one (pruned_int8 -> pruned_scratch_int8,
+    student -> scratch), or None where there is none (the teacher, filter pruning, QAT)."""
+    for model, control in CONTROLS.items():
+        if variant == model:
+            return control
+        mode = variant.removeprefix(model + "_")
+        if variant == f"{model}_{mode}" and mode in KERAS_MODELS[control][1]:
+            return f"{control}_{mode}"
+    return None

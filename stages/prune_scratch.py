@@ -1,0 +1,53 @@
+"""Stage 5b: the scratch control through the compression the shipped student gets. The prune stage
+fine-tunes the distilled student for prune.epochs more while it prunes it; compared with a control that
+never had those epochs, the shipped model's "distilled against scratch" would credit distillation with
+what the extra training did. So the control (models/scratch.keras) is pruned by magnitude the same way:
+to the sparsity the prune stage kept, with the same epochs, ramp, step size, seed and views, on labels
+alone. It is quantized like the student (quantize@pruned_scratch) and the benchmark sets
+pruned_int8 against pruned_scratch_int8."""
+import json
+from functools import partial
+
+from tinygray import backend
+from tinygray.params import stage_params
+
+backend.select(stage_params("train_student")["backend"])  # the students' backend; before anything imports Keras
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+from tinygray import models, prepared, pruning, training  # noqa: E402
+from tinygray.augment import Augmentation, StoredViews  # noqa: E402
+from tinygray.tracking import stage_run  # noqa: E402
+
+PREPARED, VIEWS, SCRATCH = "data/prepared", "data/views", "models/scratch.keras"
+PRUNE_METRICS, PRUNED_SCRATCH, HISTORY = "metrics/prune.json", "models/pruned_scratch.keras", "metrics/history/prune_scratch.csv"
+
+
+def main() -> None:
+    params = stage_params("prune")
+    augmentation = Augmentation.from_params(stage_params("augment"))
+    sparsity = json.loads(open(PRUNE_METRICS).read())["target_sparsity"]  # what the distilled student got
+    with stage_run("prune_scratch", {**params, "target_sparsity": sparsity, **augmentation.run_params()}) as run:
+        train, val = prepared.read_split(PREPARED, "train"), prepared.read_split(PREPARED, "val")
+        prepared.check_num_classes(models.load_model(SCRATCH), PREPARED, SCRATCH)
+        fine_tune = partial(training.fit, train=train, val=val,
+                            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                            metric=training.accuracy_metric(), epochs=params["epochs"], batch_size=params["batch_size"],
+                            learning_rate=params["learning_rate"], seed=params["seed"],
+                            augmentation=StoredViews(VIEWS, augmentation))
+        training.seed_everything(params["seed"])
+        model = models.load_model(SCRATCH)
+        metrics, history = pruning.prune_by_magnitude(
+            model, sparsity, fine_tune, ramp_steps=params["ramp_epochs"] * int(np.ceil(len(train[0]) / params["batch_size"])),
+            mask_update_steps=params["mask_update_steps"])
+        training.write_history(HISTORY, history, title=f"scratch control, magnitude pruning to sparsity {sparsity}")
+        run.log_history("magnitude", history)
+        models.save_model(model, PRUNED_SCRATCH)
+        num_params, nonzero = models.count_params(model)
+        run.finish({**metrics, "target_sparsity": sparsity, "params": num_params, "nonzero_params": nonzero},
+                   artifacts=training.history_files(HISTORY))
+
+
+if __name__ == "__main__":
+    main()
