@@ -19,16 +19,16 @@ $(VENV)/.installed: $(REQUIREMENTS) requirements-common.txt $(CONSTRAINTS) pypro
 	touch $@
 
 # close-stale: a kill followed by `dvc repro` that restores the stage from DVC's run cache starts no stage, so
-# nothing else ends the killed stage's MLflow run (python -m tinygray.tracking close-stale)
+# nothing else ends the killed stage's MLflow run (python -m tinygray.pipeline.tracking close-stale)
 repro: setup
 	dvc repro
-	python -m tinygray.tracking close-stale
+	python -m tinygray.pipeline.tracking close-stale
 
 test: setup
 	python -m pytest
 
 ui: setup
-	python -m tinygray.tracking close-stale
+	python -m tinygray.pipeline.tracking close-stale
 	@echo "MLflow UI: http://127.0.0.1:5000/#/experiments?workflowType=machine_learning (its model-training view)"
 	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false mlflow server --backend-store-uri sqlite:///mlflow.db \
 		--host 127.0.0.1 --port 5000 --workers 1

@@ -10,11 +10,13 @@ import argparse
 import json
 from pathlib import Path
 
+from tinygray.pipeline import layout
+
 
 def compare(paths: list[Path], prepared_dir: Path) -> dict:
     import numpy as np
 
-    from tinygray import models, prepared, stats
+    from tinygray import models, prepared, qat, stats  # noqa: F401  qat: registers the layers of a qat.keras file
 
     images, labels = prepared.read_split(prepared_dir, "test")
     correct, result = {}, {"test_images": int(len(labels)), "models": {}}
@@ -31,7 +33,7 @@ def compare(paths: list[Path], prepared_dir: Path) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("models", nargs=2, type=Path)
-    parser.add_argument("--prepared", type=Path, default=Path("data/prepared"))
+    parser.add_argument("--prepared", type=Path, default=layout.PREPARED)
     parser.add_argument("--json", type=Path, help="also write the result here")
     args = parser.parse_args()
     for path in args.models:

@@ -25,7 +25,7 @@ from pathlib import Path
 import yaml
 
 from tinygray import backend
-from tinygray.params import stage_params
+from tinygray.pipeline.params import stage_params
 
 # the students' backend, as in the stages (a train_student.backend=... override wins); before Keras is imported
 backend.select(next((yaml.safe_load(arg.partition("=")[2]) for arg in sys.argv[1:]
@@ -34,10 +34,11 @@ backend.select(next((yaml.safe_load(arg.partition("=")[2]) for arg in sys.argv[1
 import numpy as np  # noqa: E402
 
 from tinygray import benchmarking, models, prepared, soft_targets, student  # noqa: E402
-from tinygray.atomic import atomic_output  # noqa: E402
+from tinygray.pipeline.atomic import atomic_output  # noqa: E402
 from tinygray.augment import Augmentation, StoredViews, write_views  # noqa: E402
+from tinygray.pipeline import layout  # noqa: E402
 
-PREPARED, TEACHER = "data/prepared", "models/teacher.keras"
+PREPARED, TEACHER = layout.PREPARED, layout.model("teacher")
 
 
 def parse_override(text: str) -> tuple[str, str, object]:

@@ -12,13 +12,13 @@ from __future__ import annotations
 import argparse
 import json
 import subprocess
-from pathlib import Path
 
 from tinygray import frontier, plots
-from tinygray.atomic import atomic_output
-from tinygray.params import load_params
+from tinygray.pipeline.atomic import atomic_output
+from tinygray.pipeline import layout
+from tinygray.pipeline.params import load_params
 
-OUT_PNG, OUT_DATA = Path("metrics/plots/sweep_frontier.png"), Path("metrics/plots/sweep_frontier.json")
+OUT_PNG, OUT_DATA = layout.FRONTIER_DATA.with_name("sweep_frontier.png"), layout.FRONTIER_DATA.with_name("sweep_frontier.json")
 
 
 def experiment_name(widths: list[int]) -> str:

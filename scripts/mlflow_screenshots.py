@@ -1,6 +1,6 @@
 """Screenshots of the MLflow UI in a real browser, after `make repro`: what a user sees first.
 
-Starts the MLflow server on the repository's store (tinygray.tracking.local_server: as `make ui` does, on a
+Starts the MLflow server on the repository's store (tinygray.pipeline.tracking.local_server: as `make ui` does, on a
 free port), asks the store for the pages worth seeing (the experiment's runs with each pipeline execution's stages nested under it, the
 student's per-epoch curves, the registered model's version, the shipped model's contract file) and takes
 each with headless Chromium (Debian package `chromium`) driven by Playwright (`pip install playwright`;
@@ -21,9 +21,9 @@ from pathlib import Path
 
 from mlflow import MlflowClient
 
-from tinygray import tracking
-from tinygray.tracking import DEFAULT_EXPERIMENT as EXPERIMENT
-from tinygray.tracking import REGISTERED_MODEL
+from tinygray.pipeline import tracking
+from tinygray.pipeline.tracking import DEFAULT_EXPERIMENT as EXPERIMENT
+from tinygray.registry import REGISTERED_MODEL
 
 
 def pages(client: MlflowClient) -> dict[str, str]:

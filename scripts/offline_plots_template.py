@@ -14,7 +14,7 @@ from pathlib import Path
 
 import vl_convert
 
-from tinygray.atomic import atomic_output
+from tinygray.pipeline.atomic import atomic_output
 
 DEFAULT = Path(".dvc/tmp/offline_plots.html")
 

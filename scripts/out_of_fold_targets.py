@@ -22,11 +22,12 @@ from pathlib import Path
 import numpy as np
 
 from tinygray import prepared, soft_targets, teacher, training
-from tinygray.atomic import atomic_output
+from tinygray.pipeline.atomic import atomic_output
 from tinygray.augment import Augmentation, StoredViews
-from tinygray.params import stage_params
+from tinygray.pipeline import layout
+from tinygray.pipeline.params import stage_params
 
-PREPARED, VIEWS = "data/prepared", "data/views"
+PREPARED, VIEWS = layout.PREPARED, layout.VIEWS
 
 
 def stratified_folds(labels: np.ndarray, k: int, seed: int) -> np.ndarray:

@@ -12,8 +12,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from tinygray.pipeline import layout
+
 BLOCKS = {
-    "results": (Path("reports/benchmark.md"),
+    "results": (layout.REPORTS / "benchmark.md",
                 "Produced by `make repro` (`dvc repro`) with the default `params.yaml`, copied from the committed\n"
                 "`reports/benchmark.md` by `python scripts/quote_results.py` (`metrics/benchmark.json` holds the "
                 "same\nnumbers; `dvc metrics show` prints them).\n"),

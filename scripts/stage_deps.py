@@ -12,10 +12,14 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 
-# Modules that do not shape any stage's outputs, only how a run is checked and recorded: editing them must
-# not retrain models. Everything else a stage imports, directly or through other modules, is a dependency.
-PLUMBING = {"tinygray/__init__.py", "tinygray/params.py", "tinygray/tracking.py", "tinygray/metrics.py",
-            "tinygray/atomic.py"}
+# Modules that do not shape any stage's outputs, only how a run is checked and recorded (tinygray/pipeline/):
+# editing them must not retrain models. Everything else a stage imports, directly or through other modules,
+# is a dependency.
+PLUMBING_PACKAGE = "tinygray/pipeline/"
+
+
+def is_plumbing(module: str) -> bool:
+    return module.startswith(PLUMBING_PACKAGE) or module == "tinygray/__init__.py"
 
 
 def tinygray_imports(path: Path) -> set[str]:
@@ -23,10 +27,10 @@ def tinygray_imports(path: Path) -> set[str]:
     found = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "tinygray":
-            if node.module == "tinygray":  # from tinygray import data, models
-                found |= {f"tinygray/{alias.name}.py" for alias in node.names}
-            else:
-                found.add(node.module.replace(".", "/") + ".py")
+            package = node.module.replace(".", "/")
+            for alias in node.names:  # from tinygray import models; from tinygray.pipeline import layout
+                submodule = f"{package}/{alias.name}.py"
+                found.add(submodule if (REPO / submodule).is_file() else f"{package}.py")
         elif isinstance(node, ast.Import):
             found |= {alias.name.replace(".", "/") + ".py" for alias in node.names if alias.name.startswith("tinygray.")}
     return {module for module in found if (REPO / module).is_file()}
@@ -39,13 +43,13 @@ def closure(script: str) -> set[str]:
     while todo:
         for module in tinygray_imports(REPO / todo.pop()) - seen:
             seen.add(module)
-            if module not in PLUMBING:
+            if not is_plumbing(module):
                 todo.append(module)
     return seen
 
 
 def sync(dvc_yaml: Path = REPO / "dvc.yaml") -> None:
-    """Replace the tinygray/*.py deps of each stage with closure(its script) - PLUMBING, in sorted order,
+    """Replace the tinygray/*.py deps of each stage with closure(its script) less the plumbing, in sorted order,
     right after the stage's own script; every other line of dvc.yaml is kept as it is."""
     out = []
     for line in dvc_yaml.read_text().splitlines(keepends=True):
@@ -54,7 +58,8 @@ def sync(dvc_yaml: Path = REPO / "dvc.yaml") -> None:
         out.append(line)
         script = re.match(r"(\s+)- (stages/\w+\.py)\s*$", line)
         if script:
-            out += [f"{script.group(1)}- {module}\n" for module in sorted(closure(script.group(2)) - PLUMBING)]
+            out += [f"{script.group(1)}- {module}\n" for module in sorted(closure(script.group(2)))
+                    if not is_plumbing(module)]
     dvc_yaml.write_text("".join(out))
 
 

@@ -11,7 +11,10 @@ from pathlib import Path
 
 import yaml
 
-TIMING = Path("metrics/timing")
+from tinygray.pipeline import layout
+from tinygray.pipeline.metrics import TIMING_DIR
+
+TIMING = layout.METRICS / TIMING_DIR
 
 
 def stage_names() -> list[str]:

@@ -1,17 +1,17 @@
 """Stage 7: every variant on the test split, measured the same way: one table, seed statistics, what each
 compression step costs, paired tests, the size/accuracy frontier, and the shipped model registered in MLflow."""
 import json
-from pathlib import Path
 
 import numpy as np
 
-from tinygray import benchmarking, frontier, plots, predict, prepared, report, tracking, training
-from tinygray.atomic import atomic_output
-from tinygray.params import stage_params
-from tinygray.tracking import stage_run
+from tinygray import benchmarking, frontier, plots, predict, prepared, registry, report, training
+from tinygray.pipeline.atomic import atomic_output
+from tinygray.pipeline.params import stage_params
+from tinygray.pipeline.tracking import stage_run
+from tinygray.pipeline import layout
 from tinygray.variants import TEACHER
 
-PREPARED, REPORT_DIR, FRONTIER_DATA = "data/prepared", Path("reports"), "metrics/plots/frontier.json"
+PREPARED, REPORT_DIR, FRONTIER_DATA = layout.PREPARED, layout.REPORTS, layout.FRONTIER_DATA
 CONTRACT = "contract.json"  # how to call the shipped .tflite: classes, input, int8 scales (tinygray.predict)
 HEADLINE_KEYS = ("accuracy", "size_bytes", "latency_ms_p50", "size_ratio", "speedup", "accuracy_delta", "fidelity")
 
@@ -26,7 +26,7 @@ def main() -> None:
         by_name = result.by_name()
         comparisons = benchmarking.comparisons(result, test_labels, shipped)
         steps = benchmarking.compression_steps(result, test_labels)
-        preprocess_metrics = json.loads(Path("metrics/preprocess.json").read_text())
+        preprocess_metrics = json.loads(layout.stage_metrics("preprocess").read_text())
         test_source = preprocess_metrics["test_source"]
         with atomic_output(REPORT_DIR) as staging:
             staging.mkdir()
@@ -40,7 +40,7 @@ def main() -> None:
             (staging / "benchmark.md").write_text(report.render(
                 variants=result.variants, shipped=shipped, teacher=TEACHER, seeds=result.seeds, comparisons=comparisons,
                 compression_steps=steps, test_description=f"{len(test_labels):,} images ({test_source})",
-                teacher_views=json.loads(Path("metrics/soft_targets.json").read_text()), layer_errors=result.layer_errors,
+                teacher_views=json.loads(layout.stage_metrics("soft_targets").read_text()), layer_errors=result.layer_errors,
                 duplicates=preprocess_metrics.get("duplicates"),
                 machine=benchmarking.machine_description(),
                 latency_protocol=f"batch 1 through the LiteRT interpreter, {params['warmup_runs']} warm-up then "
@@ -72,7 +72,7 @@ def main() -> None:
             raise SystemExit(f"benchmark: the shipped variant {shipped} failed its int8 gate (metrics/quantize@"
                              f"{by_name[shipped]['model']}.json, int8_gate); not registering it. Ship another "
                              "variant (benchmark.shipped) or relax quantize.max_int8_accuracy_drop; see reports/benchmark.md")
-        tracking.register_shipped_model(result.files[shipped], REPORT_DIR / CONTRACT, by_name[shipped])
+        registry.register_shipped_model(result.files[shipped], REPORT_DIR / CONTRACT, by_name[shipped])
 
 
 if __name__ == "__main__":

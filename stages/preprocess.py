@@ -6,11 +6,12 @@ from pathlib import Path
 import numpy as np
 
 from tinygray import data, image_folder
-from tinygray.atomic import atomic_output
-from tinygray.params import stage_params
-from tinygray.tracking import stage_run
+from tinygray.pipeline.atomic import atomic_output
+from tinygray.pipeline.params import stage_params
+from tinygray.pipeline import layout
+from tinygray.pipeline.tracking import stage_run
 
-OUT, DUPLICATES = "data/prepared", "metrics/preprocess_duplicates.csv"
+OUT, DUPLICATES = layout.PREPARED, layout.DUPLICATES
 
 
 def main() -> None:

@@ -6,7 +6,7 @@ prune.max_val_drop of the student's is kept."""
 from functools import partial
 
 from tinygray import backend
-from tinygray.params import stage_params
+from tinygray.pipeline.params import stage_params
 
 backend.select(stage_params("train_student")["backend"])  # the students' backend; before anything imports Keras
 
@@ -15,11 +15,13 @@ import numpy as np  # noqa: E402
 from tinygray import models, prepared, pruning, structured_pruning, student, training  # noqa: E402
 from tinygray.augment import Augmentation, StoredViews  # noqa: E402
 from tinygray.soft_targets import distillation_data  # noqa: E402
-from tinygray.tracking import stage_run  # noqa: E402
+from tinygray.pipeline import layout  # noqa: E402
+from tinygray.pipeline.tracking import stage_run  # noqa: E402
+from tinygray.pipeline.history import history_files, write_history  # noqa: E402
 
-PREPARED, VIEWS, SOFT_TARGETS, STUDENT = "data/prepared", "data/views", "data/soft_targets", "models/student.keras"
-MAGNITUDE, FILTERS = "models/pruned.keras", "models/pruned_filters.keras"
-HISTORY, FILTERS_HISTORY = "metrics/history/prune.csv", "metrics/history/prune_filters.csv"
+PREPARED, VIEWS, SOFT_TARGETS, STUDENT = layout.PREPARED, layout.VIEWS, layout.SOFT_TARGETS, layout.model("student")
+MAGNITUDE, FILTERS = layout.model("pruned"), layout.model("pruned_filters")
+HISTORY, FILTERS_HISTORY = layout.history("prune"), layout.history("prune_filters")
 
 
 def main() -> None:
@@ -54,8 +56,8 @@ def main() -> None:
         budget = partial(pruning.most_compressed_within_budget, baseline_val_accuracy=baseline,
                          max_val_drop=params["max_val_drop"])
         pruned, pruned_filters = budget(params["sparsities"], magnitude), budget(params["filter_fractions"], filters)
-        training.write_history(HISTORY, pruned.history, title=f"magnitude pruning to sparsity {pruned.level}")
-        training.write_history(FILTERS_HISTORY, pruned_filters.history,
+        write_history(HISTORY, pruned.history, title=f"magnitude pruning to sparsity {pruned.level}")
+        write_history(FILTERS_HISTORY, pruned_filters.history,
                                title=f"filter pruning, fraction {pruned_filters.level} removed")
         run.log_history("magnitude", pruned.history)
         run.log_history("filters", pruned_filters.history)
@@ -78,7 +80,7 @@ def main() -> None:
             "structured": {**pruned_filters.metrics, "params": models.count_params(pruned_filters.model)[0],
                            "filter_fraction": pruned_filters.level, "within_budget": pruned_filters.within_budget,
                            "trials": pruned_filters.trials},
-        }, artifacts=training.history_files(HISTORY) + training.history_files(FILTERS_HISTORY))
+        }, artifacts=history_files(HISTORY) + history_files(FILTERS_HISTORY))
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ import json
 from functools import partial
 
 from tinygray import backend
-from tinygray.params import stage_params
+from tinygray.pipeline.params import stage_params
 
 backend.select(stage_params("train_student")["backend"])  # the students' backend; before anything imports Keras
 
@@ -18,16 +18,18 @@ import numpy as np  # noqa: E402
 
 from tinygray import models, prepared, pruning, training  # noqa: E402
 from tinygray.augment import Augmentation, StoredViews  # noqa: E402
-from tinygray.tracking import stage_run  # noqa: E402
+from tinygray.pipeline import layout  # noqa: E402
+from tinygray.pipeline.tracking import stage_run  # noqa: E402
+from tinygray.pipeline.history import history_files, write_history  # noqa: E402
 
-PREPARED, VIEWS, SCRATCH = "data/prepared", "data/views", "models/scratch.keras"
-PRUNE_METRICS, PRUNED_SCRATCH, HISTORY = "metrics/prune.json", "models/pruned_scratch.keras", "metrics/history/prune_scratch.csv"
+PREPARED, VIEWS, SCRATCH = layout.PREPARED, layout.VIEWS, layout.model("scratch")
+PRUNE_METRICS, PRUNED_SCRATCH, HISTORY = layout.stage_metrics("prune"), layout.model("pruned_scratch"), layout.history("prune_scratch")
 
 
 def main() -> None:
     params = stage_params("prune")
     augmentation = Augmentation.from_params(stage_params("augment"))
-    sparsity = json.loads(open(PRUNE_METRICS).read())["target_sparsity"]  # what the distilled student got
+    sparsity = json.loads(PRUNE_METRICS.read_text())["target_sparsity"]  # what the distilled student got
     with stage_run("prune_scratch", {**params, "target_sparsity": sparsity, **augmentation.run_params()}) as run:
         train, val = prepared.read_split(PREPARED, "train"), prepared.read_split(PREPARED, "val")
         prepared.check_num_classes(models.load_model(SCRATCH), PREPARED, SCRATCH)
@@ -41,12 +43,12 @@ def main() -> None:
         metrics, history = pruning.prune_by_magnitude(
             model, sparsity, fine_tune, ramp_steps=params["ramp_epochs"] * int(np.ceil(len(train[0]) / params["batch_size"])),
             mask_update_steps=params["mask_update_steps"])
-        training.write_history(HISTORY, history, title=f"scratch control, magnitude pruning to sparsity {sparsity}")
+        write_history(HISTORY, history, title=f"scratch control, magnitude pruning to sparsity {sparsity}")
         run.log_history("magnitude", history)
         models.save_model(model, PRUNED_SCRATCH)
         num_params, nonzero = models.count_params(model)
         run.finish({**metrics, "target_sparsity": sparsity, "params": num_params, "nonzero_params": nonzero},
-                   artifacts=training.history_files(HISTORY))
+                   artifacts=history_files(HISTORY))
 
 
 if __name__ == "__main__":

@@ -5,21 +5,23 @@ are kept: it starts from the compressed model and zero weights stay zero."""
 import numpy as np
 
 from tinygray import models, prepared, pruning, qat, quantization, student, training
-from tinygray.atomic import atomic_output
+from tinygray.pipeline.atomic import atomic_output
 from tinygray.augment import Augmentation, StoredViews
-from tinygray.params import stage_params
+from tinygray.pipeline.params import stage_params
 from tinygray.soft_targets import distillation_data
-from tinygray.tracking import stage_run
+from tinygray.pipeline import layout
+from tinygray.pipeline.tracking import stage_run
+from tinygray.pipeline.history import history_files, write_history
 
-PREPARED, VIEWS, SOFT_TARGETS = "data/prepared", "data/views", "data/soft_targets"
-MODEL, OUT, HISTORY = "models/qat.keras", "models/tflite/qat", "metrics/history/qat.csv"
+PREPARED, VIEWS, SOFT_TARGETS = layout.PREPARED, layout.VIEWS, layout.SOFT_TARGETS
+MODEL, OUT, HISTORY = layout.model("qat"), layout.tflite_dir("qat"), layout.history("qat")
 
 
 def main() -> None:
     params = stage_params("qat")
     student_params = stage_params("train_student")
     augmentation = Augmentation.from_params(stage_params("augment"))
-    source = f"models/{params['source']}.keras"
+    source = layout.model(params["source"])
     with stage_run("qat", {**params, **{key: student_params[key] for key in student.LOSS_PARAMS},
                            **augmentation.run_params()}) as run:
         train, val = distillation_data(PREPARED, SOFT_TARGETS, augmentation)
@@ -34,7 +36,7 @@ def main() -> None:
                                         seed=params["seed"], augmentation=StoredViews(VIEWS, augmentation),
                                         targets_per_view=True, callbacks=[pruning.KeepZeros()])
         run.log_history("qat", history)
-        training.write_history(HISTORY, history, title=f"quantization-aware training of {params['source']}")
+        write_history(HISTORY, history, title=f"quantization-aware training of {params['source']}")
         models.save_model(model, MODEL)
         val_images, val_labels = prepared.read_split(PREPARED, "val")
         representative = quantization.representative_dataset(train_images, 200, params["seed"])
@@ -47,7 +49,7 @@ def main() -> None:
         run.finish({**metrics, "source": params["source"], "val_accuracy": round(keras_val, 4), "tflite_val_accuracy": round(tflite_val, 4),
                     "ranges": {name: {"calibrated_min": calibrated[name][0], "calibrated_max": calibrated[name][1],
                                       "min": trained[0], "max": trained[1]} for name, trained in qat.ranges(model).items()}},
-                   artifacts=training.history_files(HISTORY))
+                   artifacts=history_files(HISTORY))
 
 
 if __name__ == "__main__":

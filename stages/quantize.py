@@ -9,16 +9,17 @@ import sys
 import numpy as np
 
 from tinygray import models, predict, prepared, quantization
-from tinygray.atomic import atomic_output
-from tinygray.params import stage_params
-from tinygray.tracking import stage_run
+from tinygray.pipeline.atomic import atomic_output
+from tinygray.pipeline.params import stage_params
+from tinygray.pipeline import layout
+from tinygray.pipeline.tracking import stage_run
 from tinygray.variants import MODES
 
-PREPARED = "data/prepared"
+PREPARED = layout.PREPARED
 
 
 def main(model_name: str) -> None:
-    source, out = f"models/{model_name}.keras", f"models/tflite/{model_name}"
+    source, out = layout.model(model_name), layout.tflite_dir(model_name)
     params = stage_params("quantize")
     resize = stage_params("preprocess")["resize"]  # for the contract beside each file
     with stage_run(f"quantize@{model_name}", params) as run:

@@ -3,12 +3,13 @@ experiments never rerun it and always learn the teacher's answer for the view th
 import numpy as np
 
 from tinygray import models, prepared, soft_targets
-from tinygray.atomic import atomic_output
+from tinygray.pipeline.atomic import atomic_output
 from tinygray.augment import Augmentation, StoredViews, views_warning
-from tinygray.params import stage_params
-from tinygray.tracking import stage_run
+from tinygray.pipeline.params import stage_params
+from tinygray.pipeline import layout
+from tinygray.pipeline.tracking import stage_run
 
-PREPARED, VIEWS, TEACHER, OUT = "data/prepared", "data/views", "models/teacher.keras", "data/soft_targets"
+PREPARED, VIEWS, TEACHER, OUT = layout.PREPARED, layout.VIEWS, layout.model("teacher"), layout.SOFT_TARGETS
 
 
 def main() -> None:

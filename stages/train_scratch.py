@@ -2,16 +2,18 @@
 labels alone, its seed selected by the same rule. Without it a distillation "gain" cannot be told from the
 student simply being trained well."""
 from tinygray import backend
-from tinygray.params import stage_params
+from tinygray.pipeline.params import stage_params
 
 backend.select(stage_params("train_student")["backend"])  # before anything below imports Keras
 
-from tinygray import prepared, student, training  # noqa: E402
+from tinygray import prepared, student  # noqa: E402
 from tinygray.augment import Augmentation  # noqa: E402
-from tinygray.tracking import stage_run  # noqa: E402
+from tinygray.pipeline import layout  # noqa: E402
+from tinygray.pipeline.tracking import stage_run  # noqa: E402
+from tinygray.pipeline.history import history_files  # noqa: E402
 
-PREPARED, VIEWS, MODEL_DIR, SELECTED = "data/prepared", "data/views", "models/scratch", "models/scratch.keras"
-HISTORY = "metrics/history/scratch.csv"
+PREPARED, VIEWS, MODEL_DIR, SELECTED = layout.PREPARED, layout.VIEWS, layout.seeds("scratch"), layout.model("scratch")
+HISTORY = layout.history("scratch")
 
 
 def main() -> None:
@@ -24,7 +26,7 @@ def main() -> None:
         metrics, histories = student.train_seeds(train, val, num_classes, params, setup, views, MODEL_DIR, SELECTED, HISTORY)
         for seed, history in histories.items():
             run.log_history(f"seed_{seed}", history)
-        run.finish(metrics, artifacts=training.history_files(HISTORY))
+        run.finish(metrics, artifacts=history_files(HISTORY))
 
 
 if __name__ == "__main__":

@@ -2,16 +2,18 @@
 each augmented view, over several seeds (the best on validation goes on as models/student.keras);
 optionally through a chain of teacher assistants."""
 from tinygray import backend
-from tinygray.params import stage_params
+from tinygray.pipeline.params import stage_params
 
 backend.select(stage_params("train_student")["backend"])  # before anything below imports Keras
 
-from tinygray import distillation, prepared, student, training  # noqa: E402
+from tinygray import distillation, prepared, student  # noqa: E402
 from tinygray.augment import Augmentation  # noqa: E402
-from tinygray.tracking import stage_run  # noqa: E402
+from tinygray.pipeline import layout  # noqa: E402
+from tinygray.pipeline.tracking import stage_run  # noqa: E402
+from tinygray.pipeline.history import history_files  # noqa: E402
 
-PREPARED, VIEWS, SOFT_TARGETS, TEACHER = "data/prepared", "data/views", "data/soft_targets", "models/teacher.keras"
-MODEL_DIR, SELECTED, HISTORY = "models/student", "models/student.keras", "metrics/history/student.csv"
+PREPARED, VIEWS, SOFT_TARGETS, TEACHER = layout.PREPARED, layout.VIEWS, layout.SOFT_TARGETS, layout.model("teacher")
+MODEL_DIR, SELECTED, HISTORY = layout.seeds("student"), layout.model("student"), layout.history("student")
 
 
 def main() -> None:
@@ -26,7 +28,7 @@ def main() -> None:
         metrics, histories = student.train_seeds(train, val, num_classes, params, setup, views, MODEL_DIR, SELECTED, HISTORY)
         for seed, history in histories.items():
             run.log_history(f"seed_{seed}", history)
-        run.finish({**metrics, **confidence, **({"assistants": assistants} if assistants else {})}, artifacts=training.history_files(HISTORY))
+        run.finish({**metrics, **confidence, **({"assistants": assistants} if assistants else {})}, artifacts=history_files(HISTORY))
 
 
 if __name__ == "__main__":

@@ -3,10 +3,12 @@ scratch), trained on labels with early stopping on validation, on one device or 
 (train_teacher.distribute; with multi_worker every worker runs this stage and the chief writes its outputs)."""
 from tinygray import distribute, models, prepared, teacher, training
 from tinygray.augment import Augmentation
-from tinygray.params import stage_params
-from tinygray.tracking import stage_run
+from tinygray.pipeline.params import stage_params
+from tinygray.pipeline import layout
+from tinygray.pipeline.tracking import stage_run
+from tinygray.pipeline.history import history_files, write_history
 
-PREPARED, MODEL, HISTORY = "data/prepared", "models/teacher.keras", "metrics/history/teacher.csv"
+PREPARED, MODEL, HISTORY = layout.PREPARED, layout.model("teacher"), layout.history("teacher")
 
 
 def fit_teacher(params: dict, strategy, augmentation) -> tuple:
@@ -39,7 +41,7 @@ def main() -> None:
             hint=f"Seen: training accuracy {histories[-1]['accuracy'][-1]:.4f} at the last of {metrics['epochs']} epochs. "
                  "Try a larger train_teacher.patience or epochs, a lower learning_rate, and look at class_counts in "
                  "metrics/preprocess.json; no teacher was written.")
-        training.write_history(HISTORY, *histories)
+        write_history(HISTORY, *histories)
         step = 1
         for phase, history in zip(metrics["phases"], histories):  # one curve across phases, named by phase
             run.log_history(f"teacher_{phase}", history, first_step=step)
@@ -49,7 +51,7 @@ def main() -> None:
               flush=True)
         run.finish({**metrics, "params": models.count_params(model)[0],
                     "distribute": distribute.describe(strategy, params["distribute"])},
-                   artifacts=training.history_files(HISTORY))
+                   artifacts=history_files(HISTORY))
 
 
 if __name__ == "__main__":

@@ -2,12 +2,13 @@
 teacher's soft targets, the distilled students and their control, so each sees exactly the same pixels and
 no training epoch pays the warping again."""
 from tinygray import prepared
-from tinygray.atomic import atomic_output, require_free_space
+from tinygray.pipeline.atomic import atomic_output, require_free_space
 from tinygray.augment import Augmentation, write_views
-from tinygray.params import stage_params
-from tinygray.tracking import stage_run
+from tinygray.pipeline.params import stage_params
+from tinygray.pipeline import layout
+from tinygray.pipeline.tracking import stage_run
 
-PREPARED, OUT = "data/prepared", "data/views"
+PREPARED, OUT = layout.PREPARED, layout.VIEWS
 
 
 def main() -> None:

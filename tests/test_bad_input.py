@@ -9,8 +9,8 @@ import pytest
 import yaml
 
 from stage_helpers import REPO, free_ports, make_folder, run_stage, stage_env, write_params
-from tinygray.params import ParamsError, stage_params
-from tinygray.tracking import TrackingServerError, check_tracking_server
+from tinygray.pipeline.params import ParamsError, stage_params
+from tinygray.pipeline.tracking import TrackingServerError, check_tracking_server
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

@@ -48,7 +48,7 @@ def test_only_the_chief_writes_outputs(monkeypatch):
 
 
 def test_an_unknown_strategy_is_refused_by_the_params_check(tmp_path):
-    from tinygray.params import ParamsError, stage_params
+    from tinygray.pipeline.params import ParamsError, stage_params
 
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["train_teacher"]["distribute"] = "horovod"

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from tinygray import metrics
+from tinygray.pipeline import metrics
 
 
 def test_write_metrics_adds_stage_and_validates(tmp_path):

@@ -94,7 +94,7 @@ def test_keras_fits_from_memmapped_batches_and_checkpoint_check(tmp_path, digits
 
 
 def test_class_names_become_valid_mlflow_metric_names():
-    from tinygray.tracking import _metric_name
+    from tinygray.pipeline.tracking import _metric_name
 
     assert _metric_name("class_counts.train.c++ (v2)") == "class_counts.train.c__ _v2_"
     assert _metric_name("class_counts.train.été") == "class_counts.train.été"
@@ -231,7 +231,7 @@ def test_a_disk_too_full_for_the_prepared_images_is_refused_before_writing(tmp_p
     import shutil
     from collections import namedtuple
 
-    from tinygray.atomic import NotEnoughSpace
+    from tinygray.pipeline.atomic import NotEnoughSpace
 
     raw = make_folder(tmp_path / "raw", {"a": 12, "b": 12})
     usage = namedtuple("usage", "total used free")

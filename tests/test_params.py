@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tinygray.params import SPECS, ParamsError, stage_params
+from tinygray.pipeline.params import SPECS, ParamsError, stage_params
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -13,7 +13,7 @@ import pytest
 import yaml
 from stage_helpers import run
 
-from tinygray import tracking
+from tinygray.pipeline import tracking
 
 REPO = Path(__file__).resolve().parents[1]
 QUANTIZED = ["teacher", "student", "pruned", "pruned_filters", "pruned_scratch"]
@@ -94,7 +94,7 @@ def test_repro_runs_every_stage_and_writes_every_output(project):
 
 def test_metrics_follow_the_schema_and_benchmark_lists_every_variant(project):
     root, _, _ = project
-    from tinygray.metrics import validate
+    from tinygray.pipeline.metrics import validate
 
     for stage in STAGES:
         content = json.loads((root / "metrics" / f"{stage}.json").read_text())

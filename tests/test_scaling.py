@@ -13,7 +13,7 @@ import pytest
 
 from stage_helpers import REPO, free_ports, make_folder, run
 
-from tinygray import tracking
+from tinygray.pipeline import tracking
 
 POSTGRES_BIN = [Path("/usr/lib/postgresql/15/bin"), Path("/usr/local/bin")]
 
@@ -68,7 +68,8 @@ import sys, numpy as np
 from pathlib import Path
 from tinygray import quantization
 from tinygray.models import build_cnn
-from tinygray.tracking import register_shipped_model, stage_run
+from tinygray.pipeline.tracking import stage_run
+from tinygray.registry import register_shipped_model
 with stage_run("benchmark", {"shipped": "tiny_int8"}) as run:
     model = build_cnn((8, 8, 1), 3, [4])
     Path("tiny_int8.tflite").write_bytes(quantization.convert(model, "float32"))

@@ -4,6 +4,7 @@ import pytest
 from tinygray import student
 from tinygray.augment import Augmentation
 from tinygray.distillation import pack_targets
+from tinygray.pipeline.history import history_files, write_history
 
 P = {"seed": 7, "num_seeds": 2, "widths": [4, 8], "convs_per_block": 1, "input_size": None, "temperature": 4.0, "alpha": 0.5, "dkd_beta": None, "assistants": [[8, 8]],
      "epochs": 2, "batch_size": 128, "learning_rate": 0.01, "patience": 5, "schedule": "plateau",
@@ -53,12 +54,10 @@ def test_assistant_chain_hands_on_its_own_logits_for_every_view(digits_split):
 
 
 def test_history_is_written_as_csv_and_png(tmp_path):
-    from tinygray import training
-
-    training.write_history(tmp_path / "h.csv", {"accuracy": [0.5, 0.7], "val_accuracy": [0.4, 0.6], "loss": [2.0, 1.0],
-                                                "val_loss": [2.1, 1.2]}, {"accuracy": [0.8], "val_accuracy": [0.7],
-                                                                          "loss": [0.5], "val_loss": [0.9]})
-    csv_file, png = training.history_files(tmp_path / "h.csv")
+    write_history(tmp_path / "h.csv", {"accuracy": [0.5, 0.7], "val_accuracy": [0.4, 0.6], "loss": [2.0, 1.0],
+                                       "val_loss": [2.1, 1.2]}, {"accuracy": [0.8], "val_accuracy": [0.7],
+                                                                 "loss": [0.5], "val_loss": [0.9]})
+    csv_file, png = history_files(tmp_path / "h.csv")
     assert csv_file.read_text().splitlines()[3].startswith("3,1,")  # epochs numbered on across phases
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

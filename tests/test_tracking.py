@@ -1,7 +1,7 @@
 import os
 from pathlib import Path
 
-from tinygray import tracking
+from tinygray.pipeline import tracking
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -51,7 +51,7 @@ import pytest  # noqa: E402
 
 FAKE_STAGE = """
 import sys, time
-from tinygray.tracking import stage_run
+from tinygray.pipeline.tracking import stage_run
 with stage_run(sys.argv[1], {"x": 1}) as run:
     print("started", flush=True)
     time.sleep(float(sys.argv[2]))
@@ -117,18 +117,18 @@ def test_a_run_left_running_by_kill_9_is_closed_by_the_next_stage(store):
 
 def test_close_stale_ends_a_killed_run_when_no_stage_follows(store):
     """kill -9 of train_student, then `dvc repro` restored it from the run cache: no stage started, so the killed
-    run and its parent stayed RUNNING. `make repro` and `make ui` end them (python -m tinygray.tracking close-stale)."""
+    run and its parent stayed RUNNING. `make repro` and `make ui` end them (python -m tinygray.pipeline.tracking close-stale)."""
     tmp_path, env = store
     process = start(tmp_path, env, "killed", 60)
     process.kill()
     process.wait(30)
-    result = subprocess.run([sys.executable, "-m", "tinygray.tracking", "close-stale"], cwd=tmp_path, env=env,
+    result = subprocess.run([sys.executable, "-m", "tinygray.pipeline.tracking", "close-stale"], cwd=tmp_path, env=env,
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and "2 run(s) left RUNNING by a killed stage ended KILLED" in result.stdout, result.stderr
     found, _ = runs(tmp_path)
     assert found["killed"].info.status == "KILLED" and found["parent"].info.status == "KILLED"
     makefile = (REPO_ROOT / "Makefile").read_text()
-    assert makefile.count("\tpython -m tinygray.tracking close-stale\n") == 2  # in repro and ui
+    assert makefile.count("\tpython -m tinygray.pipeline.tracking close-stale\n") == 2  # in repro and ui
 
 
 def test_a_stage_stops_at_once_with_one_line_when_its_tracking_server_dies(store):
@@ -136,7 +136,7 @@ def test_a_stage_stops_at_once_with_one_line_when_its_tracking_server_dies(store
     `.../runs/log-batch failed`, outputs half written. Now the stage's watchdog sees the server gone and stops it."""
     import psutil
 
-    from tinygray import tracking
+    from tinygray.pipeline import tracking
 
     tmp_path, env = store
     with tracking.local_server(f"sqlite:///{tmp_path}/server.db", tmp_path, env=env) as uri:
@@ -192,7 +192,7 @@ def test_a_stage_whose_dvc_process_died_before_it_started_stops_at_once(store):
 
 HISTORY_STAGE = """
 import sys
-from tinygray.tracking import stage_run
+from tinygray.pipeline.tracking import stage_run
 with stage_run("history", {}) as run:
     print("started", flush=True)
     run.log_history("seed_42", {"val_accuracy": [0.5, 0.7, 0.9], "loss": [2.0, 1.0, 0.5]})
@@ -223,7 +223,7 @@ def test_a_new_sqlite_store_is_created_by_one_stage_at_a_time(tmp_path):
     import fcntl
 
     store = tmp_path / "mlflow.db"
-    code = f"from tinygray import tracking; tracking.create_sqlite_store_once('sqlite:///{store}')"
+    code = f"from tinygray.pipeline import tracking; tracking.create_sqlite_store_once('sqlite:///{store}')"
     with open(tmp_path / "mlflow.db.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # another stage is creating the store
         waiting = subprocess.Popen([sys.executable, "-c", code])

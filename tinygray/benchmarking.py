@@ -13,32 +13,24 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import f1_score
 
-from tinygray import models, quantization, stats
+from tinygray import models, prepared, qat, quantization, stats  # qat: registers the layers qat.keras holds
+from tinygray.pipeline import layout
 from tinygray.variants import CONTROLS, KERAS_MODELS, MODES, TEACHER, control_of
 
 # Every seed trained by the students' stage and by their control, and the metrics file in which each
 # stage recorded the seed it selected.
-SEED_DIRS = {"distilled": ("models/student", "metrics/train_student.json"),
-             "scratch": ("models/scratch", "metrics/train_scratch.json")}
-
-
-def model_file(name: str) -> Path:
-    """The one file each Keras model of the pipeline lives in (the students: the seed selected on val)."""
-    return Path(f"models/{name}.keras")
-
-
-def tflite_file(name: str, mode: str) -> Path:
-    return Path("models/tflite") / name / f"{name}_{mode}.tflite"
+SEED_DIRS = {"distilled": (layout.seeds("student"), layout.stage_metrics("train_student")),
+             "scratch": (layout.seeds("scratch"), layout.stage_metrics("train_scratch"))}
 
 
 def qat_source() -> str:
     """The model quantization-aware training started from, as the qat stage recorded it."""
-    return json.loads(Path("metrics/qat.json").read_text())["source"]
+    return json.loads(layout.stage_metrics("qat").read_text())["source"]
 
 
 def int8_gate(name: str) -> dict:
     """The int8 gate of a model, as its quantize stage recorded it."""
-    return json.loads(Path(f"metrics/quantize@{name}.json").read_text())["int8_gate"]
+    return json.loads(layout.stage_metrics(f"quantize@{name}").read_text())["int8_gate"]
 
 
 def classification_metrics(logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
@@ -126,20 +118,20 @@ def measure(test_images: np.ndarray, test_labels: np.ndarray, params: dict) -> B
     result, timed = Benchmark(), {}
     with tempfile.TemporaryDirectory() as tmp:
         for name, (kind, modes) in KERAS_MODELS.items():
-            model = models.load_model(model_file(name))
+            model = models.load_model(layout.model(name))
             counts = models.count_params(model)
             # A Keras row is timed as the float32 .tflite of the same network: the quantize stage's where there
             # is one, else (the scratch control) a conversion made here.
             if "float32" in modes:
-                timed[name] = tflite_file(name, "float32")
+                timed[name] = layout.tflite(name, "float32")
             else:
                 timed[name] = Path(tmp) / f"{name}.tflite"
                 timed[name].write_bytes(quantization.convert(model, "float32"))
             logits = model.predict(test_images, batch_size=256, verbose=0)
             _add(result, {"name": name, "format": "keras", "model": name, "kind": kind}, logits, test_labels,
-                 counts, model_file(name))
+                 counts, layout.model(name))
             for mode in modes:
-                tflite = tflite_file(name, mode)
+                tflite = layout.tflite(name, mode)
                 gate = {"gate_passed": int8_gate(name)["passed"]} if mode == "int8" and modes == MODES else {}
                 _add(result, {"name": tflite.stem, "format": "tflite", "model": name,
                               "kind": "int8" if mode == "int8" and name not in CONTROLS.values() else kind, **gate},
@@ -172,17 +164,15 @@ def int8_layer_errors(result: Benchmark, tmp: Path) -> dict[str, list[dict]]:
     """quantization.layer_errors of every int8 file against the float32 file of the same network, on the
     first LAYER_ERROR_IMAGES validation images; each int8 variant also gets its worst layer. The float
     counterpart of qat_int8 is the quantization-aware network in plain float (qat.strip)."""
-    from tinygray import prepared, qat
-
-    images = np.asarray(prepared.read_split("data/prepared", "val")[0][:LAYER_ERROR_IMAGES])
+    images = np.asarray(prepared.read_split(layout.PREPARED, "val")[0][:LAYER_ERROR_IMAGES])
     errors = {}
     for variant in result.variants:
         if variant["format"] != "tflite" or not variant["name"].endswith("_int8"):
             continue
-        reference = tflite_file(variant["model"], "float32")
+        reference = layout.tflite(variant["model"], "float32")
         if not reference.is_file():  # qat: no float32 file of its own
             reference = tmp / f"{variant['model']}_plain_float32.tflite"
-            reference.write_bytes(quantization.convert(qat.strip(models.load_model(model_file(variant["model"]))),
+            reference.write_bytes(quantization.convert(qat.strip(models.load_model(layout.model(variant["model"]))),
                                                        "float32"))
         errors[variant["name"]] = quantization.layer_errors(reference, result.files[variant["name"]], images)
         variant["worst_layer"] = quantization.worst_layer(errors[variant["name"]])

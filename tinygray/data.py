@@ -14,7 +14,7 @@ import yaml
 from PIL import Image
 from sklearn.model_selection import train_test_split
 
-from tinygray.atomic import atomic_output, require_free_space
+from tinygray.pipeline.atomic import atomic_output, require_free_space
 from tinygray.duplicates import Duplicates
 from tinygray.image_folder import read_images_into, scan_image_folder, split_counts_check
 from tinygray.prepared import SPLITS, DataError, write_prepared

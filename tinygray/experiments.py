@@ -15,9 +15,10 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
-from tinygray.params import flatten_params
+from tinygray.pipeline import layout
+from tinygray.pipeline.params import flatten_params
 
-BENCHMARK = "metrics/benchmark.json"
+BENCHMARK = str(layout.stage_metrics("benchmark"))  # its key in `dvc exp show --json`
 HEADER = ("experiment", "state", "changed params", "shipped %", "Δ pts", "KB", "× faster", "distilled %",
           "scratch %")
 

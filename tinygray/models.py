@@ -8,7 +8,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from tinygray.atomic import atomic_output
+from tinygray.pipeline.atomic import atomic_output
 
 # Keras' default 0.99 needs hundreds of steps before the moving statistics match the weights; with a
 # few thousand images (~60 steps an epoch) validation accuracy then lags at chance for epochs.
@@ -94,12 +94,12 @@ class ModelFileError(ValueError):
 
 
 def load_model(path: Path | str) -> keras.Model:
-    """A .keras file, never executing code from it (safe_mode refuses Lambda layers and the like)."""
+    """A .keras file, never executing code from it (safe_mode refuses Lambda layers and the like). A qat.keras
+    file needs tinygray.qat imported first, which registers its layers: its readers import it, so that the
+    stages that never read one do not depend on the quantization-aware code."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: model not found; run the stage that produces it first")
-    import tinygray.qat  # noqa: F401  registers the quantization-aware layers a qat.keras file holds
-
     try:
         return keras.models.load_model(path, compile=False, safe_mode=True)
     except Exception as error:  # zipfile, json, h5py and Keras' own deserialisation all fail differently

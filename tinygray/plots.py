@@ -12,7 +12,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from sklearn.metrics import ConfusionMatrixDisplay
 
-from tinygray.atomic import atomic_output
+from tinygray.pipeline.atomic import atomic_output
 from tinygray.frontier import pareto_front
 
 # Fixed styles for the pipeline's kinds, so a kind looks the same in every report; others follow.

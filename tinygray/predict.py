@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from tinygray.image_folder import IMAGE_EXTENSIONS, RESIZE_MODES, BadImageError, load_grayscale
+from tinygray.pipeline import layout
 
 CONTRACT_SUFFIX = ".contract.json"
 
@@ -102,8 +103,8 @@ def class_names(model_path: Path, explicit: Path | None, contract: dict | None, 
         source = explicit
     elif contract is not None:
         names, source = contract["classes"], contract_for(model_path)
-    elif Path("data/prepared/classes.json").is_file():
-        source = Path("data/prepared/classes.json")
+    elif layout.CLASSES.is_file():
+        source = layout.CLASSES
         names = read_json(source, "class names")
         warn(f"no contract beside {model_path} ({contract_for(model_path).name}); class names from {source}, "
              "which belongs to whatever run prepared this folder")
@@ -146,6 +147,7 @@ class Predictor:
             self.num_classes = int(self.model.output["shape"][-1])
             self.logits = self.model.predict
         else:
+            import tinygray.qat  # noqa: F401  registers the layers of a qat.keras file
             from tinygray.models import load_model
 
             try:

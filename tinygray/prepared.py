@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tinygray.atomic import atomic_output
+from tinygray.pipeline.atomic import atomic_output
 
 SPLITS = ("train", "val", "test")
 

@@ -13,11 +13,12 @@ import keras
 import numpy as np
 
 from tinygray import models, prepared, training
-from tinygray.atomic import atomic_output
+from tinygray.pipeline.atomic import atomic_output
 from tinygray.augment import Augmentation, StoredViews
 from tinygray.distillation import DistillationLoss, TeacherInTheLoop, label_accuracy, labels_of, with_teacher_logits
 from tinygray.soft_targets import distillation_data, view_logits
 from tinygray.stats import mean_std
+from tinygray.pipeline.history import write_history
 
 
 # train_student parameters of the distillation loss, which prune and qat fine-tune with too.
@@ -175,7 +176,7 @@ def train_seeds(train: tuple, val: tuple, num_classes: int, p: dict, setup: Setu
         selected = select_seed(per_seed)
         with atomic_output(selected_path) as selected_staging:
             shutil.copyfile(checkpoint(staging, int(selected)), selected_staging)
-    training.write_history(history_csv, histories[selected], title=f"{Path(model_dir).name}, seed {selected} (selected)")
+    write_history(history_csv, histories[selected], title=f"{Path(model_dir).name}, seed {selected} (selected)")
     mean, std = mean_std([m["val_accuracy"] for m in per_seed.values()])
     return {**per_seed[selected], "params": params, "selected_seed": int(selected), "val_accuracy_mean": round(mean, 4),
             "val_accuracy_std": round(std, 4), "seeds": per_seed}, histories

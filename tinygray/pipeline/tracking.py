@@ -21,8 +21,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-from tinygray.metrics import flatten, write_metrics
-from tinygray.params import flatten_params
+from tinygray.pipeline.metrics import flatten, write_metrics
+from tinygray.pipeline.params import flatten_params
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # before mlflow is imported
 # A tracking server that stops answering mid-run fails the stage in minutes, not MLflow's default
@@ -32,7 +32,6 @@ os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "60")
 # "View run ... at: http://..." after every run end: two lines per stage in every log, for links the UI has
 os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 import mlflow  # noqa: E402
-import numpy as np  # noqa: E402
 import mlflow.pyfunc  # noqa: E402
 from mlflow.entities import Metric  # noqa: E402
 
@@ -298,7 +297,7 @@ def device() -> str:
 def check_metrics_writable(stage: str) -> None:
     """Fail before any work when the stage's metrics file cannot be written: otherwise its outputs would be
     replaced and its metrics left from an earlier run, half an update."""
-    from tinygray.metrics import METRICS_DIR
+    from tinygray.pipeline.metrics import METRICS_DIR
 
     target = METRICS_DIR / f"{stage}.json"
     try:
@@ -307,7 +306,7 @@ def check_metrics_writable(stage: str) -> None:
         probe.write_text("")
         probe.unlink()
     except OSError as error:
-        from tinygray.params import removed_outputs_hint
+        from tinygray.pipeline.params import removed_outputs_hint
 
         raise PermissionError(f"{target}: the metrics folder {METRICS_DIR} is not writable ({error}); nothing was run"
                               f"{removed_outputs_hint() or ', so no output was replaced'}") from None
@@ -416,52 +415,10 @@ def _metric_name(name: str) -> str:
     return re.sub(r"[^\w\-. :/]", "_", name).lstrip("/")
 
 
-REGISTERED_MODEL = "tinygray-shipped"
-
-
-class TFLiteClassifier(mlflow.pyfunc.PythonModel):
-    """MLflow pyfunc wrapper: logits of the registered .tflite for (N, H, W, 1) raw-pixel images."""
-
-    def load_context(self, context):
-        from tinygray.quantization import TFLiteModel
-
-        self.model = TFLiteModel(context.artifacts["tflite"])
-
-    def predict(self, context, model_input: np.ndarray, params: dict | None = None) -> np.ndarray:
-        return self.model.predict(model_input)
-
-
-def register_shipped_model(tflite_path: Path | str, contract_path: Path | str, variant: dict[str, Any]) -> None:
-    """Log the shipped .tflite and its contract file (how to call it) as artifacts of the active run, under
-    shipped/, and as an MLflow model registered as REGISTERED_MODEL, so "the model to put on the phone" is one
-    click away in the UI with its test metrics on the version's tags."""
-    import shutil
-    import tempfile
-
-    import tinygray
-    from tinygray.predict import contract_for
-
-    with tempfile.TemporaryDirectory() as tmp:
-        model_file = Path(tmp) / Path(tflite_path).name
-        shutil.copyfile(tflite_path, model_file)
-        shutil.copyfile(contract_path, contract_for(model_file))  # beside the model, where predict looks
-        mlflow.log_artifacts(tmp, artifact_path="shipped")
-        info = mlflow.pyfunc.log_model(
-            name="shipped_model", python_model=TFLiteClassifier(),
-            artifacts={"tflite": str(model_file), "contract": str(contract_for(model_file))},
-            code_paths=[str(Path(tinygray.__file__).parent)],
-            pip_requirements=["ai-edge-litert==2.3.0", "numpy"],  # explicit: inferring them costs ~10 s
-            registered_model_name=REGISTERED_MODEL)
-    client = mlflow.MlflowClient()
-    version = info.registered_model_version
-    for key in ("name", "accuracy", "accuracy_ci_low", "accuracy_ci_high", "size_bytes", "latency_ms_p50"):
-        client.set_model_version_tag(REGISTERED_MODEL, version, key, str(variant[key]))
-
-
 def close_stale() -> list[str]:
     """close_stale_runs for this project's experiment, outside any stage: `dvc repro` that restores a killed
     stage from DVC's run cache starts no stage, so nothing else would end the killed run and its parent.
-    `make repro` and `make ui` call it (python -m tinygray.tracking close-stale)."""
+    `make repro` and `make ui` call it (python -m tinygray.pipeline.tracking close-stale)."""
     check_tracking_server(tracking_uri())
     create_sqlite_store_once(tracking_uri())
     client = mlflow.MlflowClient(tracking_uri=tracking_uri())
@@ -471,7 +428,7 @@ def close_stale() -> list[str]:
 
 if __name__ == "__main__":
     if sys.argv[1:] != ["close-stale"]:
-        sys.exit("usage: python -m tinygray.tracking close-stale")
+        sys.exit("usage: python -m tinygray.pipeline.tracking close-stale")
     closed = close_stale()
     print(f"MLflow: {len(closed)} run(s) left RUNNING by a killed stage ended KILLED" if closed else
           "MLflow: no run left RUNNING by a killed stage", flush=True)

@@ -11,8 +11,9 @@ from typing import Any
 import yaml
 
 from tinygray import backend, distribute, duplicates, variants
+from tinygray.pipeline import layout
 
-PARAMS_FILE = Path("params.yaml")
+PARAMS_FILE = layout.PARAMS
 MAX_SEED = 2**31 - 1
 # The teacher sees at most 224 px (Lite0's native size) and the student averages or strides the image down, so a
 # larger side only multiplies the stored images and views (views x images x side**2 bytes: 8 x 2,000 at 512 px is

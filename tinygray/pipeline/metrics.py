@@ -11,9 +11,10 @@ import resource
 from pathlib import Path
 from typing import Any
 
-from tinygray.atomic import atomic_output
+from tinygray.pipeline import layout
+from tinygray.pipeline.atomic import atomic_output
 
-METRICS_DIR = Path("metrics")
+METRICS_DIR = layout.METRICS
 
 SCHEMA: dict[str, str] = {
     # identity
@@ -124,7 +125,7 @@ def validate(metrics: dict[str, Any], where: str = "metrics") -> None:
     for key, value in metrics.items():
         path = f"{where}.{key}"
         if key not in SCHEMA:
-            raise MetricsError(f"{path}: not in the metrics schema (tinygray/metrics.py SCHEMA)")
+            raise MetricsError(f"{path}: not in the metrics schema (tinygray/pipeline/metrics.py SCHEMA)")
         if key == "variants":
             for i, item in enumerate(value):
                 validate(item, f"{path}[{i}]")

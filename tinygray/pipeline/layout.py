@@ -1,0 +1,55 @@
+"""Where the pipeline keeps things: every path a stage reads or writes, named once, relative to the
+repository root where DVC runs the stages. The stages, the benchmark and predict take their paths from
+here, and tests/test_layout.py checks that every data path in dvc.yaml is one of these, so a path is
+never spelled twice in the code."""
+from __future__ import annotations
+
+from pathlib import Path
+
+PARAMS = Path("params.yaml")
+
+# data
+PREPARED = Path("data/prepared")                # <split>/images.npy, <split>/labels.npy, classes.json
+CLASSES = PREPARED / "classes.json"
+VIEWS = Path("data/views")                      # every augmented view of every training image
+SOFT_TARGETS = Path("data/soft_targets")        # the teacher's logits for every view
+
+# models
+MODELS = Path("models")
+TFLITE = MODELS / "tflite"
+
+# results
+METRICS = Path("metrics")
+HISTORY = METRICS / "history"
+DUPLICATES = METRICS / "preprocess_duplicates.csv"
+FRONTIER_DATA = METRICS / "plots" / "frontier.json"
+REPORTS = Path("reports")
+
+
+def model(name: str) -> Path:
+    """The Keras file of a pipeline model: teacher, student, scratch, pruned, ... (the students: the seed
+    each stage selected)."""
+    return MODELS / f"{name}.keras"
+
+
+def seeds(name: str) -> Path:
+    """The folder of every seed a student stage trained (seeds(name) / f"seed_{seed}.keras")."""
+    return MODELS / name
+
+
+def tflite_dir(name: str) -> Path:
+    return TFLITE / name
+
+
+def tflite(name: str, mode: str) -> Path:
+    return tflite_dir(name) / f"{name}_{mode}.tflite"
+
+
+def stage_metrics(stage: str) -> Path:
+    """metrics/<stage>.json, quantize@<model> included."""
+    return METRICS / f"{stage}.json"
+
+
+def history(name: str) -> Path:
+    """The per-epoch CSV of a training (its PNG lies beside it)."""
+    return HISTORY / f"{name}.csv"
