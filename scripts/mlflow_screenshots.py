@@ -1,6 +1,6 @@
 """Screenshots of the MLflow UI in a real browser, after `make repro`: what a user sees first.
 
-Starts the MLflow server on the repository's store (tinygray.pipeline.tracking.local_server: as `make ui` does, on a
+Starts the MLflow server on the repository's store (tinygray.pipeline.store.local_server: as `make ui` does, on a
 free port), asks the store for the pages worth seeing (the experiment's runs with each pipeline execution's stages nested under it, the
 student's per-epoch curves, the registered model's version, the shipped model's contract file) and takes
 each with headless Chromium (Debian package `chromium`) driven by Playwright (`pip install playwright`;
@@ -21,7 +21,7 @@ from pathlib import Path
 
 from mlflow import MlflowClient
 
-from tinygray.pipeline import tracking
+from tinygray.pipeline import store
 from tinygray.pipeline.tracking import DEFAULT_EXPERIMENT as EXPERIMENT
 from tinygray.registry import REGISTERED_MODEL
 
@@ -95,7 +95,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("docs/screenshots"))
     args = parser.parse_args()
     browser = chromium()
-    with tempfile.TemporaryDirectory() as workdir, tracking.local_server(args.store, workdir) as url:
+    with tempfile.TemporaryDirectory() as workdir, store.local_server(args.store, workdir) as url:
         args.out.mkdir(parents=True, exist_ok=True)
         take_screenshots(browser, url, pages(MlflowClient(tracking_uri=url)), args.out)
 

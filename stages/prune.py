@@ -12,7 +12,7 @@ backend.select(stage_params("train_student")["backend"])  # the students' backen
 
 import numpy as np  # noqa: E402
 
-from tinygray import models, prepared, pruning, structured_pruning, student, training  # noqa: E402
+from tinygray import models, prepared, pruning, stats, structured_pruning, student, training  # noqa: E402
 from tinygray.augment import Augmentation, StoredViews  # noqa: E402
 from tinygray.soft_targets import distillation_data  # noqa: E402
 from tinygray.pipeline import layout  # noqa: E402
@@ -33,8 +33,8 @@ def main() -> None:
         train, val = distillation_data(PREPARED, SOFT_TARGETS, augmentation)
         prepared.check_num_classes(models.load_model(STUDENT), PREPARED, STUDENT)
         val_images, val_labels = prepared.read_split(PREPARED, "val")
-        baseline = float(np.mean(models.load_model(STUDENT).predict(np.asarray(val_images), batch_size=256, verbose=0)
-                                 .argmax(axis=1) == val_labels))
+        baseline = stats.accuracy(models.load_model(STUDENT).predict(np.asarray(val_images), batch_size=256, verbose=0),
+                                  val_labels)
         setup = student.distillation_setup(student_params)
         fine_tune = partial(training.fit, train=train, val=val, loss=setup.loss, epochs=params["epochs"],
                             batch_size=params["batch_size"], learning_rate=params["learning_rate"], seed=params["seed"],

@@ -4,7 +4,7 @@ loss on the same views, then converted to a builtin-int8 .tflite (tinygray.qat).
 are kept: it starts from the compressed model and zero weights stay zero."""
 import numpy as np
 
-from tinygray import models, prepared, pruning, qat, quantization, student, training
+from tinygray import models, prepared, pruning, qat, quantization, stats, student, training
 from tinygray.pipeline.atomic import atomic_output
 from tinygray.augment import Augmentation, StoredViews
 from tinygray.pipeline.params import stage_params
@@ -28,7 +28,7 @@ def main() -> None:
         training.seed_everything(params["seed"])
         model = qat.quantization_aware(qat.fold_batchnorm(models.load_model(source)))
         train_images = np.asarray(train[0])
-        qat.calibrate(model, train_images[np.random.default_rng(params["seed"]).permutation(len(train_images))[:1024]])
+        qat.calibrate(model, train_images[np.random.default_rng(params["seed"]).permutation(len(train_images))[:qat.CALIBRATION_IMAGES]])
         calibrated = qat.ranges(model)
         setup = student.distillation_setup(student_params)
         metrics, history = training.fit(model, train, val, loss=setup.loss, metric=setup.metric(), epochs=params["epochs"],
@@ -39,13 +39,14 @@ def main() -> None:
         write_history(HISTORY, history, title=f"quantization-aware training of {params['source']}")
         models.save_model(model, MODEL)
         val_images, val_labels = prepared.read_split(PREPARED, "val")
-        representative = quantization.representative_dataset(train_images, 200, params["seed"])
+        representative = quantization.representative_dataset(train_images, stage_params("quantize")["representative_samples"],
+                                                             params["seed"])
         with atomic_output(OUT) as staging:
             staging.mkdir()
             path = staging / "qat_int8.tflite"
             path.write_bytes(quantization.convert(model, "int8", representative=representative))
-            tflite_val = float(np.mean(quantization.TFLiteModel(path).predict(val_images).argmax(1) == val_labels))
-        keras_val = float(np.mean(model.predict(np.asarray(val_images), batch_size=256, verbose=0).argmax(1) == val_labels))
+            tflite_val = stats.accuracy(quantization.TFLiteModel(path).predict(val_images), val_labels)
+        keras_val = stats.accuracy(model.predict(np.asarray(val_images), batch_size=256, verbose=0), val_labels)
         run.finish({**metrics, "source": params["source"], "val_accuracy": round(keras_val, 4), "tflite_val_accuracy": round(tflite_val, 4),
                     "ranges": {name: {"calibrated_min": calibrated[name][0], "calibrated_max": calibrated[name][1],
                                       "min": trained[0], "max": trained[1]} for name, trained in qat.ranges(model).items()}},

@@ -2,7 +2,7 @@
 experiments never rerun it and always learn the teacher's answer for the view they are shown."""
 import numpy as np
 
-from tinygray import models, prepared, soft_targets
+from tinygray import models, prepared, soft_targets, stats
 from tinygray.pipeline.atomic import atomic_output
 from tinygray.augment import Augmentation, StoredViews, views_warning
 from tinygray.pipeline.params import stage_params
@@ -28,7 +28,7 @@ def main() -> None:
         # how often the teacher is right on the augmented views: a teacher that often errs on them would
         # teach mistakes, and the hard-label term (train_student.alpha) would have to pull against it
         view_accuracy = (train_logits.argmax(-1) == train_labels).mean(axis=1)
-        metrics = {"val_accuracy": round(float(np.mean(val_logits.argmax(1) == val_labels)), 4),
+        metrics = {"val_accuracy": round(stats.accuracy(val_logits, val_labels), 4),
                    "train_accuracy": round(float(view_accuracy[0]), 4),
                    **({"augmented_view_accuracy": round(float(view_accuracy[1:].mean()), 4)} if len(view_accuracy) > 1 else {})}
         warning = views_warning(metrics)

@@ -13,7 +13,7 @@ import pytest
 import yaml
 from stage_helpers import run
 
-from tinygray.pipeline import tracking
+from tinygray.pipeline import store as tracking_store
 
 REPO = Path(__file__).resolve().parents[1]
 QUANTIZED = ["teacher", "student", "pruned", "pruned_filters", "pruned_scratch"]
@@ -47,7 +47,7 @@ def env(tmp_path_factory):
 @pytest.fixture(scope="module")
 def mlflow_server(tmp_path_factory, env):
     root = tmp_path_factory.mktemp("mlflow")
-    with tracking.local_server(f"sqlite:///{root}/mlflow.db", root, env=env) as uri:
+    with tracking_store.local_server(f"sqlite:///{root}/mlflow.db", root, env=env) as uri:
         yield uri
 
 

@@ -13,7 +13,7 @@ import pytest
 
 from stage_helpers import REPO, free_ports, make_folder, run
 
-from tinygray.pipeline import tracking
+from tinygray.pipeline import store as tracking_store
 
 POSTGRES_BIN = [Path("/usr/lib/postgresql/15/bin"), Path("/usr/local/bin")]
 
@@ -57,7 +57,7 @@ def postgres(tmp_path_factory):
 def postgres_mlflow(postgres, tmp_path_factory):
     """An MLflow server with its runs and registry in PostgreSQL and its artifacts on a shared folder."""
     root = tmp_path_factory.mktemp("mlflow-pg")
-    with tracking.local_server(postgres, root, "--artifacts-destination", str(root / "shared-artifacts"),
+    with tracking_store.local_server(postgres, root, "--artifacts-destination", str(root / "shared-artifacts"),
                                "--serve-artifacts", timeout=180,
                                env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}) as uri:
         yield uri, root / "shared-artifacts"

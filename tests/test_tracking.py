@@ -1,7 +1,8 @@
 import os
 from pathlib import Path
 
-from tinygray.pipeline import tracking
+from tinygray.pipeline import invocation
+from tinygray.pipeline import store as tracking_store
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -9,20 +10,20 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 def test_default_store_is_sqlite_in_the_original_repo(monkeypatch, tmp_path):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.setenv("DVC_ROOT", str(tmp_path))
-    assert tracking.tracking_uri() == f"sqlite:///{tmp_path.resolve()}/mlflow.db"
+    assert tracking_store.tracking_uri() == f"sqlite:///{tmp_path.resolve()}/mlflow.db"
 
 
 def test_tracking_uri_env_wins(monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5999")
-    assert tracking.tracking_uri() == "http://127.0.0.1:5999"
+    assert tracking_store.tracking_uri() == "http://127.0.0.1:5999"
 
 
 def test_pipeline_run_id_env_wins_and_is_stable(monkeypatch):
     monkeypatch.setenv("PIPELINE_RUN_ID", "abc")
-    assert tracking.pipeline_run_id() == "abc"
+    assert invocation.pipeline_run_id() == "abc"
     monkeypatch.delenv("PIPELINE_RUN_ID")
     monkeypatch.delenv("DVC_EXP_NAME", raising=False)
-    assert tracking.pipeline_run_id().startswith("manual-")  # pytest has no dvc ancestor
+    assert invocation.pipeline_run_id().startswith("manual-")  # pytest has no dvc ancestor
 
 
 def test_an_execution_keeps_one_id_when_the_wall_clock_moves(monkeypatch):
@@ -32,12 +33,12 @@ def test_an_execution_keeps_one_id_when_the_wall_clock_moves(monkeypatch):
 
     clock = iter(range(1_000_000, 1_000_100))
     monkeypatch.setattr(psutil.Process, "create_time", lambda self: float(next(clock)))
-    monkeypatch.setattr(tracking, "dvc_process", lambda: psutil.Process())
+    monkeypatch.setattr(invocation, "dvc_process", lambda: psutil.Process())
     monkeypatch.delenv("PIPELINE_RUN_ID", raising=False)
     monkeypatch.delenv("DVC_EXP_NAME", raising=False)
-    first = tracking.pipeline_run_id()
-    assert tracking.pipeline_run_id() == first and str(os.getpid()) in first
-    assert tracking.process_tags()["pid_started"] == tracking.process_tags()["pid_started"]
+    first = invocation.pipeline_run_id()
+    assert invocation.pipeline_run_id() == first and str(os.getpid()) in first
+    assert invocation.process_tags()["pid_started"] == invocation.process_tags()["pid_started"]
 
 
 # --- the MLflow record of killed, orphaned and nested stages, through real processes and a real store ---
@@ -136,10 +137,8 @@ def test_a_stage_stops_at_once_with_one_line_when_its_tracking_server_dies(store
     `.../runs/log-batch failed`, outputs half written. Now the stage's watchdog sees the server gone and stops it."""
     import psutil
 
-    from tinygray.pipeline import tracking
-
     tmp_path, env = store
-    with tracking.local_server(f"sqlite:///{tmp_path}/server.db", tmp_path, env=env) as uri:
+    with tracking_store.local_server(f"sqlite:///{tmp_path}/server.db", tmp_path, env=env) as uri:
         stage_env = {**env, "MLFLOW_TRACKING_URI": uri, "TINYGRAY_SERVER_CHECK_SECONDS": "1"}
         process = start(tmp_path, stage_env, "training", 300)
         port = uri.rsplit(":", 1)[1]
@@ -161,7 +160,7 @@ def test_a_stage_stops_at_once_with_one_line_when_its_tracking_server_dies(store
 def test_a_stage_whose_dvc_process_dies_stops_instead_of_running_on_as_an_orphan(store):
     """Killing only `dvc` used to leave its stage running, writing outputs DVC no longer tracked."""
     tmp_path, env = store
-    fake_dvc = tmp_path / "dvc"  # what tracking.dvc_process recognises: a process whose program is named dvc
+    fake_dvc = tmp_path / "dvc"  # what invocation.dvc_process recognises: a process whose program is named dvc
     fake_dvc.write_text("import subprocess, sys, time\n"
                         "subprocess.Popen(sys.argv[1:])\n"
                         "time.sleep(600)\n")
@@ -223,7 +222,7 @@ def test_a_new_sqlite_store_is_created_by_one_stage_at_a_time(tmp_path):
     import fcntl
 
     store = tmp_path / "mlflow.db"
-    code = f"from tinygray.pipeline import tracking; tracking.create_sqlite_store_once('sqlite:///{store}')"
+    code = f"from tinygray.pipeline import store; store.create_sqlite_store_once('sqlite:///{store}')"
     with open(tmp_path / "mlflow.db.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # another stage is creating the store
         waiting = subprocess.Popen([sys.executable, "-c", code])

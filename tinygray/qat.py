@@ -132,6 +132,11 @@ def quantization_aware(folded: keras.Model) -> keras.Model:
     return keras.Model(inputs, x, name=f"{folded.name}_qat")
 
 
+# Training images that set the activation ranges before fine-tuning: enough batches for the moving
+# averages to settle, a fraction of an epoch.
+CALIBRATION_IMAGES = 1024
+
+
 def calibrate(model: keras.Model, images: np.ndarray, batch_size: int = 256) -> None:
     """Set every ActivationRange from the training images before fine-tuning: the first batch sets the range,
     the rest move it, as training would."""

@@ -10,6 +10,11 @@ import numpy as np
 from scipy.stats import binomtest, ttest_rel
 
 
+def accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
+    """Top-1 accuracy of logits (or probabilities) over the last axis against integer labels."""
+    return float(np.mean(np.argmax(logits, axis=-1) == labels))
+
+
 def wilson_interval(correct: int, total: int, confidence: float = 0.95) -> tuple[float, float]:
     """Interval for an accuracy: a 500-image test split cannot tell 98.8% from 98.0%, and the report
     should say so. Wilson's interval stays inside [0, 1] near 100%, unlike the normal one."""

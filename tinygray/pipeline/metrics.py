@@ -13,6 +13,7 @@ from typing import Any
 
 from tinygray.pipeline import layout
 from tinygray.pipeline.atomic import atomic_output
+from tinygray.pipeline.params import flatten_params
 
 METRICS_DIR = layout.METRICS
 
@@ -184,16 +185,18 @@ def write_metrics(stage: str, metrics: dict[str, Any], metrics_dir: Path | str =
 
 
 def flatten(metrics: dict[str, Any], prefix: str = "") -> dict[str, float]:
-    """Numeric leaves as dotted keys, the way `dvc metrics show` and MLflow display them."""
-    flat: dict[str, float] = {}
-    for key, value in metrics.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            flat.update(flatten(value, f"{name}."))
-        elif isinstance(value, list):  # of objects, each under its name, or its position if it has none
-            for position, item in enumerate(value):
-                label = item.get("name", position)
-                flat.update(flatten({k: v for k, v in item.items() if k != "name"}, f"{name}.{label}."))
-        elif isinstance(value, (int, float)) and not isinstance(value, bool):
-            flat[name] = float(value)
-    return flat
+    """Numeric leaves as dotted keys, the way `dvc metrics show` and MLflow display them: the parameters'
+    dotted names (flatten_params), each list of objects first made an object keyed by its items' names."""
+    return {key: float(value) for key, value in flatten_params(_lists_by_name(metrics), prefix).items()
+            if isinstance(value, (int, float)) and not isinstance(value, bool)}
+
+
+def _lists_by_name(value: Any) -> Any:
+    """[{"name": "student", "accuracy": 0.9}] -> {"student": {"accuracy": 0.9}} (an item without a name: its
+    position), at any depth."""
+    if isinstance(value, dict):
+        return {key: _lists_by_name(item) for key, item in value.items()}
+    if isinstance(value, list) and all(isinstance(item, dict) for item in value):
+        return {str(item.get("name", position)): _lists_by_name({k: v for k, v in item.items() if k != "name"})
+                for position, item in enumerate(value)}
+    return value

@@ -5,18 +5,13 @@ shared `pipeline_run` tag derived from the DVC process that launched them (or PI
 """
 from __future__ import annotations
 
-import http.client
 import os
 import re
 import signal
 import socket
-import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
-import uuid
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
@@ -24,144 +19,13 @@ from typing import Any, Iterator
 from tinygray.pipeline.metrics import flatten, write_metrics
 from tinygray.pipeline.params import flatten_params
 
-os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # before mlflow is imported
-# A tracking server that stops answering mid-run fails the stage in minutes, not MLflow's default
-# 7 retries with exponential backoff of 120 s requests each.
-os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "3")
-os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "60")
-# "View run ... at: http://..." after every run end: two lines per stage in every log, for links the UI has
-os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
-import mlflow  # noqa: E402
-import mlflow.pyfunc  # noqa: E402
+from tinygray.pipeline import invocation
+from tinygray.pipeline.store import TrackingServerError, check_tracking_server, create_sqlite_store_once, tracking_uri
+
+import mlflow  # noqa: E402  (after store, which sets MLflow's environment)
 from mlflow.entities import Metric  # noqa: E402
 
 DEFAULT_EXPERIMENT = "tinygray"
-
-
-def tracking_uri() -> str:
-    """MLFLOW_TRACKING_URI if set, else the SQLite store of the *original* repository: queued DVC
-    experiments run in a throw-away copy under .dvc/tmp/exps and point DVC_ROOT back at the repo."""
-    if os.environ.get("MLFLOW_TRACKING_URI"):
-        return os.environ["MLFLOW_TRACKING_URI"]
-    root = Path(os.environ.get("DVC_ROOT") or Path.cwd()).resolve()
-    return f"sqlite:///{root / 'mlflow.db'}"
-
-
-def create_sqlite_store_once(uri: str) -> None:
-    """Open a SQLite store under an exclusive file lock, creating its tables if they are missing. Two stages
-    starting at once on a new mlflow.db (`dvc queue start -j 2`, or DVC running independent stages) both ran
-    MLflow's schema migrations and one failed ("Online migration expected to match one row ... 0 found"); the
-    second now waits for the first and finds the tables made. Always under the lock: a file that exists may be
-    one whose migrations are still running. Other URIs are left alone."""
-    if not uri.startswith("sqlite:///"):
-        return
-    path = Path(uri[len("sqlite:///"):])
-    import fcntl
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_name(path.name + ".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        mlflow.MlflowClient(tracking_uri=uri).search_experiments()  # creates the tables, or finds them made
-
-
-class TrackingServerError(RuntimeError):
-    """The MLflow tracking server does not answer; the message says which and what to do."""
-
-
-def check_tracking_server(uri: str, timeout: float = 5.0) -> None:
-    """For an http(s) tracking URI, GET its /health once with a short timeout, so a stage whose server is
-    down or unreachable says so in seconds before doing any work, instead of retrying for minutes later.
-    Any HTTP answer counts as alive (auth and proxies are MLflow's business); file and database stores
-    are not checked."""
-    if not uri.lower().startswith(("http://", "https://")):
-        return
-    try:
-        urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout).close()
-    except urllib.error.HTTPError:
-        return
-    except (OSError, http.client.HTTPException, ValueError) as error:
-        reason = getattr(error, "reason", error)
-        raise TrackingServerError(
-            f"MLflow tracking server {uri} did not answer within {timeout:g} s ({reason}); start it "
-            "(`make ui` serves http://127.0.0.1:5000) or unset MLFLOW_TRACKING_URI to log to mlflow.db") from None
-
-
-@contextmanager
-def local_server(backend_uri: str, workdir: Path | str, *options: str, timeout: float = 120,
-                 env: dict[str, str] | None = None) -> Iterator[str]:
-    """An MLflow server for `backend_uri` on a free port of 127.0.0.1, as `make ui` serves it, with its log
-    in workdir/server.log: yields its URL once /health answers, and stops it afterwards. The one way the
-    tests' servers and scripts/mlflow_screenshots.py start MLflow."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    url, log_path = f"http://127.0.0.1:{port}", Path(workdir) / "server.log"
-    with log_path.open("w") as log:
-        server = subprocess.Popen(
-            [str(Path(sys.executable).parent / "mlflow"), "server", "--backend-store-uri", backend_uri, *options,
-             "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-            cwd=workdir, env={**(env or os.environ), "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
-            stdout=subprocess.DEVNULL, stderr=log)
-        try:
-            deadline = time.time() + timeout
-            while True:
-                try:
-                    urllib.request.urlopen(f"{url}/health", timeout=2).close()
-                    break
-                except OSError:
-                    if server.poll() is not None or time.time() > deadline:
-                        raise TrackingServerError(f"the MLflow server for {backend_uri} did not start within "
-                                                  f"{timeout:g} s; its log ends:\n{log_path.read_text()[-3000:]}")
-                    time.sleep(0.5)
-            yield url
-        finally:
-            server.terminate()
-            server.wait(30)
-
-
-def dvc_process():
-    """The `dvc` process this stage runs under (repro, exp run, a queue worker), or None when run by hand."""
-    import psutil
-
-    for process in psutil.Process().parents():
-        try:
-            args = process.cmdline()
-        except (psutil.AccessDenied, psutil.ZombieProcess, psutil.NoSuchProcess):
-            continue
-        if any(Path(arg).name == "dvc" for arg in args[:2]) or args[1:3] == ["-m", "dvc"]:
-            return process
-    return None
-
-
-def process_started(process) -> str:
-    """When `process` started, as a stable identity next to its pid. On Linux the kernel's start time in clock
-    ticks since boot (/proc/<pid>/stat, field 22): psutil's create_time() adds it to a boot time derived from
-    the wall clock, so a clock adjustment during a run moved it (one `dvc repro` once logged four parent runs,
-    and a live run can look stale). Elsewhere create_time() to the second."""
-    try:
-        stat = Path(f"/proc/{process.pid}/stat").read_text()
-        return "ticks-" + stat[stat.rindex(")") + 2:].split()[19]
-    except (OSError, ValueError, IndexError):
-        return str(int(process.create_time()))
-
-
-def pipeline_run_id() -> str:
-    """The same id for every stage that one DVC invocation runs, and a fresh one for the next."""
-    if os.environ.get("PIPELINE_RUN_ID"):
-        return os.environ["PIPELINE_RUN_ID"]
-    exp, process = os.environ.get("DVC_EXP_NAME"), dvc_process()
-    if process is not None:
-        ident = f"{socket.gethostname()}-{process.pid}-{process_started(process)}"
-        return f"{exp}-{ident}" if exp else ident
-    return exp or f"manual-{uuid.uuid4().hex[:12]}"
-
-
-def git_commit() -> str | None:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return out.stdout.strip() or None
 
 
 class StageRun:
@@ -249,9 +113,9 @@ def stage_run(stage: str, params: dict[str, Any]) -> Iterator[StageRun]:
     if experiment.tags.get(EXPERIMENT_KIND[0]) != EXPERIMENT_KIND[1]:
         client.set_experiment_tag(experiment.experiment_id, *EXPERIMENT_KIND)
     close_stale_runs(client, experiment.experiment_id)
-    pipeline = pipeline_run_id()
+    pipeline = invocation.pipeline_run_id()
     parent = parent_run(client, experiment.experiment_id, pipeline)
-    tags = {"stage": stage, "pipeline_run": pipeline, "git_commit": git_commit() or "unknown", **process_tags()}
+    tags = {"stage": stage, "pipeline_run": pipeline, "git_commit": invocation.git_commit() or "unknown", **invocation.process_tags()}
     if os.environ.get("DVC_EXP_NAME"):
         tags["dvc_exp_name"] = os.environ["DVC_EXP_NAME"]
     run = mlflow.start_run(run_name=stage, tags=tags, parent_run_id=parent)
@@ -312,14 +176,6 @@ def check_metrics_writable(stage: str) -> None:
                               f"{removed_outputs_hint() or ', so no output was replaced'}") from None
 
 
-def process_tags() -> dict[str, str]:
-    """Who runs this stage, so that a later stage can tell a run left RUNNING by a killed process."""
-    import psutil
-
-    me = psutil.Process()
-    return {"host": socket.gethostname(), "pid": str(me.pid), "pid_started": process_started(me)}
-
-
 def close_stale_runs(client, experiment_id: str) -> list[str]:
     """Runs of this experiment still RUNNING on this host whose process is gone (kill -9 leaves them so)
     are ended KILLED, and their parents with them. Returns their ids."""
@@ -330,7 +186,7 @@ def close_stale_runs(client, experiment_id: str) -> list[str]:
                                                                  f"tags.host = '{socket.gethostname()}'"):
         pid, started = run.data.tags.get("pid"), run.data.tags.get("pid_started")
         try:
-            alive = pid is not None and process_started(psutil.Process(int(pid))) == started
+            alive = pid is not None and invocation.process_started(psutil.Process(int(pid))) == started
         except (psutil.NoSuchProcess, ValueError):
             alive = False
         if not alive:
@@ -350,10 +206,10 @@ def parent_run(client, experiment_id: str, pipeline: str) -> str:
     if found:
         client.update_run(found[0].info.run_id, status="RUNNING")
         return found[0].info.run_id
-    commit = (git_commit() or "no-git")[:7]
+    commit = (invocation.git_commit() or "no-git")[:7]
     name = os.environ.get("DVC_EXP_NAME") or f"{commit} {time.strftime('%Y-%m-%d %H:%M')}"
     tags = {"kind": "pipeline", "pipeline_run": pipeline, "git_commit": commit,
-            "mlflow.runName": name, **process_tags()}
+            "mlflow.runName": name, **invocation.process_tags()}
     if os.environ.get("DVC_EXP_NAME"):
         tags["dvc_exp_name"] = os.environ["DVC_EXP_NAME"]
     return client.create_run(experiment_id, run_name=name, tags=tags).info.run_id
@@ -376,7 +232,7 @@ def _killable():
     signal.signal(signal.SIGTERM, on_sigterm)
     stop = threading.Event()
     _server_gone.clear()
-    launcher = dvc_process()
+    launcher = invocation.dvc_process()
     if launcher is None and os.environ.get("DVC_STAGE"):
         raise StageKilled()  # DVC sets DVC_STAGE for the stages it starts: this one's dvc died before it got here
     if launcher is not None:
