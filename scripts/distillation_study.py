@@ -25,11 +25,11 @@ from pathlib import Path
 import yaml
 
 from tinygray import backend
-from tinygray.pipeline.params import stage_params
+from tinygray.pipeline.params import from_dict, load_params
 
 # the students' backend, as in the stages (a train_student.backend=... override wins); before Keras is imported
 backend.select(next((yaml.safe_load(arg.partition("=")[2]) for arg in sys.argv[1:]
-                     if arg.startswith("train_student.backend=")), stage_params("train_student")["backend"]))
+                     if arg.startswith("train_student.backend=")), load_params().train_student.backend))
 
 import numpy as np  # noqa: E402
 
@@ -75,21 +75,20 @@ def main() -> None:
                         help="a folder of views and teacher logits to distil from instead (scripts/out_of_fold_targets.py)")
     args = parser.parse_args()
 
-    p, augment = stage_params("train_student"), stage_params("augment")
+    raw = load_params().model_dump()
     for section, key, value in map(parse_override, args.overrides):
-        target = p if section == "train_student" else augment
-        if key not in target:
-            raise SystemExit(f"{section}.{key}: not a parameter of params.yaml's {section} section")
-        target[key] = value
-    augmentation = Augmentation.from_params(augment)
-    seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else student.seeds(p)
+        raw[section][key] = value  # an unknown key is refused by name below, like a typo in params.yaml
+    params = from_dict(raw, source=f"params.yaml with {' '.join(args.overrides)}")
+    p = params.train_student
+    augmentation = Augmentation.from_params(params.augment, params.seed)
+    seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else student.seeds(p, params.seed)
     teacher = models.load_model(TEACHER)
     test_images, test_labels = prepared.read_split(PREPARED, "test")
     test_images = np.asarray(test_images)
     teacher_predictions = teacher.predict(test_images, batch_size=256, verbose=0).argmax(axis=1)
     num_classes = len(prepared.read_class_names(PREPARED))
     folder = args.targets or (cached_views_and_targets(teacher, augmentation, args.results.parent / "cache")
-                              if not p["teacher_in_loop"] else None)
+                              if not p.teacher_in_loop else None)
     for kind in args.kinds.split(","):
         if kind == "distilled":
             train, val, setup, views = student.distillation_inputs(PREPARED, folder, TEACHER, folder, augmentation, p,
@@ -98,7 +97,7 @@ def main() -> None:
             train, val, setup, views = student.scratch_inputs(PREPARED, folder, augmentation, p, num_classes)
         for seed in seeds:
             start = time.perf_counter()
-            model, metrics, _ = student.train_one(p["widths"], train, val, num_classes, p, seed, setup, views)
+            model, metrics, _ = student.train_one(p.widths, train, val, num_classes, p, seed, setup, views)
             predicted = model.predict(test_images, batch_size=256, verbose=0).argmax(axis=1)
             line = {"name": args.name, "overrides": args.overrides, "kind": kind, "seed": seed,
                     "val_accuracy": metrics["val_accuracy"], "test_accuracy": round(float(np.mean(predicted == test_labels)), 4),

@@ -26,11 +26,11 @@ def experiment_name(widths: list[int]) -> str:
 
 
 def queue() -> None:
-    sweep = load_params()["sweep"]
-    for widths in sweep["student_widths"]:
+    sweep = load_params().sweep
+    for widths in sweep.student_widths:
         subprocess.run(["dvc", "exp", "run", "--queue", "-n", experiment_name(widths),
                         "-S", f"train_student.widths={json.dumps(widths)}",
-                        "-S", f"train_student.num_seeds={sweep['num_seeds']}"], check=True)
+                        "-S", f"train_student.num_seeds={sweep.num_seeds}"], check=True)
 
 
 def experiments() -> dict[str, str]:

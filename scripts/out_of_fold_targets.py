@@ -21,11 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
-from tinygray import prepared, soft_targets, teacher, training
+from tinygray import prepared, soft_targets, teacher
 from tinygray.pipeline.atomic import atomic_output
 from tinygray.augment import Augmentation, StoredViews
 from tinygray.pipeline import layout
-from tinygray.pipeline.params import stage_params
+from tinygray.pipeline.params import load_params
 
 PREPARED, VIEWS = layout.PREPARED, layout.VIEWS
 
@@ -44,21 +44,19 @@ def main() -> None:
     parser.add_argument("out_dir", type=Path)
     parser.add_argument("--folds", type=int, default=2)
     args = parser.parse_args()
-    p = stage_params("train_teacher")
-    augmentation = Augmentation.from_params(stage_params("augment"))
+    params = load_params()
+    augmentation = Augmentation.from_params(params.augment, params.seed)
     (images, labels), val = prepared.read_split(PREPARED, "train"), prepared.read_split(PREPARED, "val")
     images, num_classes = np.asarray(images), len(prepared.read_class_names(PREPARED))
     views = StoredViews(VIEWS, augmentation)
-    fold = stratified_folds(labels, args.folds, p["seed"])
+    fold = stratified_folds(labels, args.folds, params.seed)
     train_logits = np.empty((augmentation.views, len(labels), num_classes), dtype=np.float32)
     val_logits, report = [], {}
     for f in range(args.folds):
         start = time.perf_counter()
         inside, outside = np.flatnonzero(fold != f), np.flatnonzero(fold == f)
-        training.seed_everything(p["seed"])
-        model = teacher.build_teacher(images.shape[1:], num_classes, p)
-        fresh = augmentation.fresh(p["frozen_epochs"] + p["epochs"]) if p["augment"] else None
-        metrics, _ = teacher.train(model, (images[inside], labels[inside]), val, p, fresh)
+        model, metrics, _ = teacher.fit(params.train_teacher, params.seed, (images[inside], labels[inside]), val,
+                                        num_classes, teacher.training_views(params.train_teacher, augmentation))
         for view in range(augmentation.views):
             train_logits[view, outside] = model.predict(views.view(images[outside], outside, view), batch_size=256,
                                                         verbose=0)

@@ -6,7 +6,7 @@ import numpy as np
 
 from tinygray import benchmarking, frontier, plots, predict, prepared, registry, report, training
 from tinygray.pipeline.atomic import atomic_output
-from tinygray.pipeline.params import stage_params
+from tinygray.pipeline.params import load_params
 from tinygray.pipeline.tracking import stage_run
 from tinygray.pipeline import layout
 from tinygray.variants import TEACHER
@@ -17,12 +17,13 @@ HEADLINE_KEYS = ("accuracy", "size_bytes", "latency_ms_p50", "size_ratio", "spee
 
 
 def main() -> None:
-    params = stage_params("benchmark")
-    shipped = params["shipped"]
-    with stage_run("benchmark", params) as run:
+    params = load_params()
+    benchmark = params.benchmark
+    shipped = benchmark.shipped
+    with stage_run("benchmark", benchmark.values()) as run:
         test_images, test_labels = prepared.read_split(PREPARED, "test")
         test_images = np.asarray(test_images)
-        result = benchmarking.measure(test_images, test_labels, params)
+        result = benchmarking.measure(test_images, test_labels, benchmark)
         by_name = result.by_name()
         comparisons = benchmarking.comparisons(result, test_labels, shipped)
         steps = benchmarking.compression_steps(result, test_labels)
@@ -43,14 +44,14 @@ def main() -> None:
                 teacher_views=json.loads(layout.stage_metrics("soft_targets").read_text()), layer_errors=result.layer_errors,
                 duplicates=preprocess_metrics.get("duplicates"),
                 machine=benchmarking.machine_description(),
-                latency_protocol=f"batch 1 through the LiteRT interpreter, {params['warmup_runs']} warm-up then "
-                                 f"{params['timed_runs']} timed runs in {params['rounds']} rounds that take every "
-                                 f"variant in turn, {params['num_threads'][0]} thread(s); p50 over all runs"))
+                latency_protocol=f"batch 1 through the LiteRT interpreter, {benchmark.warmup_runs} warm-up then "
+                                 f"{benchmark.timed_runs} timed runs in {benchmark.rounds} rounds that take every "
+                                 f"variant in turn, {benchmark.num_threads[0]} thread(s); p50 over all runs"))
         with atomic_output(FRONTIER_DATA) as staging:
             staging.write_text(json.dumps(frontier.frontier_plot_data(result.variants), indent=1) + "\n")
         distilled, scratch = result.seeds["distilled"], result.seeds["scratch"]
         metrics = {
-            "teacher": TEACHER, "shipped": shipped, "num_threads": params["num_threads"][0],
+            "teacher": TEACHER, "shipped": shipped, "num_threads": benchmark.num_threads[0],
             "headline": {role: {k: by_name[name][k] for k in HEADLINE_KEYS}
                          for role, name in (("teacher", TEACHER), ("shipped", shipped))},
             "distillation_gain": round(distilled["accuracy_mean"] - scratch["accuracy_mean"], 4),

@@ -7,7 +7,7 @@ import numpy as np
 
 from tinygray import data, image_folder
 from tinygray.pipeline.atomic import atomic_output
-from tinygray.pipeline.params import stage_params
+from tinygray.pipeline.params import load_params
 from tinygray.pipeline import layout
 from tinygray.pipeline.tracking import stage_run
 
@@ -15,38 +15,39 @@ OUT, DUPLICATES = layout.PREPARED, layout.DUPLICATES
 
 
 def main() -> None:
-    params = stage_params("preprocess")
-    if params["dataset"] == "folder":
+    params = load_params()
+    preprocess = params.preprocess
+    if preprocess.dataset == "folder":
         for folder_param in ("image_dir", "test_dir"):
-            if params[folder_param] is not None:
-                data.require_folder_dependency(params[folder_param], param=folder_param)
-    with stage_run("preprocess", params) as run:
+            if getattr(preprocess, folder_param) is not None:
+                data.require_folder_dependency(getattr(preprocess, folder_param), param=folder_param)
+    with stage_run("preprocess", params.run_params("preprocess")) as run:
         skipped, num_groups, ignored = {}, {}, {}
-        if params["dataset"] == "folder":
-            for folder in filter(None, (params["image_dir"], params["test_dir"])):
+        if preprocess.dataset == "folder":
+            for folder in filter(None, (preprocess.image_dir, preprocess.test_dir)):
                 ignored.update(image_folder.ignored_entries(Path(folder)))
             if ignored:
                 print(f"preprocess: ignoring {len(ignored)} entr{'y' if len(ignored) == 1 else 'ies'} that are not in a "
                       f"class folder or are hidden: {', '.join(list(ignored)[:5])}{', ...' if len(ignored) > 5 else ''} "
                       "(all in metrics/preprocess.json, ignored_entries)", flush=True)
             labels, class_names, skipped, num_groups, found = data.prepare_folder(
-                params["image_dir"], OUT, image_size=params["image_size"], val_fraction=params["val_fraction"],
-                test_fraction=params["test_fraction"], seed=params["seed"], on_bad_file=params["on_bad_file"],
-                max_per_class=params["max_per_class"], test_dir=params["test_dir"], group_pattern=params["group_pattern"],
-                resize=params["resize"], duplicates=params["duplicates"])
-            test_source = "held-out folder" if params["test_dir"] else "split off"
+                preprocess.image_dir, OUT, image_size=preprocess.image_size, val_fraction=preprocess.val_fraction,
+                test_fraction=preprocess.test_fraction, seed=params.seed, on_bad_file=preprocess.on_bad_file,
+                max_per_class=preprocess.max_per_class, test_dir=preprocess.test_dir, group_pattern=preprocess.group_pattern,
+                resize=preprocess.resize, duplicates=preprocess.duplicates)
+            test_source = "held-out folder" if preprocess.test_dir else "split off"
         else:
             labels, class_names, test_source, found = data.prepare_builtin(
-                params["dataset"], OUT, image_size=params["image_size"], classes=params["classes"],
-                max_per_class=params["max_per_class"], val_fraction=params["val_fraction"],
-                test_fraction=params["test_fraction"], seed=params["seed"], duplicates=params["duplicates"])
+                preprocess.dataset, OUT, image_size=preprocess.image_size, classes=preprocess.classes,
+                max_per_class=preprocess.max_per_class, val_fraction=preprocess.val_fraction,
+                test_fraction=preprocess.test_fraction, seed=params.seed, duplicates=preprocess.duplicates)
         write_pairs(found.rows(class_names))
         duplicates = found.summary(class_names)
         print(duplicates_line(duplicates), flush=True)
         run.finish({
             "num_classes": len(class_names),
-            "image_size": params["image_size"],
-            "resize": params["resize"],
+            "image_size": preprocess.image_size,
+            "resize": preprocess.resize,
             "num_images": {name: int(len(y)) for name, y in labels.items()},
             "class_counts": {name: {class_names[c]: int(n) for c, n in zip(*np.unique(y, return_counts=True))}
                              for name, y in labels.items()},

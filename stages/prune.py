@@ -6,9 +6,9 @@ prune.max_val_drop of the student's is kept."""
 from functools import partial
 
 from tinygray import backend
-from tinygray.pipeline.params import stage_params
+from tinygray.pipeline.params import load_params
 
-backend.select(stage_params("train_student")["backend"])  # the students' backend; before anything imports Keras
+backend.select(load_params().train_student.backend)  # the students' backend; before anything imports Keras
 
 import numpy as np  # noqa: E402
 
@@ -25,40 +25,40 @@ HISTORY, FILTERS_HISTORY = layout.history("prune"), layout.history("prune_filter
 
 
 def main() -> None:
-    params = stage_params("prune")
-    student_params = stage_params("train_student")  # the student's own loss and views, so pruning fine-tunes
-    augmentation = Augmentation.from_params(stage_params("augment"))  # what it learned, the way it learned it
-    with stage_run("prune", {**params, **{key: student_params[key] for key in student.LOSS_PARAMS},
+    params = load_params()
+    prune = params.prune
+    student_params = params.train_student  # the student's own loss and views, so pruning fine-tunes
+    augmentation = Augmentation.from_params(params.augment, params.seed)  # what it learned, the way it learned it
+    with stage_run("prune", {**params.run_params("prune"), **student_params.values(*student.LOSS_PARAMS),
                              **augmentation.run_params()}) as run:
         train, val = distillation_data(PREPARED, SOFT_TARGETS, augmentation)
-        prepared.check_num_classes(models.load_model(STUDENT), PREPARED, STUDENT)
+        unpruned = models.load_model(STUDENT)
+        prepared.check_num_classes(unpruned, PREPARED, STUDENT)
         val_images, val_labels = prepared.read_split(PREPARED, "val")
-        baseline = stats.accuracy(models.load_model(STUDENT).predict(np.asarray(val_images), batch_size=256, verbose=0),
-                                  val_labels)
+        baseline = stats.accuracy(unpruned.predict(np.asarray(val_images), batch_size=256, verbose=0), val_labels)
         setup = student.distillation_setup(student_params)
-        fine_tune = partial(training.fit, train=train, val=val, loss=setup.loss, epochs=params["epochs"],
-                            batch_size=params["batch_size"], learning_rate=params["learning_rate"], seed=params["seed"],
+        fine_tune = partial(training.fit, train=train, val=val, loss=setup.loss, epochs=prune.epochs,
+                            batch_size=prune.batch_size, learning_rate=prune.learning_rate, seed=params.seed,
                             augmentation=StoredViews(VIEWS, augmentation), targets_per_view=True)
-        steps_per_epoch = int(np.ceil(len(train[0]) / params["batch_size"]))
 
         def magnitude(sparsity):
-            training.seed_everything(params["seed"])
+            training.seed_everything(params.seed)
             model = models.load_model(STUDENT)
             return (model, *pruning.prune_by_magnitude(model, sparsity, partial(fine_tune, metric=setup.metric()),
-                                                       ramp_steps=params["ramp_epochs"] * steps_per_epoch,
-                                                       mask_update_steps=params["mask_update_steps"]))
+                                                       ramp_steps=prune.ramp_steps(len(train[0])),
+                                                       mask_update_steps=prune.mask_update_steps))
 
         def filters(fraction):
-            training.seed_everything(params["seed"])
+            training.seed_everything(params.seed)
             model = structured_pruning.prune_filters(models.load_model(STUDENT), fraction)
             return (model, *fine_tune(model, metric=setup.metric()))
 
         budget = partial(pruning.most_compressed_within_budget, baseline_val_accuracy=baseline,
-                         max_val_drop=params["max_val_drop"])
-        pruned, pruned_filters = budget(params["sparsities"], magnitude), budget(params["filter_fractions"], filters)
+                         max_val_drop=prune.max_val_drop)
+        pruned, pruned_filters = budget(prune.sparsities, magnitude), budget(prune.filter_fractions, filters)
         write_history(HISTORY, pruned.history, title=f"magnitude pruning to sparsity {pruned.level}")
         write_history(FILTERS_HISTORY, pruned_filters.history,
-                               title=f"filter pruning, fraction {pruned_filters.level} removed")
+                      title=f"filter pruning, fraction {pruned_filters.level} removed")
         run.log_history("magnitude", pruned.history)
         run.log_history("filters", pruned_filters.history)
         models.save_model(pruned.model, MAGNITUDE)

@@ -9,12 +9,11 @@ import json
 from functools import partial
 
 from tinygray import backend
-from tinygray.pipeline.params import stage_params
+from tinygray.pipeline.params import load_params
 
-backend.select(stage_params("train_student")["backend"])  # the students' backend; before anything imports Keras
+backend.select(load_params().train_student.backend)  # the students' backend; before anything imports Keras
 
 import keras  # noqa: E402
-import numpy as np  # noqa: E402
 
 from tinygray import models, prepared, pruning, training  # noqa: E402
 from tinygray.augment import Augmentation, StoredViews  # noqa: E402
@@ -27,22 +26,22 @@ PRUNE_METRICS, PRUNED_SCRATCH, HISTORY = layout.stage_metrics("prune"), layout.m
 
 
 def main() -> None:
-    params = stage_params("prune")
-    augmentation = Augmentation.from_params(stage_params("augment"))
+    params = load_params()
+    prune = params.prune
+    augmentation = Augmentation.from_params(params.augment, params.seed)
     sparsity = json.loads(PRUNE_METRICS.read_text())["target_sparsity"]  # what the distilled student got
-    with stage_run("prune_scratch", {**params, "target_sparsity": sparsity, **augmentation.run_params()}) as run:
+    with stage_run("prune_scratch", {**params.run_params("prune"), "target_sparsity": sparsity, **augmentation.run_params()}) as run:
         train, val = prepared.read_split(PREPARED, "train"), prepared.read_split(PREPARED, "val")
-        prepared.check_num_classes(models.load_model(SCRATCH), PREPARED, SCRATCH)
         fine_tune = partial(training.fit, train=train, val=val,
                             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                            metric=training.accuracy_metric(), epochs=params["epochs"], batch_size=params["batch_size"],
-                            learning_rate=params["learning_rate"], seed=params["seed"],
+                            metric=training.accuracy_metric(), epochs=prune.epochs, batch_size=prune.batch_size,
+                            learning_rate=prune.learning_rate, seed=params.seed,
                             augmentation=StoredViews(VIEWS, augmentation))
-        training.seed_everything(params["seed"])
+        training.seed_everything(params.seed)
         model = models.load_model(SCRATCH)
-        metrics, history = pruning.prune_by_magnitude(
-            model, sparsity, fine_tune, ramp_steps=params["ramp_epochs"] * int(np.ceil(len(train[0]) / params["batch_size"])),
-            mask_update_steps=params["mask_update_steps"])
+        prepared.check_num_classes(model, PREPARED, SCRATCH)
+        metrics, history = pruning.prune_by_magnitude(model, sparsity, fine_tune, ramp_steps=prune.ramp_steps(len(train[0])),
+                                                      mask_update_steps=prune.mask_update_steps)
         write_history(HISTORY, history, title=f"scratch control, magnitude pruning to sparsity {sparsity}")
         run.log_history("magnitude", history)
         models.save_model(model, PRUNED_SCRATCH)

@@ -7,7 +7,7 @@ import numpy as np
 from tinygray import models, prepared, pruning, qat, quantization, stats, student, training
 from tinygray.pipeline.atomic import atomic_output
 from tinygray.augment import Augmentation, StoredViews
-from tinygray.pipeline.params import stage_params
+from tinygray.pipeline.params import load_params
 from tinygray.soft_targets import distillation_data
 from tinygray.pipeline import layout
 from tinygray.pipeline.tracking import stage_run
@@ -18,36 +18,37 @@ MODEL, OUT, HISTORY = layout.model("qat"), layout.tflite_dir("qat"), layout.hist
 
 
 def main() -> None:
-    params = stage_params("qat")
-    student_params = stage_params("train_student")
-    augmentation = Augmentation.from_params(stage_params("augment"))
-    source = layout.model(params["source"])
-    with stage_run("qat", {**params, **{key: student_params[key] for key in student.LOSS_PARAMS},
+    params = load_params()
+    qat_params = params.qat
+    student_params = params.train_student
+    augmentation = Augmentation.from_params(params.augment, params.seed)
+    source = layout.model(qat_params.source)
+    with stage_run("qat", {**params.run_params("qat"), **student_params.values(*student.LOSS_PARAMS),
                            **augmentation.run_params()}) as run:
         train, val = distillation_data(PREPARED, SOFT_TARGETS, augmentation)
-        training.seed_everything(params["seed"])
+        training.seed_everything(params.seed)
         model = qat.quantization_aware(qat.fold_batchnorm(models.load_model(source)))
         train_images = np.asarray(train[0])
-        qat.calibrate(model, train_images[np.random.default_rng(params["seed"]).permutation(len(train_images))[:qat.CALIBRATION_IMAGES]])
+        qat.calibrate(model, train_images[np.random.default_rng(params.seed).permutation(len(train_images))[:qat.CALIBRATION_IMAGES]])
         calibrated = qat.ranges(model)
         setup = student.distillation_setup(student_params)
-        metrics, history = training.fit(model, train, val, loss=setup.loss, metric=setup.metric(), epochs=params["epochs"],
-                                        batch_size=params["batch_size"], learning_rate=params["learning_rate"],
-                                        seed=params["seed"], augmentation=StoredViews(VIEWS, augmentation),
+        metrics, history = training.fit(model, train, val, loss=setup.loss, metric=setup.metric(), epochs=qat_params.epochs,
+                                        batch_size=qat_params.batch_size, learning_rate=qat_params.learning_rate,
+                                        seed=params.seed, augmentation=StoredViews(VIEWS, augmentation),
                                         targets_per_view=True, callbacks=[pruning.KeepZeros()])
         run.log_history("qat", history)
-        write_history(HISTORY, history, title=f"quantization-aware training of {params['source']}")
+        write_history(HISTORY, history, title=f"quantization-aware training of {qat_params.source}")
         models.save_model(model, MODEL)
         val_images, val_labels = prepared.read_split(PREPARED, "val")
-        representative = quantization.representative_dataset(train_images, stage_params("quantize")["representative_samples"],
-                                                             params["seed"])
+        representative = quantization.representative_dataset(train_images, params.quantize.representative_samples,
+                                                             params.seed)
         with atomic_output(OUT) as staging:
             staging.mkdir()
             path = staging / "qat_int8.tflite"
             path.write_bytes(quantization.convert(model, "int8", representative=representative))
             tflite_val = stats.accuracy(quantization.TFLiteModel(path).predict(val_images), val_labels)
         keras_val = stats.accuracy(model.predict(np.asarray(val_images), batch_size=256, verbose=0), val_labels)
-        run.finish({**metrics, "source": params["source"], "val_accuracy": round(keras_val, 4), "tflite_val_accuracy": round(tflite_val, 4),
+        run.finish({**metrics, "source": qat_params.source, "val_accuracy": round(keras_val, 4), "tflite_val_accuracy": round(tflite_val, 4),
                     "ranges": {name: {"calibrated_min": calibrated[name][0], "calibrated_max": calibrated[name][1],
                                       "min": trained[0], "max": trained[1]} for name, trained in qat.ranges(model).items()}},
                    artifacts=history_files(HISTORY))

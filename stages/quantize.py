@@ -10,7 +10,7 @@ import numpy as np
 
 from tinygray import models, predict, prepared, quantization
 from tinygray.pipeline.atomic import atomic_output
-from tinygray.pipeline.params import stage_params
+from tinygray.pipeline.params import load_params
 from tinygray.pipeline import layout
 from tinygray.pipeline.tracking import stage_run
 from tinygray.variants import MODES
@@ -20,14 +20,15 @@ PREPARED = layout.PREPARED
 
 def main(model_name: str) -> None:
     source, out = layout.model(model_name), layout.tflite_dir(model_name)
-    params = stage_params("quantize")
-    resize = stage_params("preprocess")["resize"]  # for the contract beside each file
-    with stage_run(f"quantize@{model_name}", params) as run:
+    params = load_params()
+    quantize = params.quantize
+    resize = params.preprocess.resize  # for the contract beside each file
+    with stage_run(f"quantize@{model_name}", params.run_params("quantize")) as run:
         model = models.load_model(source)
         train_images, _ = prepared.read_split(PREPARED, "train")
         val_images, val_labels = prepared.read_split(PREPARED, "val")
-        representative = quantization.representative_dataset(train_images, params["representative_samples"],
-                                                             params["seed"])
+        representative = quantization.representative_dataset(train_images, quantize.representative_samples,
+                                                             params.seed)
         variants, correct = [], {}
         with atomic_output(out) as staging:
             staging.mkdir()
@@ -44,7 +45,7 @@ def main(model_name: str) -> None:
                                        predict.preprocessing(val_images.shape[1], resize))
                 variants.append({"name": path.stem, "format": "tflite", "val_accuracy": round(float(correct[mode].mean()), 4),
                                  "size_bytes": path.stat().st_size})
-        gate = quantization.int8_gate(correct["int8"], correct["float32"], params["max_int8_accuracy_drop"])
+        gate = quantization.int8_gate(correct["int8"], correct["float32"], quantize.max_int8_accuracy_drop)
         if not gate["passed"]:
             print(f"quantize: {model_name}_int8 FAILED its gate: validation accuracy {gate['accuracy_delta']:+.4f} "
                   f"against float32 (McNemar p = {gate['p_value']:.3g}); the benchmark reports it", flush=True)

@@ -5,7 +5,7 @@ import numpy as np
 from tinygray import models, prepared, soft_targets, stats
 from tinygray.pipeline.atomic import atomic_output
 from tinygray.augment import Augmentation, StoredViews, views_warning
-from tinygray.pipeline.params import stage_params
+from tinygray.pipeline.params import load_params
 from tinygray.pipeline import layout
 from tinygray.pipeline.tracking import stage_run
 
@@ -13,15 +13,16 @@ PREPARED, VIEWS, TEACHER, OUT = layout.PREPARED, layout.VIEWS, layout.model("tea
 
 
 def main() -> None:
-    params = stage_params("soft_targets")
-    augmentation = Augmentation.from_params(stage_params("augment"))
-    with stage_run("soft_targets", {**params, **augmentation.run_params()}) as run:
+    params = load_params()
+    soft = params.soft_targets
+    augmentation = Augmentation.from_params(params.augment, params.seed)
+    with stage_run("soft_targets", {**params.run_params("soft_targets"), **augmentation.run_params()}) as run:
         teacher = models.load_model(TEACHER)
         prepared.check_num_classes(teacher, PREPARED, TEACHER)
         (train_images, train_labels), (val_images, val_labels) = (prepared.read_split(PREPARED, s) for s in ("train", "val"))
         train_logits = soft_targets.view_logits(teacher, train_images, StoredViews(VIEWS, augmentation),
-                                                params["batch_size"])
-        val_logits = teacher.predict(np.asarray(val_images), batch_size=params["batch_size"], verbose=0)
+                                                soft.batch_size)
+        val_logits = teacher.predict(np.asarray(val_images), batch_size=soft.batch_size, verbose=0)
         with atomic_output(OUT) as staging:
             staging.mkdir()
             soft_targets.write(staging, train_logits, val_logits, augmentation)

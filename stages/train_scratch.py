@@ -2,9 +2,9 @@
 labels alone, its seed selected by the same rule. Without it a distillation "gain" cannot be told from the
 student simply being trained well."""
 from tinygray import backend
-from tinygray.pipeline.params import stage_params
+from tinygray.pipeline.params import load_params
 
-backend.select(stage_params("train_student")["backend"])  # before anything below imports Keras
+backend.select(load_params().train_student.backend)  # before anything below imports Keras
 
 from tinygray import prepared, student  # noqa: E402
 from tinygray.augment import Augmentation  # noqa: E402
@@ -17,13 +17,14 @@ HISTORY = layout.history("scratch")
 
 
 def main() -> None:
-    params = stage_params("train_student")
-    augmentation = Augmentation.from_params(stage_params("augment"))
-    with stage_run("train_scratch", {**{k: v for k, v in params.items() if k not in student.DISTILLATION_ONLY},
+    params = load_params()
+    student_params = params.train_student
+    augmentation = Augmentation.from_params(params.augment, params.seed)
+    with stage_run("train_scratch", {**{k: v for k, v in params.run_params("train_student").items() if k not in student.DISTILLATION_ONLY},
                                      **augmentation.run_params()}) as run:
         num_classes = len(prepared.read_class_names(PREPARED))
-        train, val, setup, views = student.scratch_inputs(PREPARED, VIEWS, augmentation, params, num_classes)
-        metrics, histories = student.train_seeds(train, val, num_classes, params, setup, views, MODEL_DIR, SELECTED, HISTORY)
+        train, val, setup, views = student.scratch_inputs(PREPARED, VIEWS, augmentation, student_params, num_classes)
+        metrics, histories = student.train_seeds(train, val, num_classes, student_params, params.seed, setup, views, MODEL_DIR, SELECTED, HISTORY)
         for seed, history in histories.items():
             run.log_history(f"seed_{seed}", history)
         run.finish(metrics, artifacts=history_files(HISTORY))

@@ -2,9 +2,9 @@
 each augmented view, over several seeds (the best on validation goes on as models/student.keras);
 optionally through a chain of teacher assistants."""
 from tinygray import backend
-from tinygray.pipeline.params import stage_params
+from tinygray.pipeline.params import load_params
 
-backend.select(stage_params("train_student")["backend"])  # before anything below imports Keras
+backend.select(load_params().train_student.backend)  # before anything below imports Keras
 
 from tinygray import distillation, prepared, student  # noqa: E402
 from tinygray.augment import Augmentation  # noqa: E402
@@ -17,15 +17,16 @@ MODEL_DIR, SELECTED, HISTORY = layout.seeds("student"), layout.model("student"),
 
 
 def main() -> None:
-    params = stage_params("train_student")
-    augmentation = Augmentation.from_params(stage_params("augment"))
-    with stage_run("train_student", {**params, **augmentation.run_params()}) as run:
+    params = load_params()
+    student_params = params.train_student
+    augmentation = Augmentation.from_params(params.augment, params.seed)
+    with stage_run("train_student", {**params.run_params("train_student"), **augmentation.run_params()}) as run:
         num_classes = len(prepared.read_class_names(PREPARED))
         train, val, setup, views = student.distillation_inputs(PREPARED, SOFT_TARGETS, TEACHER, VIEWS, augmentation,
-                                                               params, num_classes)
-        confidence = {} if params["teacher_in_loop"] else distillation.target_confidence(train[1], params["temperature"])
-        train, val, assistants = student.assistant_chain(train, val, num_classes, params, views)
-        metrics, histories = student.train_seeds(train, val, num_classes, params, setup, views, MODEL_DIR, SELECTED, HISTORY)
+                                                               student_params, num_classes)
+        confidence = {} if student_params.teacher_in_loop else distillation.target_confidence(train[1], student_params.temperature)
+        train, val, assistants = student.assistant_chain(train, val, num_classes, student_params, params.seed, views)
+        metrics, histories = student.train_seeds(train, val, num_classes, student_params, params.seed, setup, views, MODEL_DIR, SELECTED, HISTORY)
         for seed, history in histories.items():
             run.log_history(f"seed_{seed}", history)
         run.finish({**metrics, **confidence, **({"assistants": assistants} if assistants else {})}, artifacts=history_files(HISTORY))

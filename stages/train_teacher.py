@@ -3,7 +3,7 @@ scratch), trained on labels with early stopping on validation, on one device or 
 (train_teacher.distribute; with multi_worker every worker runs this stage and the chief writes its outputs)."""
 from tinygray import distribute, models, prepared, teacher, training
 from tinygray.augment import Augmentation
-from tinygray.pipeline.params import stage_params
+from tinygray.pipeline.params import load_params
 from tinygray.pipeline import layout
 from tinygray.pipeline.tracking import stage_run
 from tinygray.pipeline.history import history_files, write_history
@@ -11,31 +11,26 @@ from tinygray.pipeline.history import history_files, write_history
 PREPARED, MODEL, HISTORY = layout.PREPARED, layout.model("teacher"), layout.history("teacher")
 
 
-def fit_teacher(params: dict, strategy, augmentation) -> tuple:
-    """Build and train the teacher inside the strategy's scope: (model, metrics, histories, val split)."""
-    training.seed_everything(params["seed"])
-    teacher.use_mixed_precision(params["mixed_precision"])
-    train, val = prepared.read_split(PREPARED, "train"), prepared.read_split(PREPARED, "val")
-    with strategy.scope():
-        model = teacher.build_teacher(train[0].shape[1:], len(prepared.read_class_names(PREPARED)), params)
-        metrics, histories = teacher.train(model, train, val, params, augmentation)
-    return model, metrics, histories, val
-
-
 def main() -> None:
-    params = stage_params("train_teacher")
-    strategy = distribute.strategy(params["distribute"])  # first: a multi-worker strategy must precede other TF work
-    # a fresh view every epoch (the ranges of the augment section, not its number of views: soft targets need a
-    # fixed set, the teacher's own training does not), or the plain images
-    augmentation = Augmentation.from_params(stage_params("augment")).fresh(params["frozen_epochs"] + params["epochs"]) \
-        if params["augment"] else None
-    if not distribute.is_chief(params["distribute"]):
-        model, metrics, _, _ = fit_teacher(params, strategy, augmentation)
+    params = load_params()
+    teacher_params = params.train_teacher
+    strategy = distribute.strategy(teacher_params.distribute)  # first: a multi-worker strategy must precede other TF work
+    augmentation = teacher.training_views(teacher_params, Augmentation.from_params(params.augment, params.seed))
+
+    def fit() -> tuple:
+        """(model, metrics, histories, val split), the same on every worker."""
+        train, val = prepared.read_split(PREPARED, "train"), prepared.read_split(PREPARED, "val")
+        return (*teacher.fit(teacher_params, params.seed, train, val, len(prepared.read_class_names(PREPARED)),
+                             augmentation, strategy), val)
+
+    if not distribute.is_chief(teacher_params.distribute):
+        model, metrics, _, _ = fit()
         print(f"train_teacher: {distribute.task_name()} trained {metrics['epochs']} epochs in step with the chief, "
               f"weights {distribute.weights_digest(model)}; the chief writes the outputs", flush=True)
         return
-    with stage_run("train_teacher", {**params, **(augmentation.run_params() if augmentation else {})}) as run:
-        model, metrics, histories, val = fit_teacher(params, strategy, augmentation)
+    run_params = {**params.run_params("train_teacher"), **(augmentation.run_params() if augmentation else {})}
+    with stage_run("train_teacher", run_params) as run:
+        model, metrics, histories, val = fit()
         training.require_above_chance(
             "train_teacher", metrics["val_accuracy"], val[1],
             hint=f"Seen: training accuracy {histories[-1]['accuracy'][-1]:.4f} at the last of {metrics['epochs']} epochs. "
@@ -50,7 +45,7 @@ def main() -> None:
         print(f"train_teacher: {distribute.task_name()} saved {MODEL}, weights {distribute.weights_digest(model)}",
               flush=True)
         run.finish({**metrics, "params": models.count_params(model)[0],
-                    "distribute": distribute.describe(strategy, params["distribute"])},
+                    "distribute": distribute.describe(strategy, teacher_params.distribute)},
                    artifacts=history_files(HISTORY))
 
 

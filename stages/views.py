@@ -4,7 +4,7 @@ no training epoch pays the warping again."""
 from tinygray import prepared
 from tinygray.pipeline.atomic import atomic_output, require_free_space
 from tinygray.augment import Augmentation, write_views
-from tinygray.pipeline.params import stage_params
+from tinygray.pipeline.params import load_params
 from tinygray.pipeline import layout
 from tinygray.pipeline.tracking import stage_run
 
@@ -12,7 +12,8 @@ PREPARED, OUT = layout.PREPARED, layout.VIEWS
 
 
 def main() -> None:
-    augmentation = Augmentation.from_params(stage_params("augment"))
+    params = load_params()
+    augmentation = Augmentation.from_params(params.augment, params.seed)
     with stage_run("views", augmentation.run_params()) as run:
         train_images, _ = prepared.read_split(PREPARED, "train")
         require_free_space(OUT, augmentation.views * train_images.nbytes,

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from stage_helpers import REPO, free_ports, make_folder, run_stage, stage_env, write_params
-from tinygray.pipeline.params import ParamsError, stage_params
+from tinygray.pipeline.params import ParamsError, load_params
 from tinygray.pipeline.tracking import TrackingServerError, check_tracking_server
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -151,13 +151,13 @@ def test_bad_parameter_is_named(project, monkeypatch, change, message):
     monkeypatch.chdir(root)
     path = edit(root, change)
     with pytest.raises(ParamsError, match=message):
-        stage_params("preprocess", path)
+        load_params(path)
 
 
 def test_the_valid_folder_params_pass(project, monkeypatch):
     root, _ = project
     monkeypatch.chdir(root)
-    assert stage_params("preprocess", root / "params.yaml")["image_dir"] == "data/raw"
+    assert load_params(root / "params.yaml").preprocess.image_dir == "data/raw"
 
 
 @pytest.mark.parametrize("text, message", [
@@ -168,7 +168,7 @@ def test_the_valid_folder_params_pass(project, monkeypatch):
 def test_malformed_params_file_is_named(project, text, message):
     root, _ = project
     with pytest.raises(ParamsError, match=message):
-        stage_params("preprocess", edit(root, None, text))
+        load_params(edit(root, None, text))
 
 
 def closed_port():

@@ -48,13 +48,13 @@ def test_only_the_chief_writes_outputs(monkeypatch):
 
 
 def test_an_unknown_strategy_is_refused_by_the_params_check(tmp_path):
-    from tinygray.pipeline.params import ParamsError, stage_params
+    from tinygray.pipeline.params import ParamsError, load_params
 
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["train_teacher"]["distribute"] = "horovod"
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     with pytest.raises(ParamsError, match=r"'train_teacher.distribute' must be one of \['none', 'mirrored', 'multi_worker'\]"):
-        stage_params("train_teacher", tmp_path / "params.yaml")
+        load_params(tmp_path / "params.yaml")
 
 
 def test_mirrored_strategy_trains_inside_its_scope_on_this_machine():

@@ -76,33 +76,50 @@ def test_the_scratch_control_reruns_on_every_student_parameter_it_shares():
 
 
 def _params_read(script: Path) -> set[str]:
-    """Every `section.key` a stage script reads: `stage_params("section")["key"]`, directly or through a name
-    bound to `stage_params("section")` (whole sections passed on are listed as `section`)."""
+    """Every parameter a stage script reads: `params.section.key` on a name bound to `load_params()` (or on the
+    call itself), `name.key` on a name bound to `params.section`, `params.seed`; a section used whole (passed
+    on, unpacked, `params.run_params("section")`) is listed as `section`."""
     import ast
 
+    from tinygray.pipeline.params import SECTIONS
+
     tree = ast.parse(script.read_text())
+    parent = {id(child): node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
+
+    def is_root(node) -> bool:  # the whole Params object
+        return (isinstance(node, ast.Call) and getattr(node.func, "id", None) == "load_params") or (
+            isinstance(node, ast.Name) and node.id in roots)
 
     def section_of(node) -> str | None:
-        if (isinstance(node, ast.Call) and getattr(node.func, "id", None) == "stage_params" and node.args
-                and isinstance(node.args[0], ast.Constant)):
-            return node.args[0].value
-        return None
+        if isinstance(node, ast.Attribute) and node.attr in SECTIONS and is_root(node.value):
+            return node.attr
+        return sections.get(node.id) if isinstance(node, ast.Name) else None
 
-    names = {target.id: section_of(node.value) for node in ast.walk(tree) if isinstance(node, ast.Assign)
-             for target in node.targets if isinstance(target, ast.Name) and section_of(node.value)}
-    read, subscripted = set(), set()
+    assigns = [(node.targets[0].id, node.value) for node in ast.walk(tree)
+               if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name)]
+    roots = {name for name, value in assigns if isinstance(value, ast.Call)
+             and getattr(value.func, "id", None) == "load_params"}
+    sections = {}
+    sections.update({name: section_of(value) for name, value in assigns if section_of(value)})
+    bound = {id(value) for _, value in assigns}
+    read = set()
     for node in ast.walk(tree):
-        if isinstance(node, ast.Subscript) and isinstance(node.slice, ast.Constant):
-            section = section_of(node.value) or (names.get(node.value.id) if isinstance(node.value, ast.Name) else None)
-            if section:
-                read.add(f"{section}.{node.slice.value}")
-                subscripted.add(id(node.value))
-    for node in ast.walk(tree):  # a section used whole (passed on, unpacked): any of its keys may be read
-        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and node.id in names and id(node) not in subscripted:
-            read.add(names[node.id])
-        elif section_of(node) and id(node) not in subscripted and not any(
-                isinstance(a, ast.Assign) and a.value is node for a in ast.walk(tree)):
-            read.add(section_of(node))
+        up = parent.get(id(node))
+        if isinstance(node, ast.Attribute) and is_root(node.value) and node.attr == "seed":
+            read.add("seed")
+        elif (isinstance(node, ast.Attribute) and node.attr == "run_params" and is_root(node.value)
+              and isinstance(up, ast.Call) and up.args and isinstance(up.args[0], ast.Constant)):
+            read.update({up.args[0].value, "seed"})
+        elif section_of(node) and not (isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store)):
+            if isinstance(up, ast.Attribute) and up.value is node:
+                if up.attr in ("values",) and isinstance(parent.get(id(up)), ast.Call):
+                    call = parent[id(up)]
+                    keys = [a.value for a in call.args if isinstance(a, ast.Constant)]
+                    read.update({f"{section_of(node)}.{k}" for k in keys} or {section_of(node)})
+                else:
+                    read.add(f"{section_of(node)}.{up.attr}")
+            elif id(node) not in bound:
+                read.add(section_of(node))
     return read
 
 

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tinygray.pipeline.params import SPECS, ParamsError, stage_params
+from tinygray.pipeline.params import SECTIONS, ParamsError, load_params
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -16,10 +16,11 @@ def write(tmp_path, change):
     return path
 
 
-def test_every_stage_section_of_the_committed_params_is_valid():
-    for stage in SPECS:
-        section = stage_params(stage, REPO / "params.yaml")
-        assert "seed" in section
+def test_the_committed_params_are_valid_and_typed():
+    params = load_params(REPO / "params.yaml")
+    assert set(SECTIONS) == set(yaml.safe_load((REPO / "params.yaml").read_text())) - {"seed"}
+    assert isinstance(params.train_student.temperature, float) and isinstance(params.augment.max_rotation, int)
+    assert params.run_params("quantize")["seed"] == params.seed
 
 
 @pytest.mark.parametrize("change, message", [
@@ -47,9 +48,8 @@ def test_every_stage_section_of_the_committed_params_is_valid():
 ])
 def test_bad_values_name_the_parameter(tmp_path, change, message):
     path = write(tmp_path, change)
-    stage = message.split(".")[0]
     with pytest.raises(ParamsError, match=message.replace(".", r"\.")):
-        stage_params(stage, path)
+        load_params(path)
 
 
 @pytest.mark.parametrize("seed", [-1, 2**32, 1.5])
@@ -58,20 +58,20 @@ def test_a_seed_numpy_or_scikit_learn_would_refuse_is_refused_by_name(tmp_path, 
     the range [0, 4294967295]") and NumPy, neither naming `seed`."""
     path = write(tmp_path, lambda p: p.update(seed=seed))
     with pytest.raises(ParamsError, match="parameter 'seed'"):
-        stage_params("preprocess", path)
+        load_params(path)
 
 
 def test_unknown_section_is_reported(tmp_path):
     path = write(tmp_path, lambda p: p.update(train_studnet={}))
     with pytest.raises(ParamsError, match="train_studnet"):
-        stage_params("preprocess", path)
+        load_params(path)
 
 
 def test_a_bad_value_in_any_section_stops_every_stage_before_it_starts(tmp_path):
     """benchmark.shipped is read by the last stage only, but a typo in it stops the first one."""
     path = write(tmp_path, lambda p: p["benchmark"].update(shipped="pruned_int4"))
     with pytest.raises(ParamsError, match=r"'benchmark.shipped' must name one of the TFLite variants .*'pruned_int8'"):
-        stage_params("preprocess", path)
+        load_params(path)
 
 
 def test_a_refusal_inside_a_dvc_stage_says_how_to_get_the_removed_outputs_back(tmp_path, monkeypatch):
@@ -80,9 +80,9 @@ def test_a_refusal_inside_a_dvc_stage_says_how_to_get_the_removed_outputs_back(t
     path = write(tmp_path, lambda p: p["train_student"].update(alpha=2))
     monkeypatch.delenv("DVC_STAGE", raising=False)
     with pytest.raises(ParamsError) as by_hand:
-        stage_params("train_student", path)
+        load_params(path)
     assert "dvc checkout" not in str(by_hand.value)
     monkeypatch.setenv("DVC_STAGE", "train_student")
     with pytest.raises(ParamsError, match=r"train_student\.alpha.*DVC removed stage train_student's outputs before "
                                           r"starting it.*`dvc checkout`"):
-        stage_params("train_student", path)
+        load_params(path)

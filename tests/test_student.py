@@ -5,21 +5,30 @@ from tinygray import student
 from tinygray.augment import Augmentation
 from tinygray.distillation import pack_targets
 from tinygray.pipeline.history import history_files, write_history
+from tinygray.pipeline.params import TrainStudent
 
-P = {"seed": 7, "num_seeds": 2, "widths": [4, 8], "convs_per_block": 1, "input_size": None, "temperature": 4.0, "alpha": 0.5, "dkd_beta": None, "assistants": [[8, 8]],
-     "epochs": 2, "batch_size": 128, "learning_rate": 0.01, "patience": 5, "schedule": "plateau",
-     "teacher_in_loop": False, "mixup": 0.0}
+P = TrainStudent(num_seeds=2, widths=[4, 8], convs_per_block=1, input_size=None, backend="tensorflow", temperature=4.0,
+                 alpha=0.5, dkd_beta=None, assistants=[[8, 8]], epochs=2, batch_size=128, learning_rate=0.01, patience=5,
+                 schedule="plateau", teacher_in_loop=False, mixup=0.0)
+SEED = 7  # params.yaml's global seed in these tests
+
+
+def changed(p: TrainStudent, **values) -> TrainStudent:
+    """P with some values changed, validated like params.yaml."""
+    return TrainStudent.model_validate({**p.values(), **values})
+
+
 VIEWS = Augmentation(views=2, max_rotation=10, max_shift=0.1, max_scale=0.1, seed=7)
 SCRATCH_LOSS = "sparse_categorical_crossentropy"
 
 
 def test_seeds_start_at_the_global_seed():
-    assert student.seeds(P) == [7, 8]
+    assert student.seeds(P, SEED) == [7, 8]
 
 
 def test_train_seeds_writes_one_model_per_seed_and_the_selected_one(tmp_path, digits_split):
     (x, y), (vx, vy) = digits_split["train"], digits_split["val"]
-    metrics, histories = student.train_seeds((x, y), (vx, vy), 10, P, student.Setup(SCRATCH_LOSS), VIEWS,
+    metrics, histories = student.train_seeds((x, y), (vx, vy), 10, P, SEED, student.Setup(SCRATCH_LOSS), VIEWS,
                                              tmp_path / "scratch", tmp_path / "scratch.keras", tmp_path / "history.csv")
     assert sorted(p.name for p in (tmp_path / "scratch").iterdir()) == ["seed_7.keras", "seed_8.keras"]
     assert list(metrics["seeds"]) == ["7", "8"]
@@ -44,7 +53,7 @@ def test_assistant_chain_hands_on_its_own_logits_for_every_view(digits_split):
     (x, y), (vx, vy) = digits_split["train"], digits_split["val"]
     teacher = np.stack([pack_targets(y, np.eye(10, dtype=np.float32)[y] * 5)] * VIEWS.views)
     train, val, assistants = student.assistant_chain(
-        (x, teacher), (vx, pack_targets(vy, np.eye(10, dtype=np.float32)[vy] * 5)), 10, P, VIEWS)
+        (x, teacher), (vx, pack_targets(vy, np.eye(10, dtype=np.float32)[vy] * 5)), 10, P, SEED, VIEWS)
     assert list(assistants) == ["assistant_8x8"]
     assert train[0] is x and train[1].shape == teacher.shape
     np.testing.assert_array_equal(train[1][..., :10], teacher[..., :10])  # the labels stay
@@ -102,7 +111,7 @@ def test_cosine_schedule_runs_every_epoch_and_keeps_the_best_on_validation(digit
     from tinygray import training
 
     (x, y), val = digits_split["train"], digits_split["val"]
-    cosine = {**P, "schedule": "cosine", "epochs": 4, "patience": 1}  # patience 1 would stop a plateau run early
+    cosine = changed(P, schedule="cosine", epochs=4, patience=1)  # patience 1 would stop a plateau run early
     model, metrics, history = student.train_one([4, 8], (x, y), val, 10, cosine, 7, student.Setup(SCRATCH_LOSS), VIEWS)
     assert metrics["epochs"] == 4 and len(history["val_accuracy"]) == 4
     assert metrics["val_accuracy"] == round(max(history["val_accuracy"]), 4)
@@ -122,7 +131,7 @@ def test_teacher_in_the_loop_trains_only_the_student_against_the_teacher_of_each
     prepared_dir = tmp_path / "prepared"
     prepared.write_prepared(prepared_dir, {split: digits_split[split] for split in ("train", "val")}, [str(c) for c in range(10)])
     models.save_model(trained_digits_cnn, tmp_path / "teacher.keras")
-    online = {**P, "teacher_in_loop": True, "mixup": 0.4, "epochs": 6, "assistants": []}
+    online = changed(P, teacher_in_loop=True, mixup=0.4, epochs=6, assistants=[])
     still = Augmentation(views=2, seed=7)  # the conftest teacher never saw moved 8-px digits: 29% right on them
     train, val, setup, views = student.distillation_inputs(prepared_dir, None, tmp_path / "teacher.keras", None, still,
                                                            online, 10)
@@ -163,8 +172,10 @@ from tinygray.augment import Augmentation
 digits = load_digits()
 images, labels = (digits.images * 16).clip(0, 255).astype("uint8")[..., None], digits.target
 train, val = (images[:600], labels[:600]), (images[600:800], labels[600:800])
-p = {"input_size": None, "convs_per_block": 1, "epochs": 8, "batch_size": 64, "learning_rate": 0.01, "patience": 8,
-     "schedule": "plateau", "temperature": 2.0, "alpha": 0.5}
+from tinygray.pipeline.params import TrainStudent
+p = TrainStudent(num_seeds=1, widths=[4, 8], convs_per_block=1, input_size=None, backend="tensorflow", temperature=2.0,
+                 alpha=0.5, dkd_beta=None, assistants=[], epochs=8, batch_size=64, learning_rate=0.01, patience=8,
+                 schedule="plateau", teacher_in_loop=False, mixup=0.0)
 views = Augmentation(views=2, max_rotation=10, max_shift=0.1, max_scale=0.1, seed=7)
 for path in sys.argv[1:]:
     model, metrics, _ = student.train_one([4, 8], train, val, 10, p, 7, student.Setup(keras.losses.SparseCategoricalCrossentropy(from_logits=True)), views)

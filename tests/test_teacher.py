@@ -3,10 +3,17 @@ import numpy as np
 import pytest
 
 from tinygray import teacher
+from tinygray.pipeline.params import TrainTeacher, load_params
 
-BASE = {"backbone": "efficientnet_lite0", "weights": "none", "input_size": 32, "dropout": 0.1, "frozen_epochs": 1,
-        "learning_rate": 0.01, "epochs": 1, "finetune_learning_rate": 0.001, "unfreeze_top_layers": None,
-        "batch_size": 64, "patience": 2, "cnn_widths": [8, 16], "cnn_convs_per_block": 1, "seed": 0}
+BASE = TrainTeacher(backbone="efficientnet_lite0", weights="none", input_size=32, dropout=0.1, frozen_epochs=1,
+                    learning_rate=0.01, epochs=1, finetune_learning_rate=0.001, unfreeze_top_layers=None, batch_size=64,
+                    patience=2, cnn_widths=[8, 16], cnn_convs_per_block=1, augment=False, mixed_precision=False,
+                    distribute="none")
+
+
+def changed(p: TrainTeacher, **values) -> TrainTeacher:
+    """p with some values changed, validated like params.yaml."""
+    return TrainTeacher.model_validate({**p.values(), **values})
 
 
 def batchnorms(model):
@@ -17,7 +24,7 @@ def test_teacher_resizes_inside_and_returns_logits():
     model = teacher.build_teacher((8, 8, 1), 10, BASE)
     assert model.get_layer("resize").output.shape[1:3] == (32, 32)
     assert model.predict(np.zeros((2, 8, 8, 1), np.uint8), verbose=0).shape == (2, 10)
-    cnn = teacher.build_teacher((32, 32, 1), 3, {**BASE, "backbone": "cnn"})
+    cnn = teacher.build_teacher((32, 32, 1), 3, changed(BASE, backbone="cnn"))
     assert "resize" not in [layer.name for layer in cnn.layers]
 
 
@@ -46,11 +53,11 @@ def test_random_init_trains_batchnorm_with_fast_momentum():
 
 
 def test_two_phase_training_reports_both_phases(digits_split):
-    p = {**BASE, "weights": "imagenet", "batch_size": 128}
+    p = changed(BASE, weights="imagenet", batch_size=128)
     train, val = digits_split["train"], digits_split["val"]
     model = teacher.build_teacher(train[0].shape[1:], 10, p)
     frozen_before = [w.copy() for w in teacher.backbone_of(model).get_weights()]
-    metrics, histories = teacher.train(model, train, val, p)
+    metrics, histories = teacher.train(model, train, val, p, seed=0)
     assert set(metrics["phases"]) == {"frozen", "finetune"}
     assert metrics["epochs"] == 2 and len(histories) == 2
     # BatchNorm moving statistics of the pretrained backbone never move
@@ -77,15 +84,14 @@ def test_from_scratch_cnn_teacher_beats_chance_with_the_default_patience():
     """At 64 px and more, with few steps per epoch, the moving BatchNorm statistics of a CNN trained from
     scratch lag its weights: validation saw one class for several epochs and early stopping (patience 3)
     ended training at chance. The statistics are recomputed before each validation now."""
-    import yaml
     from pathlib import Path
 
-    defaults = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())["train_teacher"]
-    p = {**defaults, "backbone": "cnn", "input_size": 64, "seed": 0}
+    defaults = load_params(Path(__file__).resolve().parents[1] / "params.yaml").train_teacher
+    p = changed(defaults, backbone="cnn", input_size=64)
     train, val = separable_images(64, 48), separable_images(64, 20, seed=1)
     keras.utils.set_random_seed(0)
     model = teacher.build_teacher(train[0].shape[1:], 2, p)
-    metrics, _ = teacher.train(model, train, val, p)
+    metrics, _ = teacher.train(model, train, val, p, seed=0)
     predicted = model.predict(val[0], verbose=0).argmax(axis=1)
     assert metrics["val_accuracy"] > 0.8 and len(set(predicted)) == 2, metrics
 
@@ -100,10 +106,10 @@ def test_a_teacher_at_chance_stops_the_pipeline_naming_what_was_seen():
 
 
 def test_auto_input_size_follows_the_image_within_what_imagenet_features_need():
-    auto = {**BASE, "input_size": "auto"}
+    auto = changed(BASE, input_size="auto")
     assert [teacher.input_size(auto, side) for side in (28, 64, 128, 256)] == [64, 64, 128, 224]
-    assert teacher.input_size({**BASE, "input_size": 96}, 28) == 96
-    model = teacher.build_teacher((128, 128, 1), 2, {**auto, "backbone": "cnn"})
+    assert teacher.input_size(changed(BASE, input_size=96), 28) == 96
+    model = teacher.build_teacher((128, 128, 1), 2, changed(auto, backbone="cnn"))
     assert "resize" not in [layer.name for layer in model.layers]  # 128 px is taken as it is
 
 

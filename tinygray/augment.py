@@ -12,9 +12,13 @@ import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import ndimage
+
+if TYPE_CHECKING:
+    from tinygray.pipeline.params import Augment
 
 
 @dataclass(frozen=True)
@@ -27,10 +31,9 @@ class Augmentation:
     seed: int = 0
 
     @classmethod
-    def from_params(cls, params: dict) -> Augmentation:
-        """From the `augment` section of params.yaml plus the global seed."""
-        return cls(views=params["views"], max_rotation=params["max_rotation"], max_shift=params["max_shift"],
-                   max_scale=params["max_scale"], flip=params["flip"], seed=params["seed"])
+    def from_params(cls, augment: Augment, seed: int) -> Augmentation:
+        """From the `augment` section of params.yaml and the global seed."""
+        return cls(**augment.values(), seed=seed)
 
     def run_params(self) -> dict:
         """As MLflow params, `augment_`-prefixed: the same names in every stage that trains on the views."""

@@ -9,6 +9,7 @@ import platform
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from sklearn.metrics import f1_score
@@ -16,6 +17,9 @@ from sklearn.metrics import f1_score
 from tinygray import models, prepared, qat, quantization, stats  # qat: registers the layers qat.keras holds
 from tinygray.pipeline import layout
 from tinygray.variants import CONTROLS, KERAS_MODELS, MODES, TEACHER, control_of
+
+if TYPE_CHECKING:
+    from tinygray.pipeline.params import Benchmark as BenchmarkParams
 
 # Every seed trained by the students' stage and by their control, and the metrics file in which each
 # stage recorded the seed it selected.
@@ -90,7 +94,11 @@ def machine_description(cpuinfo: Path | str = "/proc/cpuinfo") -> str:
                 flags = set(value.split())
     if flags:  # x86 (ARM lists "Features" instead)
         best = next((flag for flag in INT8_DOT_PRODUCT_FLAGS if flag in flags), None)
-        name += f" ({best or 'no ' + INT8_DOT_PRODUCT_FLAGS[-1]}{', no VNNI' if best and 'vnni' not in best else ''})"
+        if best is None:
+            best = f"no {INT8_DOT_PRODUCT_FLAGS[-1]}"
+        elif "vnni" not in best:
+            best += ", no VNNI"
+        name += f" ({best})"
     return f"{name}, {os.cpu_count()} cores, {platform.system()} {platform.release()}"
 
 
@@ -111,9 +119,9 @@ class Benchmark:
         return {name: predicted == labels for name, predicted in self.predictions.items()}
 
 
-def measure(test_images: np.ndarray, test_labels: np.ndarray, params: dict) -> Benchmark:
+def measure(test_images: np.ndarray, test_labels: np.ndarray, params: BenchmarkParams) -> Benchmark:
     """Every Keras model and TFLite conversion on the test split (accuracy, fidelity, size), their latency at
-    each of params['num_threads'] in interleaved rounds (interleaved_latency), then every seed of the
+    each of params.num_threads in interleaved rounds (interleaved_latency), then every seed of the
     students and controls; ratios against the teacher."""
     result, timed = Benchmark(), {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -179,21 +187,21 @@ def int8_layer_errors(result: Benchmark, tmp: Path) -> dict[str, list[dict]]:
     return errors
 
 
-def interleaved_latency(files: dict[str, Path], sample: np.ndarray, params: dict) -> dict[str, dict]:
-    """Batch-1 latency of every file on one test image, at every thread count, measured in params['rounds']
+def interleaved_latency(files: dict[str, Path], sample: np.ndarray, params: BenchmarkParams) -> dict[str, dict]:
+    """Batch-1 latency of every file on one test image, at every thread count, measured in params.rounds
     rounds that each time every file in turn (ABCABC..., not AAABBBCCC), so a burst of load on a shared
     machine lands on all variants alike instead of on one. Per file: p50 and p90 over all timed runs and
     the lowest and highest per-round median (latency_ms_round_low/high) at the headline thread count, the
     other thread counts under latency_by_threads. Files timed twice (a Keras row and its float32 file) are
     timed once."""
-    rounds = params["rounds"]
-    per_round = max(1, params["timed_runs"] // rounds)
+    rounds = params.rounds
+    per_round = max(1, params.timed_runs // rounds)
     unique = sorted(set(files.values()))
     summaries = {}
-    for threads in params["num_threads"]:
+    for threads in params.num_threads:
         models_ = {path: quantization.TFLiteModel(path, num_threads=threads) for path in unique}
         for model in models_.values():
-            model.latency_ms(sample, warmup_runs=params["warmup_runs"], timed_runs=1)
+            model.latency_ms(sample, warmup_runs=params.warmup_runs, timed_runs=1)
         times = {path: [] for path in unique}
         for _ in range(rounds):
             for path, model in models_.items():
@@ -202,7 +210,7 @@ def interleaved_latency(files: dict[str, Path], sample: np.ndarray, params: dict
                                      "latency_ms_round_low": round(float(min(np.median(r) for r in runs)), 4),
                                      "latency_ms_round_high": round(float(max(np.median(r) for r in runs)), 4)}
                               for path, runs in times.items()}
-    first, *others = params["num_threads"]
+    first, *others = params.num_threads
     return {name: {**summaries[first][path],
                    "latency_by_threads": {str(n): {k: summaries[n][path][k] for k in ("latency_ms_p50", "latency_ms_p90")}
                                           for n in others}}

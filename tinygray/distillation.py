@@ -8,6 +8,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 from keras import ops
+from scipy import special
 
 
 def pack_targets(labels: np.ndarray, teacher_logits: np.ndarray) -> np.ndarray:
@@ -35,8 +36,7 @@ def target_confidence(packed: np.ndarray, temperature: float) -> dict:
     plain KD gives the non-target classes: near 0, the soft targets say little beyond the label)."""
     num_classes = packed.shape[-1] // 2
     labels, logits = packed[..., :num_classes], packed[..., num_classes:].astype(np.float64) / temperature
-    probs = np.exp(logits - logits.max(axis=-1, keepdims=True))
-    probs /= probs.sum(axis=-1, keepdims=True)
+    probs = special.softmax(logits, axis=-1)
     return {"soft_target_top_probability": round(float(probs.max(axis=-1).mean()), 4),
             "soft_target_true_class_probability": round(float((probs * labels).sum(axis=-1).mean()), 4)}
 

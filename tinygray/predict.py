@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from scipy import special
 
 from tinygray.image_folder import IMAGE_EXTENSIONS, RESIZE_MODES, BadImageError, load_grayscale
 from tinygray.pipeline import layout
@@ -158,11 +159,6 @@ class Predictor:
             self.logits = lambda images: keras_model.predict(images, batch_size=256, verbose=0)
 
 
-def softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
-    return shifted / shifted.sum(axis=1, keepdims=True)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tinygray.predict", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -190,7 +186,8 @@ def main(argv: list[str] | None = None) -> int:
         except BadImageError as error:
             unreadable[path] = error.reason
     files = [path for path in files if path not in unreadable]
-    probabilities = softmax(np.asarray(predictor.logits(np.stack(images)[..., np.newaxis]), dtype=np.float64)) \
+    probabilities = special.softmax(np.asarray(predictor.logits(np.stack(images)[..., np.newaxis]), dtype=np.float64),
+                                    axis=1) \
         if images else np.zeros((0, len(names)))
     if args.csv:
         writer = csv.writer(sys.stdout)

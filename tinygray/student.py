@@ -7,7 +7,7 @@ import math
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import keras
 import numpy as np
@@ -20,6 +20,9 @@ from tinygray.soft_targets import distillation_data, view_logits
 from tinygray.stats import mean_std
 from tinygray.pipeline.history import write_history
 
+if TYPE_CHECKING:
+    from tinygray.pipeline.params import TrainStudent
+
 
 # train_student parameters of the distillation loss, which prune and qat fine-tune with too.
 LOSS_PARAMS = ("temperature", "alpha", "dkd_beta")
@@ -27,9 +30,9 @@ LOSS_PARAMS = ("temperature", "alpha", "dkd_beta")
 DISTILLATION_ONLY = (*LOSS_PARAMS, "assistants")
 
 
-def seeds(p: dict) -> list[int]:
+def seeds(p: TrainStudent, first_seed: int) -> list[int]:
     """`num_seeds` consecutive seeds from the global one."""
-    return [p["seed"] + i for i in range(p["num_seeds"])]
+    return [first_seed + i for i in range(p.num_seeds)]
 
 
 # The student works at about this resolution whatever the image size: each doubling above it adds a stride-2
@@ -96,57 +99,58 @@ def one_hot(split: tuple, num_classes: int) -> tuple:
     return images, np.eye(num_classes, dtype=np.float32)[labels]
 
 
-def distillation_setup(p: dict) -> Setup:
+def distillation_setup(p: TrainStudent) -> Setup:
     """Packed targets (soft_targets.distillation_data), one set per training view."""
-    return Setup(DistillationLoss(p["temperature"], p["alpha"], p["dkd_beta"]), label_accuracy, targets_per_view=True)
+    return Setup(DistillationLoss(p.temperature, p.alpha, p.dkd_beta), label_accuracy, targets_per_view=True)
 
 
-def distillation_inputs(prepared_dir, soft_targets_dir, teacher_path, views_dir, augmentation: Augmentation, p: dict,
+def distillation_inputs(prepared_dir, soft_targets_dir, teacher_path, views_dir, augmentation: Augmentation, p: TrainStudent,
                         num_classes: int) -> tuple[tuple, tuple, Setup, Augmentation | StoredViews]:
     """(train, val, setup, views) for the distilled student. By default the stored views (views_dir) and the
     teacher's stored logits for them; with train_student.teacher_in_loop, one-hot labels, the teacher
     itself, a fresh view every epoch and train_student.mixup: the teacher labels exactly the (mixed) image
     the student sees."""
-    if not p["teacher_in_loop"]:
+    if not p.teacher_in_loop:
         train, val = distillation_data(prepared_dir, soft_targets_dir, augmentation)
         return train, val, distillation_setup(p), StoredViews(views_dir, augmentation)
     train, val = (one_hot(prepared.read_split(prepared_dir, split), num_classes) for split in ("train", "val"))
-    setup = Setup(None, one_hot=True, teacher=models.load_model(teacher_path), mixup=p["mixup"])
-    return train, val, setup, augmentation.fresh(p["epochs"])
+    setup = Setup(None, one_hot=True, teacher=models.load_model(teacher_path), mixup=p.mixup)
+    return train, val, setup, augmentation.fresh(p.epochs)
 
 
-def scratch_inputs(prepared_dir, views_dir, augmentation: Augmentation, p: dict,
+def scratch_inputs(prepared_dir, views_dir, augmentation: Augmentation, p: TrainStudent,
                    num_classes: int) -> tuple[tuple, tuple, Setup, Augmentation | StoredViews]:
     """(train, val, setup, views) for the scratch control: labels alone, on the images the distilled student
     sees (the same fixed views, or fresh ones and the same mixup when the teacher runs in the loop)."""
     train, val = prepared.read_split(prepared_dir, "train"), prepared.read_split(prepared_dir, "val")
-    if p["teacher_in_loop"]:
-        setup = Setup(keras.losses.CategoricalCrossentropy(from_logits=True), one_hot=True, mixup=p["mixup"])
-        return one_hot(train, num_classes), one_hot(val, num_classes), setup, augmentation.fresh(p["epochs"])
+    if p.teacher_in_loop:
+        setup = Setup(keras.losses.CategoricalCrossentropy(from_logits=True), one_hot=True, mixup=p.mixup)
+        return one_hot(train, num_classes), one_hot(val, num_classes), setup, augmentation.fresh(p.epochs)
     return train, val, Setup(keras.losses.SparseCategoricalCrossentropy(from_logits=True)), StoredViews(views_dir, augmentation)
 
 
-def train_one(widths: list[int], train: tuple, val: tuple, num_classes: int, p: dict, seed: int, setup: Setup,
+def train_one(widths: list[int], train: tuple, val: tuple, num_classes: int, p: TrainStudent, seed: int, setup: Setup,
               augmentation: Augmentation, name: str = "student") -> tuple[keras.Model, dict, dict]:
     training.seed_everything(seed)
-    model = build(train[0].shape[1:], num_classes, widths, p["convs_per_block"], p["input_size"], name=name)
-    fitted = model if setup.teacher is None else TeacherInTheLoop(model, setup.teacher, p["temperature"], p["alpha"], p["dkd_beta"])
+    model = build(train[0].shape[1:], num_classes, widths, p.convs_per_block, p.input_size, name=name)
+    fitted = model if setup.teacher is None else TeacherInTheLoop(model, setup.teacher, p.temperature, p.alpha, p.dkd_beta)
     metrics, history = training.fit(
         fitted, train, val, loss=setup.loss, metric=setup.metric(),
-        epochs=p["epochs"], batch_size=p["batch_size"], learning_rate=p["learning_rate"], patience=p["patience"],
-        schedule=p["schedule"], seed=seed, augmentation=augmentation, targets_per_view=setup.targets_per_view,
+        epochs=p.epochs, batch_size=p.batch_size, learning_rate=p.learning_rate, patience=p.patience,
+        schedule=p.schedule, seed=seed, augmentation=augmentation, targets_per_view=setup.targets_per_view,
         mixup=setup.mixup)
     return model, metrics, history
 
 
-def assistant_chain(train: tuple, val: tuple, num_classes: int, p: dict, augmentation: Augmentation | StoredViews):
+def assistant_chain(train: tuple, val: tuple, num_classes: int, p: TrainStudent, seed: int,
+                    augmentation: Augmentation | StoredViews):
     """Teacher -> assistant(s) -> student (Mirzadeh et al. 2020): each assistant, narrower than the one
     before, is distilled from it, on the same views, and hands on its own logits for every view.
     Takes and returns distillation data (soft_targets.distillation_data), plus each assistant's metrics."""
     report = {}
-    for widths in p["assistants"]:
+    for widths in p.assistants:
         name = "assistant_" + "x".join(map(str, widths))
-        model, metrics, _ = train_one(widths, train, val, num_classes, p, p["seed"], distillation_setup(p),
+        model, metrics, _ = train_one(widths, train, val, num_classes, p, seed, distillation_setup(p),
                                       augmentation, name=name)
         train = (train[0], with_teacher_logits(train[1], view_logits(model, train[0], augmentation, 256)))
         val = (val[0], with_teacher_logits(val[1], model.predict(np.asarray(val[0]), batch_size=256, verbose=0)))
@@ -154,7 +158,8 @@ def assistant_chain(train: tuple, val: tuple, num_classes: int, p: dict, augment
     return train, val, report
 
 
-def train_seeds(train: tuple, val: tuple, num_classes: int, p: dict, setup: Setup, augmentation: Augmentation,
+def train_seeds(train: tuple, val: tuple, num_classes: int, p: TrainStudent, first_seed: int, setup: Setup,
+                augmentation: Augmentation,
                 model_dir: Path | str, selected_path: Path | str, history_csv: Path | str) -> tuple[dict, dict]:
     """Train one student per seed into model_dir/seed_<s>.keras (all or nothing), and copy the one
     select_seed picks to `selected_path`, the single file later stages read; its curves go to history_csv.
@@ -163,9 +168,9 @@ def train_seeds(train: tuple, val: tuple, num_classes: int, p: dict, setup: Setu
     per_seed, histories, params = {}, {}, None
     with atomic_output(model_dir) as staging:
         staging.mkdir()
-        for number, seed in enumerate(seeds(p), start=1):
-            print(f"{Path(model_dir).name}: seed {seed} ({number}/{p['num_seeds']})", flush=True)
-            model, metrics, histories[str(seed)] = train_one(p["widths"], train, val, num_classes, p, seed, setup,
+        for number, seed in enumerate(seeds(p, first_seed), start=1):
+            print(f"{Path(model_dir).name}: seed {seed} ({number}/{p.num_seeds})", flush=True)
+            model, metrics, histories[str(seed)] = train_one(p.widths, train, val, num_classes, p, seed, setup,
                                                              augmentation)
             training.require_above_chance(
                 f"{Path(model_dir).name} seed {seed}", metrics["val_accuracy"], labels_of(val[1], num_classes),

@@ -5,10 +5,17 @@ then unfreeze (all of it, or its top layers) at a lower learning rate with early
 """
 from __future__ import annotations
 
+import contextlib
+from typing import TYPE_CHECKING
+
 import keras
 
 from tinygray import training
 from tinygray.models import BN_MOMENTUM, build_cnn
+
+if TYPE_CHECKING:
+    from tinygray.augment import Augmentation
+    from tinygray.pipeline.params import TrainTeacher
 
 
 # train_teacher.input_size "auto": the image's own size, but at least what ImageNet features need (28-px
@@ -16,10 +23,10 @@ from tinygray.models import BN_MOMENTUM, build_cnn
 AUTO_INPUT_RANGE = (64, 224)
 
 
-def input_size(p: dict, image_size: int) -> int:
+def input_size(p: TrainTeacher, image_size: int) -> int:
     """The side the teacher resizes its input to: train_teacher.input_size, or the "auto" rule above."""
-    if p["input_size"] != "auto":
-        return p["input_size"]
+    if p.input_size != "auto":
+        return p.input_size
     low, high = AUTO_INPUT_RANGE
     return min(high, max(low, image_size))
 
@@ -38,7 +45,7 @@ def use_mixed_precision(enabled: bool) -> None:
     keras.mixed_precision.set_global_policy("mixed_float16")
 
 
-def build_teacher(input_shape: tuple[int, int, int], num_classes: int, p: dict) -> keras.Model:
+def build_teacher(input_shape: tuple[int, int, int], num_classes: int, p: TrainTeacher) -> keras.Model:
     """Pixels -> (resize to input_size) -> backbone -> global average pool -> dropout -> logits."""
     inputs = keras.Input(shape=input_shape, name="pixels")
     x = inputs
@@ -47,15 +54,15 @@ def build_teacher(input_shape: tuple[int, int, int], num_classes: int, p: dict) 
         # ImageNet features need more than 28 px; resizing inside the model keeps the data small on disk.
         x = keras.layers.Resizing(side, side, name="resize")(x)
     size = (side, side, input_shape[2])
-    if p["backbone"] == "cnn":
-        return keras.Model(inputs, build_cnn(size, num_classes, p["cnn_widths"], convs_per_block=p["cnn_convs_per_block"],
-                                             dropout=p["dropout"], name="cnn")(x), name="teacher")
+    if p.backbone == "cnn":
+        return keras.Model(inputs, build_cnn(size, num_classes, p.cnn_widths, convs_per_block=p.cnn_convs_per_block,
+                                             dropout=p.dropout, name="cnn")(x), name="teacher")
     from tinygray.backbones import build_backbone
 
-    backbone = build_backbone(p["backbone"], p["weights"], size)
+    backbone = build_backbone(p.backbone, p.weights, size)
     x = backbone(x)
     x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
-    x = keras.layers.Dropout(p["dropout"], name="dropout")(x)
+    x = keras.layers.Dropout(p.dropout, name="dropout")(x)
     # logits in float32 whatever the compute policy: softmax and the loss need its range
     return keras.Model(inputs, keras.layers.Dense(num_classes, name="logits", dtype="float32")(x), name="teacher")
 
@@ -65,8 +72,8 @@ def backbone_of(teacher: keras.Model) -> keras.Model | None:
     return nested[0] if nested else None
 
 
-def is_pretrained(p: dict) -> bool:
-    return p["backbone"] != "cnn" and p["weights"] != "none"
+def is_pretrained(p: TrainTeacher) -> bool:
+    return p.backbone != "cnn" and p.weights != "none"
 
 
 def set_trainable(backbone: keras.Model, *, pretrained: bool, unfreeze_top_layers: int | None) -> None:
@@ -88,27 +95,27 @@ def set_trainable(backbone: keras.Model, *, pretrained: bool, unfreeze_top_layer
             layer.trainable = False
 
 
-def train(teacher: keras.Model, train_split: tuple, val_split: tuple, p: dict,
-          augmentation=None) -> tuple[dict, list[dict]]:
+def train(teacher: keras.Model, train_split: tuple, val_split: tuple, p: TrainTeacher, seed: int,
+          augmentation: Augmentation | None = None) -> tuple[dict, list[dict]]:
     """Returns the stage's training metrics and one history per phase. With an `augment.Augmentation`
     (train_teacher.augment), epoch e trains on view e mod views of every image, the views the student sees."""
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    common = dict(loss=loss, batch_size=p["batch_size"], seed=p["seed"], augmentation=augmentation)
+    common = dict(loss=loss, batch_size=p.batch_size, seed=seed, augmentation=augmentation)
     backbone = backbone_of(teacher)
     pretrained = is_pretrained(p)
     phases, histories = {}, []
-    if pretrained and p["frozen_epochs"]:
+    if pretrained and p.frozen_epochs:
         backbone.trainable = False
         phases["frozen"], history = training.fit(
-            teacher, train_split, val_split, metric=training.accuracy_metric(), epochs=p["frozen_epochs"],
-            learning_rate=p["learning_rate"], **common)
+            teacher, train_split, val_split, metric=training.accuracy_metric(), epochs=p.frozen_epochs,
+            learning_rate=p.learning_rate, **common)
         histories.append(history)
     if backbone is not None:
-        set_trainable(backbone, pretrained=pretrained, unfreeze_top_layers=p["unfreeze_top_layers"])
+        set_trainable(backbone, pretrained=pretrained, unfreeze_top_layers=p.unfreeze_top_layers)
     phases["finetune" if pretrained else "train"], history = training.fit(
-        teacher, train_split, val_split, metric=training.accuracy_metric(), epochs=p["epochs"],
-        learning_rate=p["finetune_learning_rate"] if pretrained else p["learning_rate"],
-        patience=p["patience"], **common)
+        teacher, train_split, val_split, metric=training.accuracy_metric(), epochs=p.epochs,
+        learning_rate=p.finetune_learning_rate if pretrained else p.learning_rate,
+        patience=p.patience, **common)
     histories.append(history)
     last = list(phases.values())[-1]
     metrics = {
@@ -120,3 +127,21 @@ def train(teacher: keras.Model, train_split: tuple, val_split: tuple, p: dict,
         "phases": phases,
     }
     return metrics, histories
+
+
+def training_views(p: TrainTeacher, augmentation: Augmentation) -> Augmentation | None:
+    """With train_teacher.augment, a fresh view every epoch in the augment section's ranges (not its number of
+    views: soft targets need a fixed set, the teacher's own training does not); otherwise None, the plain images."""
+    return augmentation.fresh(p.frozen_epochs + p.epochs) if p.augment else None
+
+
+def fit(p: TrainTeacher, seed: int, train_split: tuple, val_split: tuple, num_classes: int,
+        augmentation: Augmentation | None = None, strategy=None) -> tuple[keras.Model, dict, list[dict]]:
+    """Seed, build and train a teacher (inside a tf.distribute strategy's scope when given): the train_teacher
+    stage and scripts/out_of_fold_targets.py train it the same way. Returns (model, metrics, histories)."""
+    training.seed_everything(seed)
+    use_mixed_precision(p.mixed_precision)
+    with strategy.scope() if strategy is not None else contextlib.nullcontext():
+        model = build_teacher(train_split[0].shape[1:], num_classes, p)
+        metrics, histories = train(model, train_split, val_split, p, seed, augmentation)
+    return model, metrics, histories
