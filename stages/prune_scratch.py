@@ -30,7 +30,8 @@ def main() -> None:
     prune = params.prune
     augmentation = Augmentation.from_params(params.augment, params.seed)
     sparsity = json.loads(PRUNE_METRICS.read_text())["target_sparsity"]  # what the distilled student got
-    with stage_run("prune_scratch", {**params.run_params("prune"), "target_sparsity": sparsity, **augmentation.run_params()}) as run:
+    run_params = {**params.run_params("prune"), "target_sparsity": sparsity, **augmentation.run_params()}
+    with stage_run("prune_scratch", run_params) as run:
         train, val = prepared.read_split(PREPARED, "train"), prepared.read_split(PREPARED, "val")
         fine_tune = partial(training.fit, train=train, val=val,
                             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),

@@ -20,11 +20,12 @@ def main() -> None:
     params = load_params()
     student_params = params.train_student
     augmentation = Augmentation.from_params(params.augment, params.seed)
-    with stage_run("train_scratch", {**{k: v for k, v in params.run_params("train_student").items() if k not in student.DISTILLATION_ONLY},
-                                     **augmentation.run_params()}) as run:
+    run_params = {**params.run_params("train_student", exclude=student.DISTILLATION_ONLY), **augmentation.run_params()}
+    with stage_run("train_scratch", run_params) as run:
         num_classes = len(prepared.read_class_names(PREPARED))
         train, val, setup, views = student.scratch_inputs(PREPARED, VIEWS, augmentation, student_params, num_classes)
-        metrics, histories = student.train_seeds(train, val, num_classes, student_params, params.seed, setup, views, MODEL_DIR, SELECTED, HISTORY)
+        metrics, histories = student.train_seeds(train, val, num_classes, student_params, params.seed, setup, views,
+                                                 MODEL_DIR, SELECTED, HISTORY)
         for seed, history in histories.items():
             run.log_history(f"seed_{seed}", history)
         run.finish(metrics, artifacts=history_files(HISTORY))

@@ -244,9 +244,9 @@ class Params(Section):
     benchmark: Benchmark
     seed: Annotated[StrictInt, Field(ge=0, le=MAX_SEED)] = 0
 
-    def run_params(self, section: str) -> dict[str, Any]:
-        """A section's values and the global seed: the MLflow parameters of the stage that reads it."""
-        return {**getattr(self, section).values(), "seed": self.seed}
+    def run_params(self, section: str, exclude: tuple[str, ...] = ()) -> dict[str, Any]:
+        """A section's values (less `exclude`) and the global seed: the MLflow parameters of the stage that reads it."""
+        return {**getattr(self, section).model_dump(exclude=set(exclude)), "seed": self.seed}
 
 
 SECTIONS = tuple(name for name in Params.model_fields if name != "seed")
