@@ -40,12 +40,13 @@ def main() -> None:
         fine_tune = partial(training.fit, train=train, val=val, loss=setup.loss, epochs=prune.epochs,
                             batch_size=prune.batch_size, learning_rate=prune.learning_rate, seed=params.seed,
                             augmentation=StoredViews(VIEWS, augmentation), targets_per_view=True)
+        ramp_steps = pruning.ramp_steps(prune.ramp_epochs, len(train[0]), prune.batch_size)
 
         def magnitude(sparsity):
             training.seed_everything(params.seed)
             model = models.load_model(STUDENT)
             return (model, *pruning.prune_by_magnitude(model, sparsity, partial(fine_tune, metric=setup.metric()),
-                                                       ramp_steps=prune.ramp_steps(len(train[0])),
+                                                       ramp_steps=ramp_steps,
                                                        mask_update_steps=prune.mask_update_steps))
 
         def filters(fraction):

@@ -41,8 +41,9 @@ def main() -> None:
         training.seed_everything(params.seed)
         model = models.load_model(SCRATCH)
         prepared.check_num_classes(model, PREPARED, SCRATCH)
-        metrics, history = pruning.prune_by_magnitude(model, sparsity, fine_tune, ramp_steps=prune.ramp_steps(len(train[0])),
-                                                      mask_update_steps=prune.mask_update_steps)
+        metrics, history = pruning.prune_by_magnitude(
+            model, sparsity, fine_tune, ramp_steps=pruning.ramp_steps(prune.ramp_epochs, len(train[0]), prune.batch_size),
+            mask_update_steps=prune.mask_update_steps)
         write_history(HISTORY, history, title=f"scratch control, magnitude pruning to sparsity {sparsity}")
         run.log_history("magnitude", history)
         models.save_model(model, PRUNED_SCRATCH)

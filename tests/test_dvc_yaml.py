@@ -112,7 +112,7 @@ def _params_read(script: Path) -> set[str]:
             read.update({up.args[0].value, "seed"})
         elif section_of(node) and not (isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store)):
             if isinstance(up, ast.Attribute) and up.value is node:
-                if up.attr in ("values",) and isinstance(parent.get(id(up)), ast.Call):
+                if up.attr == "values" and isinstance(parent.get(id(up)), ast.Call):
                     call = parent[id(up)]
                     keys = [a.value for a in call.args if isinstance(a, ast.Constant)]
                     read.update({f"{section_of(node)}.{k}" for k in keys} or {section_of(node)})

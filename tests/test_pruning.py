@@ -102,3 +102,10 @@ def test_pruning_works_under_jax_where_fit_holds_the_weights_outside_the_variabl
     name, accuracy, *sparsity = result.stdout.splitlines()[-1].split()
     assert name == "jax" and float(accuracy) > 0.5
     assert all(float(value) == pytest.approx(0.6, abs=0.01) for value in sparsity)
+
+
+def test_the_sparsity_ramp_counts_whole_epochs_including_the_last_partial_batch():
+    """129 images at batch 64 are 3 steps an epoch, not 2: a ramp that ended early would hold full sparsity
+    for epochs the schedule meant to still be rising."""
+    assert pruning.ramp_steps(2, 129, 64) == 6
+    assert pruning.ramp_steps(2, 128, 64) == 4

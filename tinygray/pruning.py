@@ -77,6 +77,11 @@ class MagnitudePruning(keras.callbacks.Callback):
             kernel.assign(np.asarray(kernel) * self.masks[name])
 
 
+def ramp_steps(ramp_epochs: int, num_images: int, batch_size: int) -> int:
+    """Steps over which sparsity rises: `ramp_epochs` whole epochs of `num_images` training images."""
+    return ramp_epochs * -(-num_images // batch_size)
+
+
 def prune_by_magnitude(model: keras.Model, sparsity: float, fine_tune, *, ramp_steps: int,
                        mask_update_steps: int) -> tuple[dict, dict]:
     """Fine-tune `model` (`fine_tune(model, callbacks=...)`, e.g. a partial of training.fit) while its

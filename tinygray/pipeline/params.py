@@ -186,13 +186,6 @@ class Prune(Section):
                              f"({self.epochs})")
         return self
 
-    def steps_per_epoch(self, num_images: int) -> int:
-        return -(-num_images // self.batch_size)
-
-    def ramp_steps(self, num_images: int) -> int:
-        """Steps over which sparsity rises: ramp_epochs whole epochs of num_images training images."""
-        return self.ramp_epochs * self.steps_per_epoch(num_images)
-
 
 class Qat(Section):
     source: Literal["student", "pruned", "pruned_filters"]
