@@ -7,7 +7,7 @@ from tinygray.distillation import pack_targets
 from tinygray.pipeline.history import history_files, write_history
 from tinygray.pipeline.params import TrainStudent
 
-P = TrainStudent(num_seeds=2, widths=[4, 8], convs_per_block=1, input_size=None, backend="tensorflow", temperature=4.0,
+P = TrainStudent(num_seeds=2, widths=[4, 8], convs_per_block=1, input_size=None, teacher_blocks=None, backend="tensorflow", temperature=4.0,
                  alpha=0.5, dkd_beta=None, assistants=[[8, 8]], epochs=2, batch_size=128, learning_rate=0.01, patience=5,
                  schedule="plateau", teacher_in_loop=False, mixup=0.0)
 SEED = 7  # params.yaml's global seed in these tests
@@ -173,7 +173,7 @@ digits = load_digits()
 images, labels = (digits.images * 16).clip(0, 255).astype("uint8")[..., None], digits.target
 train, val = (images[:600], labels[:600]), (images[600:800], labels[600:800])
 from tinygray.pipeline.params import TrainStudent
-p = TrainStudent(num_seeds=1, widths=[4, 8], convs_per_block=1, input_size=None, backend="tensorflow", temperature=2.0,
+p = TrainStudent(num_seeds=1, widths=[4, 8], convs_per_block=1, input_size=None, teacher_blocks=None, backend="tensorflow", temperature=2.0,
                  alpha=0.5, dkd_beta=None, assistants=[], epochs=8, batch_size=64, learning_rate=0.01, patience=8,
                  schedule="plateau", teacher_in_loop=False, mixup=0.0)
 views = Augmentation(views=2, max_rotation=10, max_shift=0.1, max_scale=0.1, seed=7)

@@ -36,9 +36,13 @@ def prune_filters(model: keras.Model, fraction: float) -> keras.Model:
     norm) and every weight that read or wrote those channels sliced to match: the conv's kernel (and
     bias), the BatchNormalization statistics after it, the next conv's input channels and the Dense
     input rows. Handles plain chains such as build_cnn with any convs_per_block; raises ValueError,
-    naming the layer, for anything else (branches, Flatten after a conv, grouped convs, ...)."""
+    naming the layer, for anything else (branches, Flatten after a conv, grouped convs, ...). A network of
+    MBConv blocks (a student cut from the teacher) has its expanded channels pruned instead
+    (prune_expanded_channels)."""
     if not 0.0 <= fraction < 1.0:
         raise ValueError(f"fraction must be in [0, 1), got {fraction}")
+    if any(layer.name.endswith(EXPAND_SUFFIX) for layer in model.layers):
+        return prune_expanded_channels(model, fraction)
     norms = filter_l1_norms(model)
     widths: dict[str, int] = {}
     weights: dict[str, list[np.ndarray]] = {}
@@ -68,6 +72,41 @@ def prune_filters(model: keras.Model, fraction: float) -> keras.Model:
         weights[layer.name] = values
     if not widths:
         raise ValueError(f"prune_filters: model {model.name!r} has no Conv2D layer to prune")
+    pruned = _rebuild_with_widths(model, widths)
+    for layer in pruned.layers:
+        layer.set_weights(weights[layer.name])
+    return pruned
+
+
+EXPAND_SUFFIX = ".expand_conv"  # tinygray.efficientnet_lite's names: blocks.<i>.expand_conv, .bn0, .depthwise_conv, ...
+
+
+def prune_expanded_channels(model: keras.Model, fraction: float) -> keras.Model:
+    """A new, uncompiled model with `fraction` of each MBConv block's expanded channels removed: the channels
+    between its 1x1 expansion and its 1x1 projection, which nothing outside the block reads, so each block is
+    pruned on its own (Torch-Pruning's dependency groups, for this one architecture). Block outputs, which the
+    residual adds tie across a stage, keep their width. A channel's importance is its scale after the
+    depthwise convolution's BatchNorm (|gamma| / sqrt(var + eps), as in Network Slimming) times the L1 norm of
+    the projection weights that read it: what the channel contributes to the block's output. Sliced to match:
+    the expansion's filters, both BatchNorms, the depthwise kernel and the projection's input channels."""
+    if not 0.0 <= fraction < 1.0:
+        raise ValueError(f"fraction must be in [0, 1), got {fraction}")
+    weights = {layer.name: [np.asarray(w) for w in layer.get_weights()] for layer in model.layers}
+    widths: dict[str, int] = {}
+    for expand in (layer for layer in model.layers if layer.name.endswith(EXPAND_SUFFIX)):
+        block = expand.name.removesuffix(EXPAND_SUFFIX)
+        bn0, depthwise, bn1, project = (f"{block}.{part}" for part in ("bn0", "depthwise_conv", "bn1", "project_conv"))
+        gamma, _, _, variance = weights[bn1]
+        importance = (np.abs(gamma) / np.sqrt(variance + model.get_layer(bn1).epsilon)
+                      * np.abs(weights[project][0]).sum(axis=(0, 1, 3)))
+        kept = np.sort(np.argsort(-importance, kind="stable")[:kept_filter_count(expand.filters, fraction)])
+        weights[expand.name][0] = weights[expand.name][0][..., kept]
+        weights[bn0], weights[bn1] = [v[kept] for v in weights[bn0]], [v[kept] for v in weights[bn1]]
+        weights[depthwise][0] = weights[depthwise][0][:, :, kept, :]
+        weights[project][0] = weights[project][0][:, :, kept, :]
+        widths[expand.name] = len(kept)
+    if not widths:
+        raise ValueError(f"prune_expanded_channels: model {model.name!r} has no MBConv expansion to prune")
     pruned = _rebuild_with_widths(model, widths)
     for layer in pruned.layers:
         layer.set_weights(weights[layer.name])

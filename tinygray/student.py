@@ -3,6 +3,7 @@ control), over several seeds, because one seed cannot tell a 0.5-point gain from
 best validation accuracy is the one that goes on."""
 from __future__ import annotations
 
+import dataclasses
 import math
 import shutil
 from dataclasses import dataclass
@@ -12,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import keras
 import numpy as np
 
-from tinygray import models, prepared, training
+from tinygray import models, prepared, teacher_slice, training
 from tinygray.pipeline.atomic import atomic_output
 from tinygray.augment import Augmentation, StoredViews
 from tinygray.distillation import DistillationLoss, TeacherInTheLoop, label_accuracy, labels_of, with_teacher_logits
@@ -67,6 +68,17 @@ def build(input_shape: tuple[int, int, int], num_classes: int, widths: list[int]
                             stem_downsamples=stem_downsamples(input_shape[0] // factor), name=name)
 
 
+def build_for(p: TrainStudent, input_shape: tuple[int, int, int], num_classes: int, *, widths: list[int] | None = None,
+              inherit_from: keras.Model | None = None, name: str = "student") -> keras.Model:
+    """The student train_student describes: with `teacher_blocks`, the teacher's stem and first blocks
+    (teacher_slice; from the teacher's weights when `inherit_from` is the teacher, else from random ones);
+    otherwise the small CNN of `widths` (train_student.widths unless given, as for an assistant)."""
+    if p.teacher_blocks is not None:
+        return teacher_slice.build(input_shape, num_classes, p.teacher_blocks,
+                                   downscale_factor(input_shape[0], p.input_size), inherit_from=inherit_from, name=name)
+    return build(input_shape, num_classes, widths or p.widths, p.convs_per_block, p.input_size, name=name)
+
+
 def checkpoint(model_dir: Path | str, seed: int) -> Path:
     return Path(model_dir) / f"seed_{seed}.keras"
 
@@ -82,13 +94,15 @@ def select_seed(per_seed: dict[str, dict]) -> str:
 @dataclass
 class Setup:
     """How a student learns: its loss, its accuracy metric, whether each training view comes with its own
-    targets (stored teacher logits), the teacher it runs in the loop instead, and mixup."""
+    targets (stored teacher logits), the teacher it runs in the loop instead, mixup, and the teacher whose
+    weights a student cut from it starts from (None: random weights)."""
     loss: Any
     metric_fn: Any = None
     targets_per_view: bool = False
     one_hot: bool = False
     teacher: keras.Model | None = None
     mixup: float = 0.0
+    inherit_from: keras.Model | None = None
 
     def metric(self) -> keras.metrics.Metric:
         return training.accuracy_metric(self.metric_fn, one_hot=self.one_hot)
@@ -110,18 +124,22 @@ def distillation_inputs(prepared_dir, soft_targets_dir, teacher_path, views_dir,
     teacher's stored logits for them; with train_student.teacher_in_loop, one-hot labels, the teacher
     itself, a fresh view every epoch and train_student.mixup: the teacher labels exactly the (mixed) image
     the student sees."""
+    teacher = models.load_model(teacher_path) if p.teacher_in_loop or p.teacher_blocks is not None else None
+    inherit_from = teacher if p.teacher_blocks is not None else None
     if not p.teacher_in_loop:
         train, val = distillation_data(prepared_dir, soft_targets_dir, augmentation)
-        return train, val, distillation_setup(p), StoredViews(views_dir, augmentation)
+        setup = dataclasses.replace(distillation_setup(p), inherit_from=inherit_from)
+        return train, val, setup, StoredViews(views_dir, augmentation)
     train, val = (one_hot(prepared.read_split(prepared_dir, split), num_classes) for split in ("train", "val"))
-    setup = Setup(None, one_hot=True, teacher=models.load_model(teacher_path), mixup=p.mixup)
+    setup = Setup(None, one_hot=True, teacher=teacher, mixup=p.mixup, inherit_from=inherit_from)
     return train, val, setup, augmentation.fresh(p.epochs)
 
 
 def scratch_inputs(prepared_dir, views_dir, augmentation: Augmentation, p: TrainStudent,
                    num_classes: int) -> tuple[tuple, tuple, Setup, Augmentation | StoredViews]:
     """(train, val, setup, views) for the scratch control: labels alone, on the images the distilled student
-    sees (the same fixed views, or fresh ones and the same mixup when the teacher runs in the loop)."""
+    sees (the same fixed views, or fresh ones and the same mixup when the teacher runs in the loop). A student cut
+    from the teacher gets its control from random weights: the same network, without ImageNet or the teacher."""
     train, val = prepared.read_split(prepared_dir, "train"), prepared.read_split(prepared_dir, "val")
     if p.teacher_in_loop:
         setup = Setup(keras.losses.CategoricalCrossentropy(from_logits=True), one_hot=True, mixup=p.mixup)
@@ -132,7 +150,7 @@ def scratch_inputs(prepared_dir, views_dir, augmentation: Augmentation, p: Train
 def train_one(widths: list[int], train: tuple, val: tuple, num_classes: int, p: TrainStudent, seed: int, setup: Setup,
               augmentation: Augmentation, name: str = "student") -> tuple[keras.Model, dict, dict]:
     training.seed_everything(seed)
-    model = build(train[0].shape[1:], num_classes, widths, p.convs_per_block, p.input_size, name=name)
+    model = build_for(p, train[0].shape[1:], num_classes, widths=widths, inherit_from=setup.inherit_from, name=name)
     fitted = model if setup.teacher is None else TeacherInTheLoop(model, setup.teacher, p.temperature, p.alpha, p.dkd_beta)
     metrics, history = training.fit(
         fitted, train, val, loss=setup.loss, metric=setup.metric(),

@@ -144,6 +144,7 @@ class TrainStudent(Training):
     widths: Widths
     convs_per_block: PositiveInt
     input_size: Annotated[StrictInt, Field(ge=8)] | None  # must divide preprocess.image_size: student.build checks
+    teacher_blocks: Annotated[StrictInt, Field(ge=1, le=16)] | None  # EfficientNet-Lite0's 16 blocks (teacher_slice)
     backend: Literal[backend.BACKENDS]
     temperature: Rate
     alpha: Fraction
@@ -163,6 +164,9 @@ class TrainStudent(Training):
             raise ValueError("parameter 'train_student.teacher_in_loop: true' runs the teacher at every step, and the "
                              "teacher trains and infers on TensorFlow only (tinygray/backend.py); set "
                              "'train_student.backend: tensorflow'")
+        if self.teacher_blocks is not None and self.assistants:
+            raise ValueError("parameter 'train_student.assistants' chains narrower CNN students; a student cut from the "
+                             "teacher ('train_student.teacher_blocks') learns from the teacher itself: set it to []")
         if self.teacher_in_loop and self.assistants:
             raise ValueError("parameter 'train_student.assistants' works from stored logits; with "
                              "'train_student.teacher_in_loop: true' set it to []")
@@ -237,6 +241,16 @@ class Params(Section):
     benchmark: Benchmark
     seed: Annotated[StrictInt, Field(ge=0, le=MAX_SEED)] = 0
 
+    @model_validator(mode="after")
+    def _student_from_teacher(self) -> Params:
+        teacher, blocks = self.train_teacher, self.train_student.teacher_blocks
+        if blocks is not None and (teacher.backbone != "efficientnet_lite0" or teacher.weights == "none"):
+            raise ValueError(f"parameter 'train_student.teacher_blocks' ({blocks}) cuts the student from the teacher's "
+                             "EfficientNet-Lite0 with its ImageNet-initialised weights; this teacher is "
+                             f"'train_teacher.backbone: {teacher.backbone}' with 'train_teacher.weights: {teacher.weights}'. "
+                             "Set the backbone to efficientnet_lite0 with weights imagenet, or teacher_blocks to null")
+        return self
+
     def run_params(self, section: str, exclude: tuple[str, ...] = ()) -> dict[str, Any]:
         """A section's values (less `exclude`) and the global seed: the MLflow parameters of the stage that reads it."""
         return {**getattr(self, section).model_dump(exclude=set(exclude)), "seed": self.seed}
@@ -292,6 +306,9 @@ def _explain(errors: list[dict], raw: dict) -> str:
     unknown = sorted(e["loc"][0] for e in errors if len(e["loc"]) == 1 and e["type"] == "extra_forbidden")
     if unknown:
         return f"unknown section(s) {unknown}; known: {sorted(SECTIONS)}"
+    across = [e for e in errors if not e["loc"]]
+    if across:  # a relation between sections: checked once every section is valid on its own
+        return str(across[0]["ctx"]["error"])
     for name in (*SECTIONS, "seed"):
         mine = [e for e in errors if e["loc"][0] == name]
         if not mine:
