@@ -9,7 +9,7 @@ from tinygray.pipeline.atomic import atomic_output
 from tinygray.pipeline.params import load_params
 from tinygray.pipeline.tracking import stage_run
 from tinygray.pipeline import layout
-from tinygray.variants import TEACHER
+from tinygray.variants import AUTO, TEACHER
 
 PREPARED, REPORT_DIR, FRONTIER_DATA = layout.PREPARED, layout.REPORTS, layout.FRONTIER_DATA
 CONTRACT = "contract.json"  # how to call the shipped .tflite: classes, input, int8 scales (tinygray.predict)
@@ -19,13 +19,19 @@ HEADLINE_KEYS = ("accuracy", "size_bytes", "latency_ms_p50", "size_ratio", "spee
 def main() -> None:
     params = load_params()
     benchmark = params.benchmark
-    shipped = benchmark.shipped
+    candidates = benchmarking.validation_results()
+    shipped = benchmarking.choose_shipped(candidates, benchmark.max_accuracy_drop) if benchmark.shipped == AUTO \
+        else benchmark.shipped
     with stage_run("benchmark", benchmark.values()) as run:
         test_images, test_labels = prepared.read_split(PREPARED, "test")
         test_images = np.asarray(test_images)
         result = benchmarking.measure(test_images, test_labels, benchmark)
         by_name = result.by_name()
         comparisons = benchmarking.comparisons(result, test_labels, shipped)
+        choice = {"rule": benchmark.shipped, "max_accuracy_drop": benchmark.max_accuracy_drop,
+                  "teacher_val_accuracy": candidates[f"{TEACHER}_float32"]["val_accuracy"],
+                  "shipped_val_accuracy": candidates[shipped]["val_accuracy"],
+                  "budgets": benchmarking.best_within_budgets(candidates)}
         steps = benchmarking.compression_steps(result, test_labels)
         preprocess_metrics = json.loads(layout.stage_metrics("preprocess").read_text())
         test_source = preprocess_metrics["test_source"]
@@ -40,7 +46,7 @@ def main() -> None:
                                    predict.preprocessing(test_images.shape[1], preprocess_metrics["resize"]))
             (staging / "benchmark.md").write_text(report.render(
                 variants=result.variants, shipped=shipped, teacher=TEACHER, seeds=result.seeds, comparisons=comparisons,
-                compression_steps=steps, test_description=f"{len(test_labels):,} images ({test_source})",
+                compression_steps=steps, choice=choice, test_description=f"{len(test_labels):,} images ({test_source})",
                 teacher_views=json.loads(layout.stage_metrics("soft_targets").read_text()), layer_errors=result.layer_errors,
                 duplicates=preprocess_metrics.get("duplicates"),
                 machine=benchmarking.machine_description(),
@@ -51,7 +57,7 @@ def main() -> None:
             staging.write_text(json.dumps(frontier.frontier_plot_data(result.variants), indent=1) + "\n")
         distilled, scratch = result.seeds["distilled"], result.seeds["scratch"]
         metrics = {
-            "teacher": TEACHER, "shipped": shipped, "num_threads": benchmark.num_threads[0],
+            "teacher": TEACHER, "shipped": shipped, "shipped_choice": choice, "num_threads": benchmark.num_threads[0],
             "headline": {role: {k: by_name[name][k] for k in HEADLINE_KEYS}
                          for role, name in (("teacher", TEACHER), ("shipped", shipped))},
             "distillation_gain": round(distilled["accuracy_mean"] - scratch["accuracy_mean"], 4),

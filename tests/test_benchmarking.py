@@ -71,3 +71,42 @@ def test_the_machine_line_says_which_int8_instructions_the_cpu_has(tmp_path):
     assert machine_description(cpuinfo).startswith("Xeon (avx512_vnni), ")
     cpuinfo.write_text("processor\t: 0\nFeatures\t: fp asimd asimddp\n")  # ARM: no x86 flags to name
     assert "(" not in machine_description(cpuinfo).split(",")[0]
+
+
+def candidates(**rows):
+    """name=(validation accuracy, bytes[, gate passed]) as benchmarking.validation_results gives them."""
+    return {name: {"val_accuracy": row[0], "size_bytes": row[1], "gate_passed": row[2] if len(row) > 2 else True}
+            for name, row in rows.items()}
+
+
+def test_auto_ships_the_smallest_file_within_the_accuracy_budget_on_validation():
+    files = candidates(teacher_float32=(0.90, 14_000_000), teacher_int8=(0.89, 4_000_000),
+                       student_int8=(0.886, 110_000), pruned_int8=(0.88, 60_000), qat_int8=(0.70, 40_000))
+    assert benchmarking.choose_shipped(files, 0.015) == "student_int8"  # pruned_int8 is 2 points down
+    assert benchmarking.choose_shipped(files, 0.025) == "pruned_int8"
+    assert benchmarking.choose_shipped(files, 0.5) == "qat_int8"
+
+
+def test_auto_skips_a_file_that_failed_its_int8_gate_and_falls_back_to_the_teacher():
+    files = candidates(teacher_float32=(0.90, 14_000_000), teacher_float16=(0.90, 7_000_000),
+                       student_int8=(0.90, 110_000, False), pruned_int8=(0.80, 60_000))
+    assert benchmarking.choose_shipped(files, 0.015) == "teacher_float16"
+    assert benchmarking.choose_shipped(files, 0.0) == "teacher_float16"
+
+
+def test_each_size_budget_gets_the_most_accurate_file_that_fits():
+    files = candidates(teacher_float32=(0.90, 14_000_000), teacher_int8=(0.89, 4_000_000),
+                       student_float32=(0.88, 230_000), student_int8=(0.886, 110_000), pruned_int8=(0.85, 60_000))
+    assert benchmarking.best_within_budgets(files) == {"10 MB": "teacher_int8", "1 MB": "student_int8",
+                                                       "100 KB": "pruned_int8"}
+    assert benchmarking.best_within_budgets(candidates(teacher_float32=(0.9, 14_000_000)))["100 KB"] is None
+
+
+def test_the_report_says_why_the_file_ships_and_what_each_budget_gets():
+    choice = {"rule": "auto", "max_accuracy_drop": 0.015, "teacher_val_accuracy": 0.9, "shipped_val_accuracy": 0.9,
+              "budgets": {"10 MB": "teacher_int8", "1 MB": None, "100 KB": None}}
+    why, budgets = report.choice_sentences("teacher_int8", "teacher", choice)
+    assert "smallest file whose validation accuracy (90.0%) is within 1.5 points" in why
+    assert "the teacher itself ships" in why
+    assert budgets == ("The most accurate file on validation within each size budget: 10 MB: `teacher_int8`; "
+                       "1 MB: no file fits; 100 KB: no file fits.")

@@ -41,6 +41,9 @@ def test_the_committed_params_are_valid_and_typed():
     (lambda p: p["train_teacher"].update(cnn_widths=[0]), "train_teacher.cnn_widths"),
     (lambda p: p["sweep"].update(student_widths=[[4, 0]]), "sweep.student_widths"),
     (lambda p: p["benchmark"].update(shipped="pruned_int4"), "benchmark.shipped"),
+    (lambda p: p["benchmark"].update(max_accuracy_drop=1), "benchmark.max_accuracy_drop"),
+    (lambda p: p["benchmark"].update(max_accuracy_drop=-0.01), "benchmark.max_accuracy_drop"),
+    (lambda p: p["train_student"].update(teacher_blocks=0), "train_student.teacher_blocks"),
     (lambda p: p["train_teacher"].update(input_size="big"), "train_teacher.input_size"),
     (lambda p: p["train_teacher"].update(input_size=4), "train_teacher.input_size"),
     (lambda p: p["preprocess"].update(group_pattern="person("), "preprocess.group_pattern"),  # not a regex
@@ -70,7 +73,7 @@ def test_unknown_section_is_reported(tmp_path):
 def test_a_bad_value_in_any_section_stops_every_stage_before_it_starts(tmp_path):
     """benchmark.shipped is read by the last stage only, but a typo in it stops the first one."""
     path = write(tmp_path, lambda p: p["benchmark"].update(shipped="pruned_int4"))
-    with pytest.raises(ParamsError, match=r"'benchmark.shipped' must name one of the TFLite variants .*'pruned_int8'"):
+    with pytest.raises(ParamsError, match=r"'benchmark.shipped' must be 'auto' or name one of the TFLite variants .*'pruned_int8'"):
         load_params(path)
 
 

@@ -16,7 +16,7 @@ from sklearn.metrics import f1_score
 
 from tinygray import models, prepared, qat, quantization, stats  # qat: registers the layers qat.keras holds
 from tinygray.pipeline import layout
-from tinygray.variants import CONTROLS, KERAS_MODELS, MODES, TEACHER, control_of
+from tinygray.variants import CONTROLS, KERAS_MODELS, MODES, TEACHER, control_of, quantized_models, shippable
 
 if TYPE_CHECKING:
     from tinygray.pipeline.params import Benchmark as BenchmarkParams
@@ -35,6 +35,48 @@ def qat_source() -> str:
 def int8_gate(name: str) -> dict:
     """The int8 gate of a model, as its quantize stage recorded it."""
     return json.loads(layout.stage_metrics(f"quantize@{name}").read_text())["int8_gate"]
+
+
+def validation_results() -> dict[str, dict]:
+    """Every shippable TFLite file's validation accuracy and size, as the stages that wrote it recorded them
+    (quantize@<model>, qat), and whether it passed its int8 gate: what benchmark.shipped: auto chooses from.
+    The test split plays no part in the choice."""
+    results, candidates = {}, set(shippable())
+    for name in quantized_models():
+        recorded = json.loads(layout.stage_metrics(f"quantize@{name}").read_text())
+        for variant in recorded["variants"]:
+            if variant["name"] in candidates:
+                gate = recorded["int8_gate"]["passed"] if variant["name"].endswith("_int8") else True
+                results[variant["name"]] = {"val_accuracy": variant["val_accuracy"],
+                                            "size_bytes": variant["size_bytes"], "gate_passed": gate}
+    qat_file = layout.tflite("qat", "int8")
+    results[qat_file.stem] = {"val_accuracy": json.loads(layout.stage_metrics("qat").read_text())["tflite_val_accuracy"],
+                              "size_bytes": qat_file.stat().st_size, "gate_passed": True}
+    return results
+
+
+def choose_shipped(candidates: dict[str, dict], max_accuracy_drop: float) -> str:
+    """benchmark.shipped: auto. The smallest file (ties: the more accurate, then by name) whose validation accuracy
+    is at most `max_accuracy_drop` below the teacher's float32 file's and that passed its int8 gate. The
+    teacher's own file always qualifies, so there is always an answer."""
+    reference = candidates[f"{TEACHER}_float32"]["val_accuracy"]
+    eligible = [name for name, c in candidates.items()
+                if c["gate_passed"] and c["val_accuracy"] >= reference - max_accuracy_drop - 1e-9]
+    return min(eligible, key=lambda name: (candidates[name]["size_bytes"], -candidates[name]["val_accuracy"], name))
+
+
+# Budgets the report answers in one sentence each: a desktop-class app, a phone app, a microcontroller.
+SIZE_BUDGETS = {"10 MB": 10_000_000, "1 MB": 1_000_000, "100 KB": 100_000}
+
+
+def best_within_budgets(candidates: dict[str, dict]) -> dict[str, str | None]:
+    """For each SIZE_BUDGETS entry, the most accurate file on validation that fits (ties: the smaller), or None."""
+    best = {}
+    for label, limit in SIZE_BUDGETS.items():
+        fitting = [name for name, c in candidates.items() if c["gate_passed"] and c["size_bytes"] <= limit]
+        best[label] = min(fitting, key=lambda n: (-candidates[n]["val_accuracy"], candidates[n]["size_bytes"], n)) \
+            if fitting else None
+    return best
 
 
 def classification_metrics(logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:

@@ -84,52 +84,108 @@ class QuantizedDense(keras.layers.Dense):
         return outputs + self.bias if self.use_bias else outputs
 
 
+@keras.saving.register_keras_serializable(package="tinygray")
+class QuantizedDepthwiseConv2D(keras.layers.DepthwiseConv2D):
+    """DepthwiseConv2D whose kernel is fake-quantized per channel (TFLite quantizes a depthwise kernel along its
+    channels), symmetric, narrow range."""
+
+    def call(self, inputs):
+        kernel = self.kernel  # (h, w, channels, multiplier): per channel means over the channels and multipliers
+        height, width, channels, multiplier = kernel.shape
+        flat = ops.reshape(kernel, (height, width, 1, channels * multiplier))
+        bound = ops.stop_gradient(ops.maximum(ops.max(ops.abs(flat), axis=(0, 1, 2)), 1e-8))
+        quantized = ops.reshape(_fake_quant(flat, -bound, bound, per_channel=True, narrow_range=True), kernel.shape)
+        outputs = ops.depthwise_conv(inputs, quantized, strides=self.strides, padding=self.padding,
+                                     dilation_rate=self.dilation_rate, data_format=self.data_format)
+        if self.use_bias:
+            outputs = outputs + self.bias
+        return self.activation(outputs) if self.activation is not None else outputs
+
+
+CONVOLUTIONS = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D)
+QUANTIZED = {keras.layers.Conv2D: QuantizedConv2D, keras.layers.DepthwiseConv2D: QuantizedDepthwiseConv2D,
+             keras.layers.Dense: QuantizedDense}
+# Layers whose output TFLite stores as its own int8 tensor, so the file needs its range: the input scaling,
+# each activation (a convolution before one is fused with it), a residual add, the pooling, the logits.
+RANGED = (keras.layers.Rescaling, keras.layers.ReLU, keras.layers.Add, keras.layers.GlobalAveragePooling2D,
+          keras.layers.Dense)
+
+
+def _producer(layer_input) -> keras.layers.Layer:
+    """The layer whose output a layer reads (its single input)."""
+    return layer_input._keras_history.operation
+
+
+def _copy(layer: keras.layers.Layer, kind=None) -> keras.layers.Layer:
+    return (kind or layer.__class__).from_config(layer.get_config())
+
+
 def fold_batchnorm(model: keras.Model) -> keras.Model:
-    """A copy of a plain chain of layers (student.build) with every BatchNormalization folded into the
-    convolution just before it; the outputs are the same up to float rounding. Other layers are copied."""
-    inputs = keras.Input(model.input_shape[1:], name=model.layers[0].name)
-    x, layers = inputs, model.layers[1:]
-    index = 0
-    while index < len(layers):
-        layer = layers[index]
-        following = layers[index + 1] if index + 1 < len(layers) else None
-        if isinstance(layer, keras.layers.Conv2D) and isinstance(following, keras.layers.BatchNormalization):
-            kernel, *bias = layer.get_weights()
-            gamma = np.asarray(following.gamma) if following.scale else np.ones(kernel.shape[-1], np.float32)
-            beta = np.asarray(following.beta) if following.center else np.zeros(kernel.shape[-1], np.float32)
-            scale = gamma / np.sqrt(np.asarray(following.moving_variance) + following.epsilon)
-            shift = beta - np.asarray(following.moving_mean) * scale + (bias[0] * scale if bias else 0.0)
-            config = {**layer.get_config(), "use_bias": True}
-            folded = keras.layers.Conv2D.from_config(config)
-            x = folded(x)
-            folded.set_weights([kernel * scale, shift.astype(np.float32)])
-            index += 2
+    """A copy of the model (a plain chain such as student.build, or MBConv blocks such as teacher_slice.build)
+    with every BatchNormalization folded into the convolution just before it; the outputs are the same up to
+    float rounding. Other layers are copied."""
+    folds = {}  # convolution name -> the BatchNormalization after it
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization) and isinstance(_producer(layer.input), CONVOLUTIONS):
+            folds[_producer(layer.input).name] = layer
+    folded_norms = {norm.name for norm in folds.values()}
+
+    def clone(layer):
+        return layer.__class__.from_config({**layer.get_config(), "use_bias": True}) if layer.name in folds \
+            else _copy(layer)
+
+    def call(layer, *args, **kwargs):
+        return args[0] if layer.name in folded_norms else layer(*args, **kwargs)
+
+    folded = keras.models.clone_model(model, clone_function=clone, call_function=call)
+    for layer in folded.layers:
+        original = model.get_layer(layer.name)
+        if layer.name not in folds:
+            layer.set_weights(original.get_weights())
+            continue
+        norm = folds[layer.name]
+        kernel, *bias = original.get_weights()
+        channels = kernel.shape[-1] * (kernel.shape[-2] if isinstance(original, keras.layers.DepthwiseConv2D) else 1)
+        gamma = np.asarray(norm.gamma) if norm.scale else np.ones(channels, np.float32)
+        beta = np.asarray(norm.beta) if norm.center else np.zeros(channels, np.float32)
+        scale = gamma / np.sqrt(np.asarray(norm.moving_variance) + norm.epsilon)
+        shift = beta - np.asarray(norm.moving_mean) * scale + (bias[0] * scale if bias else 0.0)
+        if isinstance(original, keras.layers.DepthwiseConv2D):  # (h, w, channels, multiplier)
+            scaled = kernel * scale.reshape(kernel.shape[2], kernel.shape[3])
         else:
-            copy = layer.__class__.from_config(layer.get_config())
-            x = copy(x)
-            copy.set_weights(layer.get_weights())
-            index += 1
-    return keras.Model(inputs, x, name=model.name)
+            scaled = kernel * scale
+        layer.set_weights([scaled.astype(np.float32), shift.astype(np.float32)])
+    return keras.Model(folded.inputs, folded.outputs, name=model.name)
 
 
 def quantization_aware(folded: keras.Model) -> keras.Model:
-    """The folded model with fake quantization (module docstring): QuantizedConv2D and QuantizedDense for the
-    kernels, an ActivationRange after the input, its scaling, each ReLU, the global pooling and the logits.
-    The model takes raw 0..255 pixels, so the input's range is fixed to exactly that."""
-    inputs = keras.Input(folded.input_shape[1:], name=folded.layers[0].name)
-    x = ActivationRange(fixed=(0.0, 255.0), name="input_range")(inputs)
-    for layer in folded.layers[1:]:
+    """The folded model with fake quantization (module docstring): QuantizedConv2D, QuantizedDepthwiseConv2D and
+    QuantizedDense for the kernels; an ActivationRange after the input and after every layer in RANGED, and after
+    each convolution that no activation follows (a block's linear projection). The model takes raw 0..255
+    pixels, so the input's range is fixed to exactly that."""
+    for layer in folded.layers:
         if isinstance(layer, keras.layers.BatchNormalization):
             raise ValueError(f"quantization_aware: fold {layer.name!r} into its convolution first (fold_batchnorm)")
-        kind = {keras.layers.Conv2D: QuantizedConv2D, keras.layers.Dense: QuantizedDense}.get(type(layer), type(layer))
-        copy = kind.from_config(layer.get_config())
-        x = copy(x)
-        copy.set_weights(layer.get_weights())
-        if isinstance(layer, (keras.layers.Rescaling, keras.layers.ReLU, keras.layers.GlobalAveragePooling2D,
-                              keras.layers.Dense)) or (isinstance(layer, keras.layers.Conv2D)
-                                                       and layer.get_config().get("activation") not in (None, "linear")):
-            x = ActivationRange(name=f"{layer.name}_range")(x)
-    return keras.Model(inputs, x, name=f"{folded.name}_qat")
+    before_activation = {_producer(layer.input).name for layer in folded.layers if isinstance(layer, keras.layers.ReLU)}
+    input_range = ActivationRange(fixed=(0.0, 255.0), name="input_range")
+
+    def clone(layer):
+        return _copy(layer, QUANTIZED.get(type(layer)))
+
+    def call(layer, *args, **kwargs):
+        reads_pixels = not isinstance(args[0], (list, tuple)) and isinstance(_producer(args[0]), keras.layers.InputLayer)
+        if reads_pixels:  # the first layer reads the ranged pixels
+            args = (input_range(args[0]), *args[1:])
+        x = layer(*args, **kwargs)
+        ranged = isinstance(layer, RANGED) or (isinstance(layer, CONVOLUTIONS) and (
+            layer.name not in before_activation or layer.get_config().get("activation") not in (None, "linear")))
+        return ActivationRange(name=f"{layer.name}_range")(x) if ranged else x
+
+    clone = keras.models.clone_model(folded, clone_function=clone, call_function=call)
+    for layer in clone.layers:
+        if layer.weights and not isinstance(layer, ActivationRange):
+            layer.set_weights(folded.get_layer(layer.name).get_weights())
+    return keras.Model(clone.inputs, clone.outputs, name=f"{folded.name}_qat")
 
 
 # Training images that set the activation ranges before fine-tuning: enough batches for the moving
@@ -151,17 +207,17 @@ def ranges(model: keras.Model) -> dict[str, tuple[float, float]]:
 
 
 def strip(model: keras.Model) -> keras.Model:
-    """The quantization-aware model's network in plain float: QuantizedConv2D and QuantizedDense back to Conv2D
-    and Dense with the trained weights, the ActivationRanges left out; the reference its int8 file is
-    compared with, layer by layer (quantization.layer_errors)."""
-    inputs = keras.Input(model.input_shape[1:], name=model.layers[0].name)
-    x = inputs
-    for layer in model.layers[1:]:
-        if isinstance(layer, ActivationRange):
-            continue
-        kind = keras.layers.Conv2D if isinstance(layer, QuantizedConv2D) else \
-            keras.layers.Dense if isinstance(layer, QuantizedDense) else type(layer)
-        copy = kind.from_config(layer.get_config())
-        x = copy(x)
-        copy.set_weights(layer.get_weights())
-    return keras.Model(inputs, x, name=model.name.removesuffix("_qat"))
+    """The quantization-aware model's network in plain float: the quantized layers back to Conv2D,
+    DepthwiseConv2D and Dense with the trained weights, the ActivationRanges left out; the reference its int8 file
+    is compared with, layer by layer (quantization.layer_errors)."""
+    plain = {quantized: original for original, quantized in QUANTIZED.items()}
+
+    def call(layer, *args, **kwargs):
+        return args[0] if isinstance(layer, ActivationRange) else layer(*args, **kwargs)
+
+    copy = keras.models.clone_model(model, clone_function=lambda layer: _copy(layer, plain.get(type(layer))),
+                                    call_function=call)
+    for layer in copy.layers:
+        if layer.weights:
+            layer.set_weights(model.get_layer(layer.name).get_weights())
+    return keras.Model(copy.inputs, copy.outputs, name=model.name.removesuffix("_qat"))

@@ -75,8 +75,25 @@ def fastest_clause(by_name: dict, shipped: str, teacher: str) -> str:
             f"timing round), at {100 * fastest['accuracy']:.1f}% and {fastest['size_bytes']:,} bytes")
 
 
+def choice_sentences(shipped: str, teacher: str, choice: dict) -> list[str]:
+    """Why this file ships (benchmark.shipped and the validation accuracies it was chosen on), and which file to
+    take for each size budget (benchmarking.best_within_budgets); the test split chose nothing."""
+    drop = 100 * choice["max_accuracy_drop"]
+    if choice["rule"] == "auto":
+        why = (f"Shipped: `{shipped}`, the smallest file whose validation accuracy ({100 * choice['shipped_val_accuracy']:.1f}%) "
+               f"is within {drop:.1f} points of the teacher's float file ({100 * choice['teacher_val_accuracy']:.1f}%; "
+               "benchmark.shipped: auto, benchmark.max_accuracy_drop)")
+        if shipped.startswith(f"{teacher}_"):
+            why += "; no student file is that close, so the teacher itself ships"
+    else:
+        why = f"Shipped: `{shipped}`, named by benchmark.shipped"
+    budgets = "; ".join(f"{label}: `{name}`" if name else f"{label}: no file fits"
+                        for label, name in choice["budgets"].items())
+    return [why + ".", f"The most accurate file on validation within each size budget: {budgets}."]
+
+
 def conclusions(by_name: dict, shipped: str, teacher: str, seeds: dict, comparisons: dict,
-                teacher_views: dict | None = None, duplicates: dict | None = None) -> list[str]:
+                teacher_views: dict | None = None, duplicates: dict | None = None, choice: dict | None = None) -> list[str]:
     s, t = by_name[shipped], by_name[teacher]
     distilled, scratch = seeds["distilled"], seeds["scratch"]
     spread = (f" ({s['speedup_low']:.0f}–{s['speedup_high']:.0f}× across the timing rounds"
@@ -93,6 +110,7 @@ def conclusions(by_name: dict, shipped: str, teacher: str, seeds: dict, comparis
                       note=f" (seeds {distilled['selected_seed']} and {scratch['selected_seed']}, each selected on validation)"),
         f"Fidelity: the distilled students agree with the teacher on {100 * distilled['fidelity_mean']:.1f}% of the "
         f"test images, the scratch controls on {100 * scratch['fidelity_mean']:.1f}% (means over seeds).",
+        *(choice_sentences(shipped, teacher, choice) if choice else []),
     ]
     if "shipped_vs_control" in comparisons:
         control = comparisons["shipped_vs_control"]["against"]
@@ -124,7 +142,7 @@ def conclusions(by_name: dict, shipped: str, teacher: str, seeds: dict, comparis
 def render(*, variants: list[dict], shipped: str, teacher: str, seeds: dict, comparisons: dict,
            compression_steps: list[dict], test_description: str, latency_protocol: str, machine: str,
            teacher_views: dict | None = None, layer_errors: dict | None = None,
-           duplicates: dict | None = None) -> str:
+           duplicates: dict | None = None, choice: dict | None = None) -> str:
     by_name = {v["name"]: v for v in variants}
     layer_errors = layer_errors or {}
     seed_rows = "\n".join(
@@ -166,7 +184,7 @@ def render(*, variants: list[dict], shipped: str, teacher: str, seeds: dict, com
                     f"{layer_errors[v['name']][-1]['snr_db']:.1f} |" for v in variants if "worst_layer" in v)
         + "\n\n"
         "## Conclusions\n\n" + "\n".join(f"- {line}" for line in conclusions(by_name, shipped, teacher, seeds, comparisons, teacher_views,
-                                                                          duplicates))
+                                                                          duplicates, choice))
         + "\n\n## Plots\n\n![size against accuracy](frontier.png)\n\n"
         f"![confusion matrix of {shipped}](confusion_matrix.png)\n"
     )

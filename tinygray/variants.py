@@ -11,6 +11,9 @@ MODES = ("float32", "dynamic_range", "float16", "int8")
 KERAS_MODELS = {"teacher": ("teacher", MODES), "student": ("distilled", MODES), "scratch": ("scratch", ()),
                 "pruned": ("pruned", MODES), "pruned_filters": ("pruned", MODES), "qat": ("qat", ("int8",)),
                 "pruned_scratch": ("scratch", MODES)}
+# benchmark.shipped: the smallest file whose validation accuracy is within benchmark.max_accuracy_drop of the
+# teacher's (benchmarking.choose_shipped)
+AUTO = "auto"
 # the scratch control of each distilled model: the same network and training, on labels alone
 CONTROLS = {"student": "scratch", "pruned": "pruned_scratch"}
 

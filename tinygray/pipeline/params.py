@@ -210,12 +210,13 @@ class Benchmark(Section):
     num_threads: Annotated[list[PositiveInt], Field(
         min_length=1, description="a non-empty list of positive thread counts")]
     shipped: StrictStr
+    max_accuracy_drop: Annotated[Number, Field(ge=0, lt=1)]
 
     @model_validator(mode="after")
     def _shippable(self) -> Benchmark:
-        if self.shipped not in variants.shippable():
-            raise ValueError(f"parameter 'benchmark.shipped' must name one of the TFLite variants "
-                             f"{variants.shippable()}, got {self.shipped!r}")
+        if self.shipped != variants.AUTO and self.shipped not in variants.shippable():
+            raise ValueError(f"parameter 'benchmark.shipped' must be '{variants.AUTO}' or name one of the TFLite "
+                             f"variants {variants.shippable()}, got {self.shipped!r}")
         return self
 
 
