@@ -1,11 +1,12 @@
 """Stage 1: built-in images or your own image folder -> grayscale, resized, stratified train/val/test
 under data/prepared (the test split: a dataset's official test set or held-out folder when it has one)."""
 import csv
+import shutil
 from pathlib import Path
 
 import numpy as np
 
-from tinygray import data, image_folder
+from tinygray import data, image_folder, prepared, unlabeled
 from tinygray.pipeline.atomic import atomic_output
 from tinygray.pipeline.params import load_params
 from tinygray.pipeline import layout
@@ -17,10 +18,12 @@ OUT, DUPLICATES = layout.PREPARED, layout.DUPLICATES
 def main() -> None:
     params = load_params()
     preprocess = params.preprocess
-    if preprocess.dataset == "folder":
-        for folder_param in ("image_dir", "test_dir"):
-            if getattr(preprocess, folder_param) is not None:
-                data.require_folder_dependency(getattr(preprocess, folder_param), param=folder_param)
+    folder_params = ("image_dir", "test_dir") if preprocess.dataset == "folder" else ()
+    for folder_param in (*folder_params, "unlabeled_dir"):
+        if getattr(preprocess, folder_param) is not None:
+            data.require_folder_dependency(getattr(preprocess, folder_param), param=folder_param)
+    if preprocess.unlabeled_dir is not None:
+        unlabeled.scan(preprocess.unlabeled_dir)  # a missing or empty folder stops here, before any work
     with stage_run("preprocess", params.run_params("preprocess")) as run:
         skipped, num_groups, ignored = {}, {}, {}
         if preprocess.dataset == "folder":
@@ -41,6 +44,16 @@ def main() -> None:
                 preprocess.dataset, OUT, image_size=preprocess.image_size, classes=preprocess.classes,
                 max_per_class=preprocess.max_per_class, val_fraction=preprocess.val_fraction,
                 test_fraction=preprocess.test_fraction, seed=params.seed, duplicates=preprocess.duplicates)
+        unlabeled_found = {}
+        if preprocess.unlabeled_dir is not None:
+            try:
+                unlabeled_found = unlabeled.prepare(
+                    preprocess.unlabeled_dir, OUT, image_size=preprocess.image_size, resize=preprocess.resize,
+                    on_bad_file=preprocess.on_bad_file,
+                    held_out=[prepared.read_split(OUT, split)[0] for split in ("val", "test")])
+            except BaseException:
+                shutil.rmtree(OUT, ignore_errors=True)  # all or nothing: no labelled splits without their unlabelled part
+                raise
         write_pairs(found.rows(class_names))
         duplicates = found.summary(class_names)
         print(duplicates_line(duplicates), flush=True)
@@ -55,6 +68,7 @@ def main() -> None:
             **({"num_groups": num_groups} if num_groups else {}),
             "duplicates": duplicates,
             "skipped_files": skipped,
+            **({"unlabeled": unlabeled_found} if unlabeled_found else {}),
             **({"ignored_entries": ignored} if ignored else {}),
         }, artifacts=[DUPLICATES])
 

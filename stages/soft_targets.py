@@ -19,16 +19,17 @@ def main() -> None:
     with stage_run("soft_targets", {**params.run_params("soft_targets"), **augmentation.run_params()}) as run:
         teacher = models.load_model(TEACHER)
         prepared.check_num_classes(teacher, PREPARED, TEACHER)
-        (train_images, train_labels), (val_images, val_labels) = (prepared.read_split(PREPARED, s) for s in ("train", "val"))
-        train_logits = soft_targets.view_logits(teacher, train_images, StoredViews(VIEWS, augmentation),
-                                                soft.batch_size)
+        (_, train_labels), (val_images, val_labels) = (prepared.read_split(PREPARED, s) for s in ("train", "val"))
+        # the training images, then any unlabelled ones: the teacher's logits are the only targets those get
+        train_logits = soft_targets.view_logits(teacher, prepared.distillation_images(PREPARED),
+                                                StoredViews(VIEWS, augmentation), soft.batch_size)
         val_logits = teacher.predict(np.asarray(val_images), batch_size=soft.batch_size, verbose=0)
         with atomic_output(OUT) as staging:
             staging.mkdir()
             soft_targets.write(staging, train_logits, val_logits, augmentation)
         # how often the teacher is right on the augmented views: a teacher that often errs on them would
         # teach mistakes, and the hard-label term (train_student.alpha) would have to pull against it
-        view_accuracy = (train_logits.argmax(-1) == train_labels).mean(axis=1)
+        view_accuracy = (train_logits[:, :len(train_labels)].argmax(-1) == train_labels).mean(axis=1)
         metrics = {"val_accuracy": round(stats.accuracy(val_logits, val_labels), 4),
                    "train_accuracy": round(float(view_accuracy[0]), 4),
                    **({"augmented_view_accuracy": round(float(view_accuracy[1:].mean()), 4)} if len(view_accuracy) > 1 else {})}

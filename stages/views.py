@@ -1,4 +1,4 @@
-"""Stage 2b: every augmented view of every training image, computed once (data/views) and shared by the
+"""Stage 2b: every augmented view of every training image (and unlabelled image), computed once (data/views) and shared by the
 teacher's soft targets, the distilled students and their control, so each sees exactly the same pixels and
 no training epoch pays the warping again."""
 from tinygray import prepared
@@ -15,14 +15,16 @@ def main() -> None:
     params = load_params()
     augmentation = Augmentation.from_params(params.augment, params.seed)
     with stage_run("views", augmentation.run_params()) as run:
-        train_images, _ = prepared.read_split(PREPARED, "train")
-        require_free_space(OUT, augmentation.views * train_images.nbytes,
-                           f"{augmentation.views} views of {len(train_images)} training images")
+        images = prepared.distillation_images(PREPARED)  # the training images, then any unlabelled ones
+        num_train = len(prepared.read_split(PREPARED, "train")[1])
+        require_free_space(OUT, augmentation.views * images.nbytes,
+                           f"{augmentation.views} views of {len(images)} images")
         with atomic_output(OUT) as staging:
             staging.mkdir()
-            write_views(staging, train_images, augmentation)
-        run.finish({"num_images": {"train": int(len(train_images))}, "views": augmentation.views,
-                    "size_bytes": int(augmentation.views * train_images.nbytes)})
+            write_views(staging, images, augmentation)
+        unlabeled = {"unlabeled": int(len(images) - num_train)} if len(images) > num_train else {}
+        run.finish({"num_images": {"train": num_train, **unlabeled}, "views": augmentation.views,
+                    "size_bytes": int(augmentation.views * images.nbytes)})
 
 
 if __name__ == "__main__":

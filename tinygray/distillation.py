@@ -12,9 +12,11 @@ from scipy import special
 
 
 def pack_targets(labels: np.ndarray, teacher_logits: np.ndarray) -> np.ndarray:
-    """(N,) labels and (N, C) logits -> (N, 2C) float32 [one-hot labels | teacher logits]."""
+    """(N,) labels and (N, C) logits -> (N, 2C) float32 [one-hot labels | teacher logits]. A label of -1 (an
+    unlabelled image) packs as all zeros: its hard-label cross-entropy is 0, so it learns from the teacher alone."""
     num_classes = teacher_logits.shape[1]
-    one_hot = np.eye(num_classes, dtype=np.float32)[labels]
+    labels = np.asarray(labels)
+    one_hot = np.eye(num_classes, dtype=np.float32)[labels] * (labels >= 0)[:, None]
     return np.concatenate([one_hot, teacher_logits.astype(np.float32)], axis=1)
 
 
@@ -31,11 +33,12 @@ def with_teacher_logits(packed: np.ndarray, teacher_logits: np.ndarray) -> np.nd
 
 
 def target_confidence(packed: np.ndarray, temperature: float) -> dict:
-    """How peaked the stored soft targets are at the distillation temperature, over every view and image:
+    """How peaked the stored soft targets are at the distillation temperature, over every view and labelled image:
     the teacher's mean top probability, and its mean probability of the true class (1 minus it is the weight
     plain KD gives the non-target classes: near 0, the soft targets say little beyond the label)."""
     num_classes = packed.shape[-1] // 2
-    labels, logits = packed[..., :num_classes], packed[..., num_classes:].astype(np.float64) / temperature
+    labelled = packed[packed[..., :num_classes].sum(axis=-1) > 0]  # unlabelled images have no true class
+    labels, logits = labelled[:, :num_classes], labelled[:, num_classes:].astype(np.float64) / temperature
     probs = special.softmax(logits, axis=-1)
     return {"soft_target_top_probability": round(float(probs.max(axis=-1).mean()), 4),
             "soft_target_true_class_probability": round(float((probs * labels).sum(axis=-1).mean()), 4)}
@@ -103,9 +106,12 @@ class DistillationLoss(keras.losses.Loss):
 
 
 def label_accuracy(y_true, y_pred):
-    """Top-1 accuracy against the hard labels inside packed targets."""
-    labels, _ = _unpack(y_true, y_pred)
-    return keras.metrics.categorical_accuracy(labels, y_pred)
+    """Top-1 accuracy against the hard labels inside packed targets; on an unlabelled image (no label packed),
+    agreement with the teacher's top class."""
+    labels, teacher_logits = _unpack(y_true, y_pred)
+    labelled = ops.sum(labels, axis=-1, keepdims=True) > 0
+    reference = ops.where(labelled, labels, ops.one_hot(ops.argmax(teacher_logits, axis=-1), ops.shape(labels)[-1]))
+    return keras.metrics.categorical_accuracy(reference, y_pred)
 
 
 class TeacherInTheLoop(keras.Model):

@@ -11,6 +11,7 @@ import numpy as np
 from tinygray.pipeline.atomic import atomic_output
 
 SPLITS = ("train", "val", "test")
+UNLABELED = "unlabeled"  # preprocess.unlabeled_dir's images (tinygray.unlabeled), labels -1; absent without it
 
 
 class DataError(ValueError):
@@ -35,6 +36,20 @@ def read_split(prepared_dir: Path | str, split: str) -> tuple[np.ndarray, np.nda
     images = np.load(split_dir / "images.npy", mmap_mode="r", allow_pickle=False)
     labels = np.load(split_dir / "labels.npy", allow_pickle=False)
     return images, labels
+
+
+def read_unlabeled(prepared_dir: Path | str) -> np.ndarray | None:
+    """The images without labels (memory-mapped), or None when preprocess.unlabeled_dir was not set."""
+    path = Path(prepared_dir) / UNLABELED / "images.npy"
+    return np.load(path, mmap_mode="r", allow_pickle=False) if path.is_file() else None
+
+
+def distillation_images(prepared_dir: Path | str) -> np.ndarray:
+    """The images the teacher labels and the distilled students learn from: the training split, followed by the
+    unlabelled images when there are any (so a training image keeps its index, and its views)."""
+    train, _ = read_split(prepared_dir, "train")
+    unlabeled = read_unlabeled(prepared_dir)
+    return train if unlabeled is None else np.concatenate([np.asarray(train), np.asarray(unlabeled)])
 
 
 def read_class_names(prepared_dir: Path | str) -> list[str]:

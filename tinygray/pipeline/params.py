@@ -53,6 +53,7 @@ class Preprocess(Section):
     dataset: Literal["mnist", "digits", "fashion_mnist", "folder"]
     image_dir: StrictStr  # dataset folder: one subfolder of images per class
     test_dir: StrictStr | None  # dataset folder: held-out test images, same class subfolders
+    unlabeled_dir: StrictStr | None  # images without labels, any nesting, for the distilled students (tinygray.unlabeled)
     group_pattern: StrictStr | None  # dataset folder: regex over file names, one group per match
     on_bad_file: Literal["fail", "skip"]
     duplicates: Literal[duplicates.POLICIES]
@@ -75,6 +76,9 @@ class Preprocess(Section):
             except re.error as error:
                 raise ValueError(f"parameter 'preprocess.group_pattern' is not a valid regular expression ({error}), "
                                  f"got {self.group_pattern!r}") from None
+        if self.unlabeled_dir is not None and not Path(self.unlabeled_dir).is_dir():
+            raise ValueError("parameter 'preprocess.unlabeled_dir' must be an existing folder of images (any nesting), "
+                             f"or null, got {self.unlabeled_dir!r} (relative to {Path.cwd()})")
         if self.dataset != "folder":
             if self.group_pattern is not None:
                 raise ValueError("parameter 'preprocess.group_pattern' groups the files of an image folder "
