@@ -12,7 +12,7 @@ from tinygray.pipeline.params import load_params
 from tinygray.pipeline import layout
 from tinygray.pipeline.tracking import stage_run
 
-OUT, DUPLICATES = layout.PREPARED, layout.DUPLICATES
+OUT, UNLABELED, DUPLICATES = layout.PREPARED, layout.UNLABELED, layout.DUPLICATES
 
 
 def main() -> None:
@@ -45,15 +45,17 @@ def main() -> None:
                 max_per_class=preprocess.max_per_class, val_fraction=preprocess.val_fraction,
                 test_fraction=preprocess.test_fraction, seed=params.seed, duplicates=preprocess.duplicates)
         unlabeled_found = {}
-        if preprocess.unlabeled_dir is not None:
-            try:
+        try:
+            if preprocess.unlabeled_dir is None:
+                prepared.write_unlabeled(UNLABELED, np.zeros((0, *prepared.read_split(OUT, "train")[0].shape[1:]), np.uint8))
+            else:
                 unlabeled_found = unlabeled.prepare(
-                    preprocess.unlabeled_dir, OUT, image_size=preprocess.image_size, resize=preprocess.resize,
+                    preprocess.unlabeled_dir, UNLABELED, image_size=preprocess.image_size, resize=preprocess.resize,
                     on_bad_file=preprocess.on_bad_file,
                     held_out=[prepared.read_split(OUT, split)[0] for split in ("val", "test")])
-            except BaseException:
-                shutil.rmtree(OUT, ignore_errors=True)  # all or nothing: no labelled splits without their unlabelled part
-                raise
+        except BaseException:
+            shutil.rmtree(OUT, ignore_errors=True)  # all or nothing: no labelled splits without their unlabelled part
+            raise
         write_pairs(found.rows(class_names))
         duplicates = found.summary(class_names)
         print(duplicates_line(duplicates), flush=True)

@@ -31,7 +31,7 @@ def main() -> None:
     augmentation = Augmentation.from_params(params.augment, params.seed)  # what it learned, the way it learned it
     with stage_run("prune", {**params.run_params("prune"), **student_params.values(*student.LOSS_PARAMS),
                              **augmentation.run_params()}) as run:
-        train, val = distillation_data(PREPARED, SOFT_TARGETS, augmentation)
+        train, val = distillation_data(PREPARED, SOFT_TARGETS, augmentation, layout.UNLABELED)
         unpruned = models.load_model(STUDENT)
         prepared.check_num_classes(unpruned, PREPARED, STUDENT)
         val_images, val_labels = prepared.read_split(PREPARED, "val")

@@ -25,7 +25,7 @@ def main() -> None:
     source = layout.model(qat_params.source)
     with stage_run("qat", {**params.run_params("qat"), **student_params.values(*student.LOSS_PARAMS),
                            **augmentation.run_params()}) as run:
-        train, val = distillation_data(PREPARED, SOFT_TARGETS, augmentation)
+        train, val = distillation_data(PREPARED, SOFT_TARGETS, augmentation, layout.UNLABELED)
         training.seed_everything(params.seed)
         model = qat.quantization_aware(qat.fold_batchnorm(models.load_model(source)))
         train_images = np.asarray(train[0])

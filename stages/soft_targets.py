@@ -9,7 +9,8 @@ from tinygray.pipeline.params import load_params
 from tinygray.pipeline import layout
 from tinygray.pipeline.tracking import stage_run
 
-PREPARED, VIEWS, TEACHER, OUT = layout.PREPARED, layout.VIEWS, layout.model("teacher"), layout.SOFT_TARGETS
+PREPARED, UNLABELED, VIEWS, TEACHER, OUT = (layout.PREPARED, layout.UNLABELED, layout.VIEWS, layout.model("teacher"),
+                                           layout.SOFT_TARGETS)
 
 
 def main() -> None:
@@ -21,7 +22,7 @@ def main() -> None:
         prepared.check_num_classes(teacher, PREPARED, TEACHER)
         (_, train_labels), (val_images, val_labels) = (prepared.read_split(PREPARED, s) for s in ("train", "val"))
         # the training images, then any unlabelled ones: the teacher's logits are the only targets those get
-        train_logits = soft_targets.view_logits(teacher, prepared.distillation_images(PREPARED),
+        train_logits = soft_targets.view_logits(teacher, prepared.distillation_images(PREPARED, UNLABELED),
                                                 StoredViews(VIEWS, augmentation), soft.batch_size)
         val_logits = teacher.predict(np.asarray(val_images), batch_size=soft.batch_size, verbose=0)
         with atomic_output(OUT) as staging:

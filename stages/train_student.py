@@ -23,7 +23,7 @@ def main() -> None:
     with stage_run("train_student", {**params.run_params("train_student"), **augmentation.run_params()}) as run:
         num_classes = len(prepared.read_class_names(PREPARED))
         train, val, setup, views = student.distillation_inputs(PREPARED, SOFT_TARGETS, TEACHER, VIEWS, augmentation,
-                                                               student_params, num_classes)
+                                                               student_params, num_classes, layout.UNLABELED)
         confidence = {} if student_params.teacher_in_loop else distillation.target_confidence(train[1], student_params.temperature)
         train, val, assistants = student.assistant_chain(train, val, num_classes, student_params, params.seed, views)
         metrics, histories = student.train_seeds(train, val, num_classes, student_params, params.seed, setup, views,

@@ -8,14 +8,14 @@ from tinygray.pipeline.params import load_params
 from tinygray.pipeline import layout
 from tinygray.pipeline.tracking import stage_run
 
-PREPARED, OUT = layout.PREPARED, layout.VIEWS
+PREPARED, UNLABELED, OUT = layout.PREPARED, layout.UNLABELED, layout.VIEWS
 
 
 def main() -> None:
     params = load_params()
     augmentation = Augmentation.from_params(params.augment, params.seed)
     with stage_run("views", augmentation.run_params()) as run:
-        images = prepared.distillation_images(PREPARED)  # the training images, then any unlabelled ones
+        images = prepared.distillation_images(PREPARED, UNLABELED)  # the training images, then any unlabelled ones
         num_train = len(prepared.read_split(PREPARED, "train")[1])
         require_free_space(OUT, augmentation.views * images.nbytes,
                            f"{augmentation.views} views of {len(images)} images")

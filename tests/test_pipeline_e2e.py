@@ -314,3 +314,46 @@ def test_forced_rerun_gives_identical_bytes_and_leaves_nothing_stale(project):
         assert stages_run(run(["dvc", "repro", "-f", "-s", stage], root, env, timeout=900)) == [stage]
     assert record() == before
     assert "up to date" in run(["dvc", "status"], root, env)
+
+
+def test_a_student_cut_from_the_teacher_learns_unlabelled_images_and_auto_ships_from_validation(project):
+    """train_student.teacher_blocks, preprocess.unlabeled_dir and benchmark.shipped: auto through the real
+    pipeline: the unlabelled folder loses its copies of test images before the teacher labels it, the views and
+    soft targets cover the rest, the student and its control are the teacher's first blocks (inherited and
+    random), they prune by expanded channels and train quantization-aware, and the benchmark ships the file
+    validation chose. Runs after the forced rerun: it changes the project's parameters and dvc.yaml."""
+    root, env, _ = project
+    import numpy as np
+    from PIL import Image
+
+    train, test = (np.load(root / "data" / "prepared" / split / "images.npy") for split in ("train", "test"))
+    folder = root / "unlabeled" / "batch1"
+    folder.mkdir(parents=True)
+    for index, image in enumerate(train[:30]):
+        Image.fromarray(image[..., 0]).save(folder / f"scan{index}.png")
+    for index, image in enumerate(test[:4]):  # leaked copies of test images
+        Image.fromarray(image[..., 0]).save(root / "unlabeled" / f"copy{index}.png")
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["preprocess"]["unlabeled_dir"] = "unlabeled"
+    params["train_student"].update(teacher_blocks=2, backend="tensorflow", assistants=[])
+    params["benchmark"]["shipped"] = "auto"
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    dvc_yaml = (root / "dvc.yaml").read_text()
+    (root / "dvc.yaml").write_text(dvc_yaml.replace("# - ${preprocess.unlabeled_dir}", "- ${preprocess.unlabeled_dir}"))
+    output = run(["dvc", "repro"], root, env, timeout=900)
+    assert stages_run(output) == STAGES
+
+    def metrics(stage):
+        return json.loads((root / "metrics" / f"{stage}.json").read_text())
+
+    found = metrics("preprocess")["unlabeled"]
+    assert found["found"] == 34 and found["near_duplicates_of_val_or_test"] >= 4 and found["kept"] <= 30
+    assert metrics("views")["num_images"]["unlabeled"] == found["kept"]
+    student = metrics("train_student")
+    assert student["params"] == metrics("train_scratch")["params"] < 10_000  # stem and two blocks, a new head
+    assert metrics("prune")["structured"]["params"] < student["params"]
+    benchmark = metrics("benchmark")
+    choice = benchmark["shipped_choice"]
+    assert choice["rule"] == "auto" and choice["shipped_val_accuracy"] >= choice["teacher_val_accuracy"] - 0.015 - 1e-9
+    assert benchmark["shipped"] in {v["name"] for v in benchmark["variants"] if v["format"] == "tflite"}
+    assert f"Shipped: `{benchmark['shipped']}`" in (root / "reports" / "benchmark.md").read_text()

@@ -45,8 +45,7 @@ def held_out():
 
 
 def test_near_duplicates_of_validation_and_test_images_are_dropped_before_the_teacher_sees_them(tmp_path):
-    root, out = tmp_path / "unlabelled", tmp_path / "prepared"
-    out.mkdir()
+    root, out = tmp_path / "unlabelled", tmp_path / "unlabeled_out"
     copy = picture(12).astype(np.int16) + 2  # a test image, a little brighter
     save(root / "copy_of_test.png", np.clip(copy, 0, 255).astype(np.uint8))
     save(root / "new1.png", picture(20))
@@ -56,18 +55,16 @@ def test_near_duplicates_of_validation_and_test_images_are_dropped_before_the_te
     assert (found["found"], found["near_duplicates_of_val_or_test"], found["kept"]) == (3, 1, 2)
     images = prepared.read_unlabeled(out)
     np.testing.assert_array_equal(images[..., 0], np.stack([picture(20), picture(21)]))
-    np.testing.assert_array_equal(np.load(out / prepared.UNLABELED / "labels.npy"), [-1, -1])
 
 
 def test_unreadable_files_follow_on_bad_file_and_none_readable_is_refused(tmp_path):
-    root, out = tmp_path / "unlabelled", tmp_path / "prepared"
-    out.mkdir()
+    root, out = tmp_path / "unlabelled", tmp_path / "unlabeled_out"
     save(root / "good.png", picture(30))
     (root / "broken.png").write_bytes(b"not a png")
     with pytest.raises(prepared.DataError, match="broken.png"):
         unlabeled.prepare(root, out, image_size=SIZE, resize="squash", on_bad_file="fail", held_out=held_out(),
                           progress=False)
-    assert not (out / prepared.UNLABELED).exists()
+    assert not out.exists()
     found = unlabeled.prepare(root, out, image_size=SIZE, resize="squash", on_bad_file="skip", held_out=held_out(),
                               progress=False)
     assert found["unreadable"] == 1 and found["kept"] == 1 and "broken.png" in next(iter(found["skipped_files"]))
@@ -102,13 +99,15 @@ def test_distillation_data_puts_the_unlabelled_images_after_the_training_images(
     images = np.stack([picture(s) for s in range(4)])[..., None]
     prepared.write_prepared(out, {"train": (images[:2], np.array([0, 1])), "val": (images[2:3], np.array([1])),
                                   "test": (images[3:], np.array([0]))}, ["a", "b"])
-    (out / prepared.UNLABELED).mkdir()
-    np.save(out / prepared.UNLABELED / "images.npy", images[2:])
-    np.save(out / prepared.UNLABELED / "labels.npy", np.array([-1, -1]))
+    prepared.write_unlabeled(tmp_path / "unlabeled", images[2:])
     augmentation = Augmentation(views=1, max_rotation=0, max_shift=0, max_scale=0, flip=False, seed=0)
     targets = tmp_path / "soft"
     targets.mkdir()
     write(targets, np.zeros((1, 4, 2), np.float32), np.zeros((1, 2), np.float32), augmentation)
-    (train_images, train_targets), _ = distillation_data(out, targets, augmentation)
+    (train_images, train_targets), _ = distillation_data(out, targets, augmentation, tmp_path / "unlabeled")
     np.testing.assert_array_equal(train_images, images[[0, 1, 2, 3]])
     np.testing.assert_array_equal(train_targets[0, :, :2], [[1, 0], [0, 1], [0, 0], [0, 0]])
+    prepared.write_unlabeled(tmp_path / "none", images[:0])  # no unlabeled_dir: an empty set, the splits alone
+    assert prepared.read_unlabeled(tmp_path / "none") is None
+    write(targets, np.zeros((1, 2, 2), np.float32), np.zeros((1, 2), np.float32), augmentation)
+    assert len(distillation_data(out, targets, augmentation, tmp_path / "none")[0][0]) == 2

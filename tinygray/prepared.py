@@ -11,7 +11,6 @@ import numpy as np
 from tinygray.pipeline.atomic import atomic_output
 
 SPLITS = ("train", "val", "test")
-UNLABELED = "unlabeled"  # preprocess.unlabeled_dir's images (tinygray.unlabeled), labels -1; absent without it
 
 
 class DataError(ValueError):
@@ -38,17 +37,30 @@ def read_split(prepared_dir: Path | str, split: str) -> tuple[np.ndarray, np.nda
     return images, labels
 
 
-def read_unlabeled(prepared_dir: Path | str) -> np.ndarray | None:
-    """The images without labels (memory-mapped), or None when preprocess.unlabeled_dir was not set."""
-    path = Path(prepared_dir) / UNLABELED / "images.npy"
-    return np.load(path, mmap_mode="r", allow_pickle=False) if path.is_file() else None
+def write_unlabeled(unlabeled_dir: Path | str, images: np.ndarray) -> None:
+    """The images without labels (tinygray.unlabeled; none at all without preprocess.unlabeled_dir), kept apart
+    from the splits: the teacher and the scratch control never read them, so they do not depend on them."""
+    with atomic_output(unlabeled_dir) as staging:
+        staging.mkdir()
+        np.save(staging / "images.npy", images)
 
 
-def distillation_images(prepared_dir: Path | str) -> np.ndarray:
+def read_unlabeled(unlabeled_dir: Path | str | None) -> np.ndarray | None:
+    """The images without labels (memory-mapped), or None when there are none."""
+    if unlabeled_dir is None:
+        return None
+    path = Path(unlabeled_dir) / "images.npy"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: unlabelled images not found; run the preprocess stage first")
+    images = np.load(path, mmap_mode="r", allow_pickle=False)
+    return images if len(images) else None
+
+
+def distillation_images(prepared_dir: Path | str, unlabeled_dir: Path | str | None) -> np.ndarray:
     """The images the teacher labels and the distilled students learn from: the training split, followed by the
     unlabelled images when there are any (so a training image keeps its index, and its views)."""
     train, _ = read_split(prepared_dir, "train")
-    unlabeled = read_unlabeled(prepared_dir)
+    unlabeled = read_unlabeled(unlabeled_dir)
     return train if unlabeled is None else np.concatenate([np.asarray(train), np.asarray(unlabeled)])
 
 

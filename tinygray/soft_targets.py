@@ -32,14 +32,16 @@ def write(out_dir: Path, train_logits: np.ndarray, val_logits: np.ndarray, augme
     record_made_for(out_dir / VIEWS_FILE, augmentation)
 
 
-def distillation_data(prepared_dir, soft_targets_dir, augmentation: Augmentation) -> tuple[tuple, tuple]:
+def distillation_data(prepared_dir, soft_targets_dir, augmentation: Augmentation,
+                      unlabeled_dir=None) -> tuple[tuple, tuple]:
     """((train images, (views, N, 2C) packed targets), (val images, (N, 2C) packed targets)): labels and
     teacher logits side by side (distillation.pack_targets), one set of targets per training view. Unlabelled
-    images (preprocess.unlabeled_dir) follow the training images, with no label: the teacher's logits alone."""
+    images (unlabeled_dir: preprocess.unlabeled_dir's) follow the training images, with no label: the teacher's
+    logits alone."""
     soft_targets_dir = Path(soft_targets_dir)
     check_made_for(soft_targets_dir / VIEWS_FILE, augmentation, what="soft targets", stage="soft_targets")
     (_, train_labels), (val_images, val_labels) = (prepared.read_split(prepared_dir, split) for split in ("train", "val"))
-    train_images = prepared.distillation_images(prepared_dir)
+    train_images = prepared.distillation_images(prepared_dir, unlabeled_dir)
     train_labels = np.concatenate([train_labels, np.full(len(train_images) - len(train_labels), -1, np.int64)])
     train_logits = _read(soft_targets_dir / "train_logits.npy", (augmentation.views, len(train_labels)))
     val_logits = _read(soft_targets_dir / "val_logits.npy", (len(val_labels),))

@@ -119,7 +119,7 @@ def distillation_setup(p: TrainStudent) -> Setup:
 
 
 def distillation_inputs(prepared_dir, soft_targets_dir, teacher_path, views_dir, augmentation: Augmentation, p: TrainStudent,
-                        num_classes: int) -> tuple[tuple, tuple, Setup, Augmentation | StoredViews]:
+                        num_classes: int, unlabeled_dir=None) -> tuple[tuple, tuple, Setup, Augmentation | StoredViews]:
     """(train, val, setup, views) for the distilled student. By default the stored views (views_dir) and the
     teacher's stored logits for them; with train_student.teacher_in_loop, one-hot labels, the teacher
     itself, a fresh view every epoch and train_student.mixup: the teacher labels exactly the (mixed) image
@@ -127,7 +127,7 @@ def distillation_inputs(prepared_dir, soft_targets_dir, teacher_path, views_dir,
     teacher = models.load_model(teacher_path) if p.teacher_in_loop or p.teacher_blocks is not None else None
     inherit_from = teacher if p.teacher_blocks is not None else None
     if not p.teacher_in_loop:
-        train, val = distillation_data(prepared_dir, soft_targets_dir, augmentation)
+        train, val = distillation_data(prepared_dir, soft_targets_dir, augmentation, unlabeled_dir)
         setup = dataclasses.replace(distillation_setup(p), inherit_from=inherit_from)
         return train, val, setup, StoredViews(views_dir, augmentation)
     train, val = (one_hot(prepared.read_split(prepared_dir, split), num_classes) for split in ("train", "val"))

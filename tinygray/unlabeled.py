@@ -16,8 +16,7 @@ import numpy as np
 
 from tinygray.duplicates import near_duplicate_pairs, signatures
 from tinygray.image_folder import IMAGE_EXTENSIONS, read_images_into
-from tinygray.pipeline.atomic import atomic_output
-from tinygray.prepared import UNLABELED, DataError
+from tinygray.prepared import DataError, write_unlabeled
 
 PARAM = "preprocess.unlabeled_dir"
 
@@ -44,11 +43,11 @@ def scan(root: Path | str) -> list[Path]:
     return sorted(paths)
 
 
-def prepare(root: Path | str, prepared_dir: Path | str, *, image_size: int, resize: str, on_bad_file: str,
+def prepare(root: Path | str, out_dir: Path | str, *, image_size: int, resize: str, on_bad_file: str,
             held_out: list[np.ndarray], progress: bool = True) -> dict:
     """Read every image under `root` (gray, image_size, `resize` as for the labelled images), drop those that
-    near-duplicate an image of `held_out` (the validation and test images), and write the rest to
-    prepared_dir/unlabeled (images.npy, and labels.npy of -1: no label). Returns what it found for the metrics."""
+    near-duplicate an image of `held_out` (the validation and test images), and write the rest to out_dir
+    (prepared.write_unlabeled). Returns what it found for the metrics."""
     paths = scan(root)
     print(f"preprocess: reading {len(paths)} unlabelled files from {root}", flush=True)
     images = np.empty((len(paths), image_size, image_size, 1), np.uint8)
@@ -63,10 +62,7 @@ def prepare(root: Path | str, prepared_dir: Path | str, *, image_size: int, resi
     leaking = sorted({j - len(reference) for i, j, _ in near_duplicate_pairs(hashes, copies)
                       if i < len(reference) <= j})
     keep = np.setdiff1d(np.arange(len(images)), leaking)
-    with atomic_output(Path(prepared_dir) / UNLABELED) as staging:
-        staging.mkdir()
-        np.save(staging / "images.npy", images[keep])
-        np.save(staging / "labels.npy", np.full(len(keep), -1, np.int64))
+    write_unlabeled(out_dir, images[keep])
     print(f"preprocess: {len(keep)} unlabelled images kept; {len(leaking)} dropped as near-duplicates of validation "
           f"or test images, {len(skipped)} unreadable", flush=True)
     return {"found": len(paths), "unreadable": len(skipped), "near_duplicates_of_val_or_test": len(leaking),

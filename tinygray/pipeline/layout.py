@@ -11,6 +11,7 @@ PARAMS = Path("params.yaml")
 # data
 PREPARED = Path("data/prepared")                # <split>/images.npy, <split>/labels.npy, classes.json
 CLASSES = PREPARED / "classes.json"
+UNLABELED = Path("data/unlabeled")              # images.npy: preprocess.unlabeled_dir's images (none without it)
 VIEWS = Path("data/views")                      # every augmented view of every training image
 SOFT_TARGETS = Path("data/soft_targets")        # the teacher's logits for every view
 

@@ -256,6 +256,14 @@ class Params(Section):
                              "Set the backbone to efficientnet_lite0 with weights imagenet, or teacher_blocks to null")
         return self
 
+    @model_validator(mode="after")
+    def _unlabeled_need_stored_logits(self) -> Params:
+        if self.preprocess.unlabeled_dir is not None and self.train_student.teacher_in_loop:
+            raise ValueError("parameter 'preprocess.unlabeled_dir' gives the distilled student images that only the "
+                             "teacher's stored logits label; with 'train_student.teacher_in_loop: true' they would go "
+                             "unused: set one of them to null / false")
+        return self
+
     def run_params(self, section: str, exclude: tuple[str, ...] = ()) -> dict[str, Any]:
         """A section's values (less `exclude`) and the global seed: the MLflow parameters of the stage that reads it."""
         return {**getattr(self, section).model_dump(exclude=set(exclude)), "seed": self.seed}
