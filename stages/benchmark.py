@@ -38,7 +38,7 @@ def main() -> None:
         with atomic_output(REPORT_DIR) as staging:
             staging.mkdir()
             plots.frontier(result.variants, staging / "frontier.png", title="Size against test accuracy (Pareto front marked)",
-                           always_label=(shipped, "teacher"))
+                           always_label=(shipped, "teacher"), shipped=shipped)
             plots.confusion_matrix(test_labels, result.predictions[shipped], prepared.read_class_names(PREPARED),
                                    staging / "confusion_matrix.png",
                                    title=f"{shipped} (shipped) on the test split: true against predicted")

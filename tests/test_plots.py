@@ -32,6 +32,14 @@ def test_plot_frontier_names_the_front_and_the_given_points_without_overlap(fron
     assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
 
 
+def test_the_shipped_file_is_starred_and_in_the_legend(frontier_rows, tmp_path):
+    shipped = frontier_rows[-1]["name"]
+    axes = plots.frontier(frontier_rows, tmp_path / "front.png", title="front", shipped=shipped).axes[0]
+    assert f"shipped: {shipped}" in [text.get_text() for text in axes.get_legend().get_texts()]
+    star = [c for c in axes.collections if c.get_label() == f"shipped: {shipped}"][0]
+    assert star.get_offsets().tolist() == [[frontier_rows[-1]["size_bytes"], 100 * frontier_rows[-1]["accuracy"]]]
+
+
 def test_crowded_labels_are_moved_apart(tmp_path):
     rows = [{"name": f"variant_{i}", "kind": "int8", "size_bytes": 10_000 + i, "accuracy": 0.9 + i / 1000}
             for i in range(4)]  # a front of four points almost on top of each other

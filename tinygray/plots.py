@@ -20,14 +20,15 @@ KIND_ORDER = ("teacher", "scratch", "distilled", "pruned", "int8")
 MARKERS = ("s", "o", "D", "v", "^", "P", "X", "*", "h", "<")
 
 
-def frontier(rows: list[dict], path_png: Path | str, *, title: str, always_label: tuple[str, ...] = ()) -> Figure:
+def frontier(rows: list[dict], path_png: Path | str, *, title: str, always_label: tuple[str, ...] = (),
+             shipped: str | None = None) -> Figure:
     """Accuracy (%) against file size (bytes, log scale), one marker and colour per kind, Wilson
     intervals as error bars where the rows have them, and the Pareto front as a staircase: for any
     size budget, the best accuracy reachable is the front's step to its left. Only the front and
     `always_label` (the teacher, the shipped model) are named, each label placed where it overlaps no
     earlier one: the other points are told apart by the legend's kinds and listed in the report's table.
     Scratch markers are drawn hollow and larger, so one at a distilled student's size and accuracy (same
-    architecture, often the same accuracy) stays visible around it."""
+    architecture, often the same accuracy) stays visible around it. The `shipped` file gets a star."""
     front = pareto_front(rows)
     labelled = [row for row in rows if row in front or row["name"] in always_label]
     fig = Figure(figsize=(8, 5.5), layout="constrained")
@@ -43,6 +44,10 @@ def frontier(rows: list[dict], path_png: Path | str, *, title: str, always_label
         accuracies = [100 * row["accuracy"] for row in front]
         ax.step(sizes, accuracies, where="post", color="black", linewidth=1, alpha=0.6, label="Pareto front")
         ax.scatter(sizes, accuracies, s=180, facecolors="none", edgecolors="black", linewidths=1.2, zorder=3)
+    chosen = [row for row in rows if row["name"] == shipped]
+    if chosen:
+        ax.scatter([chosen[0]["size_bytes"]], [100 * chosen[0]["accuracy"]], marker="*", s=320, color="gold",
+                   edgecolors="black", linewidths=1, zorder=4, label=f"shipped: {shipped}")
     ax.set_xscale("log")
     ax.set_xlabel("model file size (bytes, log scale)")
     ax.set_ylabel("test accuracy (%)")
