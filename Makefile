@@ -11,10 +11,15 @@ export MLFLOW_DISABLE_TELEMETRY := true
 
 setup: $(VENV)/.installed
 
+# pipefail: a failed pip install stops here, instead of surfacing later as a missing module
+SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -c
+
 $(VENV)/.installed: $(REQUIREMENTS) requirements-common.txt $(CONSTRAINTS) pyproject.toml
+	@python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "tinygray needs Python 3.11 or newer (its pinned keras, jax, numpy and scikit-learn do); python3 here is $$(python3 --version 2>&1)"; exit 1; }
 	python3 -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r $(REQUIREMENTS) -c $(CONSTRAINTS) -e . 2>&1 \
-		| grep -v "is ignored: it is neither a file nor a directory" || true
+		| { grep -v "is ignored: it is neither a file nor a directory" || true; }
 	$(VENV)/bin/python -c "import tensorflow, dvc, mlflow, ai_edge_litert, tinygray"
 	touch $@
 
