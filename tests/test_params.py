@@ -44,6 +44,8 @@ def test_the_committed_params_are_valid_and_typed():
     (lambda p: p["benchmark"].update(max_accuracy_drop=1), "benchmark.max_accuracy_drop"),
     (lambda p: p["benchmark"].update(max_accuracy_drop=-0.01), "benchmark.max_accuracy_drop"),
     (lambda p: p["train_student"].update(teacher_blocks=0), "train_student.teacher_blocks"),
+    (lambda p: p["train_student"].update(input_size=12), "train_student.input_size"),  # 28 px: does not divide
+    (lambda p: p["train_student"].update(input_size=56), "train_student.input_size"),  # larger than the image
     (lambda p: p["train_teacher"].update(input_size="big"), "train_teacher.input_size"),
     (lambda p: p["train_teacher"].update(input_size=4), "train_teacher.input_size"),
     (lambda p: p["preprocess"].update(group_pattern="person("), "preprocess.group_pattern"),  # not a regex

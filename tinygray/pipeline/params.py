@@ -257,6 +257,15 @@ class Params(Section):
         return self
 
     @model_validator(mode="after")
+    def _student_input_divides_the_image(self) -> Params:
+        size, image = self.train_student.input_size, self.preprocess.image_size
+        if size is not None and (size > image or image % size):
+            raise ValueError(f"parameter 'train_student.input_size' ({size}) must divide 'preprocess.image_size' "
+                             f"({image}) exactly, e.g. {image // 2} or {image // 4}, or be null (the student works on "
+                             "the full image)")
+        return self
+
+    @model_validator(mode="after")
     def _unlabeled_need_stored_logits(self) -> Params:
         if self.preprocess.unlabeled_dir is not None and self.train_student.teacher_in_loop:
             raise ValueError("parameter 'preprocess.unlabeled_dir' gives the distilled student images that only the "
