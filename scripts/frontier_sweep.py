@@ -1,6 +1,7 @@
-"""Size/accuracy frontier over student widths, as queued DVC experiments.
+"""Size/accuracy frontier over student widths and cuts of the teacher, as queued DVC experiments.
 
-    python scripts/frontier_sweep.py queue       # one queued `dvc exp run` per entry of sweep.student_widths
+    python scripts/frontier_sweep.py queue       # one queued `dvc exp run` per entry of sweep.student_widths and
+                                                 # of sweep.teacher_blocks
     dvc queue start && dvc queue status          # run them (each in a temporary copy; MLflow logs to ./mlflow.db)
     python scripts/frontier_sweep.py summarise   # every variant of every experiment -> metrics/plots/sweep_frontier.*
 
@@ -27,9 +28,11 @@ def experiment_name(widths: list[int]) -> str:
 
 def queue() -> None:
     sweep = load_params().sweep
-    for widths in sweep.student_widths:
-        subprocess.run(["dvc", "exp", "run", "--queue", "-n", experiment_name(widths),
-                        "-S", f"train_student.widths={json.dumps(widths)}",
+    students = [(experiment_name(widths), ["-S", f"train_student.widths={json.dumps(widths)}",
+                                           "-S", "train_student.teacher_blocks=null"]) for widths in sweep.student_widths]
+    students += [(f"blocks-{blocks}", ["-S", f"train_student.teacher_blocks={blocks}"]) for blocks in sweep.teacher_blocks]
+    for name, overrides in students:
+        subprocess.run(["dvc", "exp", "run", "--queue", "-n", name, *overrides,
                         "-S", f"train_student.num_seeds={sweep.num_seeds}"], check=True)
 
 

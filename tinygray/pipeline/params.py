@@ -228,6 +228,8 @@ class Sweep(Section):
     """Read by scripts/frontier_sweep.py only, not by a stage."""
     student_widths: Annotated[list[Widths], Field(
         description="a list of width lists of positive integers such as [[8, 16], [12, 24, 32]]")]
+    teacher_blocks: Annotated[list[Annotated[StrictInt, Field(ge=1, le=16)]], Field(
+        description="a list of block counts between 1 and 16 such as [3, 5, 8]")]
     num_seeds: PositiveInt
 
 
