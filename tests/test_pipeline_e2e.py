@@ -341,7 +341,8 @@ def test_a_student_cut_from_the_teacher_learns_unlabelled_images_and_auto_ships_
     dvc_yaml = (root / "dvc.yaml").read_text()
     (root / "dvc.yaml").write_text(dvc_yaml.replace("# - ${preprocess.unlabeled_dir}", "- ${preprocess.unlabeled_dir}"))
     output = run(["dvc", "repro"], root, env, timeout=900)
-    assert stages_run(output) == STAGES
+    # the teacher never reads the unlabelled images (data/unlabeled, apart from data/prepared): it does not rerun
+    assert stages_run(output) == [s for s in STAGES if s not in ("train_teacher", "quantize@teacher")]
 
     def metrics(stage):
         return json.loads((root / "metrics" / f"{stage}.json").read_text())
