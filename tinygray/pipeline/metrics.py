@@ -26,6 +26,9 @@ SCHEMA: dict[str, str] = {
     "kind": "the variant's role on the frontier plot: teacher, distilled, scratch, pruned or int8",
     "teacher": "name of the reference variant",
     "shipped": "name of the deployable variant",
+    "shipped_choice": "how benchmark.shipped chose it: {rule, max_accuracy_drop, teacher_val_accuracy, "
+                      "shipped_val_accuracy, budgets: {10 MB: the most accurate file on validation that fits, ...}}",
+    "unlabeled": "preprocess.unlabeled_dir: {found, unreadable, near_duplicates_of_val_or_test, kept, skipped_files}",
     # data
     "num_classes": "number of classes",
     "image_size": "side of the square grayscale images, pixels",
