@@ -32,7 +32,7 @@ def test_stage_prepares_a_folder_like_the_reader_decodes_it(tmp_path):
         for image, label in zip(images, labels):
             name = ["cat", "dog", "eel"][label]
             assert any(np.array_equal(image[..., 0], d) for d in decoded[name])
-    assert sorted(os.listdir(tmp_path / "data")) == ["prepared", "raw"]  # no staging left
+    assert sorted(os.listdir(tmp_path / "data")) == ["prepared", "raw", "unlabeled"]  # no staging left
 
 
 def test_prepare_folder_matches_an_in_memory_reference(tmp_path):
