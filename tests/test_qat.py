@@ -8,16 +8,7 @@ import pytest
 from tinygray import qat, quantization, training
 from tinygray.models import build_cnn
 
-from conftest import accuracy
-
-
-def randomize_batch_norms(model, seed=0):
-    rng = np.random.default_rng(seed)
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            n = layer.gamma.shape[0]
-            layer.set_weights([rng.uniform(0.5, 2.0, n), rng.normal(0, 0.5, n), rng.normal(0, 0.5, n),
-                               rng.uniform(0.5, 2.0, n)])
+from conftest import accuracy, randomize_batch_norms
 
 
 def test_folding_batchnorm_leaves_the_outputs_unchanged(digits_split):

@@ -9,16 +9,9 @@ from tinygray import qat, quantization, structured_pruning, teacher_slice
 from tinygray.backbones import build_backbone
 from tinygray.pipeline.params import ParamsError, from_dict, load_params
 
+from conftest import randomize_batch_norms
+
 SIDE = 32
-
-
-def randomize_batch_norms(model, seed=0):
-    rng = np.random.default_rng(seed)
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            n = layer.gamma.shape[0]
-            layer.set_weights([rng.uniform(0.5, 2.0, n), rng.normal(0, 0.5, n), rng.normal(0, 0.5, n),
-                               rng.uniform(0.5, 2.0, n)])
 
 
 @pytest.fixture(scope="module")
