@@ -72,10 +72,7 @@ def prune_filters(model: keras.Model, fraction: float) -> keras.Model:
         weights[layer.name] = values
     if not widths:
         raise ValueError(f"prune_filters: model {model.name!r} has no Conv2D layer to prune")
-    pruned = _rebuild_with_widths(model, widths)
-    for layer in pruned.layers:
-        layer.set_weights(weights[layer.name])
-    return pruned
+    return _rebuild_with_widths(model, widths, weights)
 
 
 EXPAND_SUFFIX = ".expand_conv"  # tinygray.efficientnet_lite's names: blocks.<i>.expand_conv, .bn0, .depthwise_conv, ...
@@ -107,10 +104,7 @@ def prune_expanded_channels(model: keras.Model, fraction: float) -> keras.Model:
         widths[expand.name] = len(kept)
     if not widths:
         raise ValueError(f"prune_expanded_channels: model {model.name!r} has no MBConv expansion to prune")
-    pruned = _rebuild_with_widths(model, widths)
-    for layer in pruned.layers:
-        layer.set_weights(weights[layer.name])
-    return pruned
+    return _rebuild_with_widths(model, widths, weights)
 
 
 def _check_chain(layer: keras.layers.Layer, previous: keras.layers.Layer | None) -> None:
@@ -132,13 +126,16 @@ def _check_conv(layer: keras.layers.Conv2D) -> None:
                          f"(groups={layer.groups}, data_format={layer.data_format!r})")
 
 
-def _rebuild_with_widths(model: keras.Model, widths: dict[str, int]) -> keras.Model:
-    """The same architecture from its config with new filter counts. Each layer's saved build shape
-    is dropped so the layers are built from the narrower tensors that now reach them."""
+def _rebuild_with_widths(model: keras.Model, widths: dict[str, int], weights: dict[str, list[np.ndarray]]) -> keras.Model:
+    """The same architecture from its config with new filter counts, holding the sliced `weights` (by layer name).
+    Each layer's saved build shape is dropped so the layers are built from the narrower tensors that now reach them."""
     config = model.get_config()
     for layer_config in config["layers"]:
         layer_config.pop("build_config", None)
         name = layer_config["config"]["name"]
         if name in widths:
             layer_config["config"]["filters"] = widths[name]
-    return model.__class__.from_config(config)
+    pruned = model.__class__.from_config(config)
+    for layer in pruned.layers:
+        layer.set_weights(weights[layer.name])
+    return pruned
