@@ -295,6 +295,14 @@ def test_class_with_too_few_images_is_named():
     assert "'cat'" not in str(error.value) and "at least 10" in str(error.value)
 
 
+def test_class_emptied_by_the_duplicate_guard_says_how_many_it_dropped():
+    """49 of a class's 50 images near copies: "has 1 ... needs at least 10" alone read as a near-empty folder."""
+    labels = np.array([0] * 50 + [1])
+    with pytest.raises(DataError, match=r"class 'dog' has 1 \(49 of its 50 images dropped as near-duplicates\)") as error:
+        split_counts_check(labels, ["cat", "dog"], 0.1, 0.1, before_duplicates=np.array([50, 50]))
+    assert "duplicates: report" in str(error.value)
+
+
 def test_class_skipped_to_nothing_is_named():
     with pytest.raises(DataError, match="class 'dog' has 0"):
         split_counts_check(np.zeros(50, np.int64), ["cat", "dog"], 0.1, 0.1)

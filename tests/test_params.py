@@ -66,6 +66,13 @@ def test_a_seed_numpy_or_scikit_learn_would_refuse_is_refused_by_name(tmp_path, 
         load_params(path)
 
 
+def test_a_missing_seed_is_refused_like_any_missing_key(tmp_path):
+    """A missing `seed:` once became 0 in silence, while every other key was required."""
+    path = write(tmp_path, lambda p: p.pop("seed"))
+    with pytest.raises(ParamsError, match="missing parameter 'seed'"):
+        load_params(path)
+
+
 def test_unknown_section_is_reported(tmp_path):
     path = write(tmp_path, lambda p: p.update(train_studnet={}))
     with pytest.raises(ParamsError, match="train_studnet"):

@@ -289,7 +289,8 @@ def prepare_folder(image_dir: Path | str, out_dir: Path | str, *, image_size: in
         found = Duplicates.find(duplicates, everything[:len(labels)], labels, test, test_labels if test_dir else None,
                                 names)
         # skipped files and dropped near-duplicates may leave too few
-        split_counts_check(labels[found.keep_pool], class_names, val_fraction, test_fraction)
+        split_counts_check(labels[found.keep_pool], class_names, val_fraction, test_fraction,
+                           before_duplicates=np.bincount(labels, minlength=len(class_names)))
         split_indices = _split_kept(found, labels, val_fraction, test_fraction, seed, groups)
         if groups is not None:
             check_groups_spread_classes(split_indices, labels, groups, class_names, group_pattern)

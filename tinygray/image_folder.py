@@ -189,12 +189,14 @@ def read_images_into(out: np.ndarray, paths: list[Path], labels: np.ndarray, *, 
     return np.array(kept, dtype=np.int64), skipped
 
 
-def split_counts_check(labels: np.ndarray, class_names: list[str], val_fraction: float, test_fraction: float) -> None:
+def split_counts_check(labels: np.ndarray, class_names: list[str], val_fraction: float, test_fraction: float,
+                       before_duplicates: np.ndarray | None = None) -> None:
     """Refuse classes too small for data.stratified_split to give each of train, val and test one image
     (test_fraction 0: the test split comes from elsewhere, so only train and val).
 
     Test and val sizes are rounded up, so train can lose one image of a class to each: with both it needs
-    3 / train fraction.
+    3 / train fraction. With `before_duplicates` (each class's count before near-duplicates were dropped), a
+    class emptied by the leakage guard says so: "has 1" alone reads as a folder with one image in it.
     """
     train_fraction = 1.0 - val_fraction - test_fraction
     drawn = [fraction for fraction in (val_fraction, test_fraction) if fraction]
@@ -204,9 +206,14 @@ def split_counts_check(labels: np.ndarray, class_names: list[str], val_fraction:
     needed = max(math.ceil(round(images / fraction, 9))
                  for images, fraction in [(1, fraction) for fraction in drawn] + [(1 + len(drawn), train_fraction)])
     counts = np.bincount(labels, minlength=len(class_names))
-    small = [f"class {name!r} has {count}" for name, count in zip(class_names, counts) if count < needed]
+    before = counts if before_duplicates is None else before_duplicates
+    small = [f"class {name!r} has {count}" + (f" ({had - count} of its {had} images dropped as near-duplicates)"
+                                               if had > count else "")
+             for name, count, had in zip(class_names, counts, before) if count < needed]
     if small:
         splits = "train, val and test" if test_fraction else "train and val"
+        dropped = any(had > count for count, had in zip(counts, before))
         raise DataError(f"too few images for a stratified split: {', '.join(small)}; with val_fraction={val_fraction} "
                         f"and test_fraction={test_fraction} each class needs at least {needed} "
-                        f"so {splits} all get one")
+                        f"so {splits} all get one"
+                        + ("; preprocess.duplicates: report keeps near-duplicates (and lists them)" if dropped else ""))

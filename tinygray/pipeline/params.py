@@ -246,7 +246,7 @@ class Params(Section):
     quantize: Quantize
     sweep: Sweep
     benchmark: Benchmark
-    seed: Annotated[StrictInt, Field(ge=0, le=MAX_SEED)] = 0
+    seed: Annotated[StrictInt, Field(ge=0, le=MAX_SEED)]  # required like every key: a missing seed is no choice
 
     @model_validator(mode="after")
     def _student_from_teacher(self) -> Params:
@@ -338,6 +338,8 @@ def _explain(errors: list[dict], raw: dict) -> str:
         if not mine:
             continue
         if name == "seed":
+            if any(e["type"] == "missing" for e in mine):
+                return "missing parameter 'seed' (the top-level seed of every split, view and training, e.g. seed: 42)"
             return _value_error("seed", raw.get("seed"), mine, Params.model_fields["seed"])
         whole = [e for e in mine if len(e["loc"]) == 1]
         if whole and whole[0]["type"] == "missing":
