@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tinygray.pipeline.params import SECTIONS, ParamsError, load_params
+from tinygray.pipeline.params import SECTIONS, ParamsError, load_params, uncached_outputs
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -95,6 +95,15 @@ def test_a_refusal_inside_a_dvc_stage_says_how_to_get_the_removed_outputs_back(t
         load_params(path)
     assert "dvc checkout" not in str(by_hand.value)
     monkeypatch.setenv("DVC_STAGE", "train_student")
+    monkeypatch.chdir(REPO)  # the stage's dvc.yaml
     with pytest.raises(ParamsError, match=r"train_student\.alpha.*DVC removed stage train_student's outputs before "
-                                          r"starting it.*`dvc checkout`"):
+                                          r"starting it.*`dvc checkout train_student`") as under_dvc:
         load_params(path)
+    # `dvc checkout` alone once was the advice: it left the metrics DVC does not cache deleted
+    assert ("`git checkout -- metrics/train_student.json metrics/history/student.csv metrics/history/student.png`"
+            in str(under_dvc.value))
+
+
+def test_the_uncached_outputs_of_a_matrix_stage_are_named_with_its_item():
+    assert uncached_outputs("quantize@student", REPO / "dvc.yaml") == ["metrics/quantize@student.json"]
+    assert uncached_outputs("no_such_stage", REPO / "dvc.yaml") == []

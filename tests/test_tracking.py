@@ -216,15 +216,63 @@ def test_per_epoch_curves_have_one_entry_per_epoch_and_the_parent_gets_the_headl
     assert found["parent"].data.metrics["headline.shipped.accuracy"] == 0.9
 
 
+class HeldStore:
+    """Another writer (a second `dvc exp` worker, `mlflow ui`, a backup tool) holding the SQLite store."""
+
+    def __init__(self, path):
+        import sqlite3
+
+        self.connection = sqlite3.connect(path, isolation_level=None)
+
+    def __enter__(self):
+        self.connection.execute("BEGIN EXCLUSIVE")
+        return self
+
+    def __exit__(self, *exc):
+        self.connection.execute("ROLLBACK")
+        self.connection.close()
+
+
+def test_a_stage_waits_for_another_writer_to_let_go_of_the_store(store):
+    """mlflow.db held 60 s by another writer: train_student finished both trainings, then failed on MLflow's 20 s
+    busy timeout with 452 lines of tracebacks, the training thrown away. Writes now wait (TINYGRAY_STORE_WAIT_SECONDS)."""
+    tmp_path, env = store
+    process = start(tmp_path, {**env, "TINYGRAY_STORE_WAIT_SECONDS": "60"}, "patient", 1)
+    with HeldStore(tmp_path / "mlflow.db"):
+        time.sleep(25)  # longer than MLflow's own 20 s
+    assert process.wait(60) == 0, process.stderr.read()[-3000:]
+    assert runs(tmp_path)[0]["patient"].info.status == "FINISHED"
+
+
+def test_a_store_held_too_long_stops_the_stage_with_one_line_naming_it_and_its_holder(store):
+    tmp_path, env = store
+    process = start(tmp_path, {**env, "TINYGRAY_STORE_WAIT_SECONDS": "2"}, "impatient", 1)
+    with HeldStore(tmp_path / "mlflow.db"):
+        code = process.wait(60)
+        stderr = process.stderr.read()
+    assert code == 1
+    assert f"impatient: stopped: the MLflow store {tmp_path / 'mlflow.db'} stayed locked by another writer for 2 s" in stderr
+    assert f"open in: pid {os.getpid()}" in stderr and "Traceback" not in stderr, stderr[-3000:]
+
+
+def test_a_store_locked_at_the_start_stops_the_stage_before_any_work(store):
+    tmp_path, env = store
+    assert start(tmp_path, env, "first", 0).wait(60) == 0  # the store exists
+    with HeldStore(tmp_path / "mlflow.db"):
+        done = subprocess.run([sys.executable, str(tmp_path / "stage.py"), "late", "0"], cwd=tmp_path, timeout=120,
+                              env={**env, "TINYGRAY_STORE_WAIT_SECONDS": "2"}, capture_output=True, text=True)
+    assert done.returncode == 1 and "started" not in done.stdout
+    assert "late: stopped before any work: the MLflow store" in done.stderr and "Traceback" not in done.stderr, done.stderr
+
+
 def test_a_new_sqlite_store_is_created_by_one_stage_at_a_time(tmp_path):
     """Two queued experiments (`dvc queue start -j 2`) starting on a missing mlflow.db both ran MLflow's
     migrations and one failed; a stage now creates the store under a file lock, and waits while another holds it."""
-    import fcntl
+    from filelock import FileLock
 
     store = tmp_path / "mlflow.db"
     code = f"from tinygray.pipeline import store; store.create_sqlite_store_once('sqlite:///{store}')"
-    with open(tmp_path / "mlflow.db.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # another stage is creating the store
+    with FileLock(tmp_path / "mlflow.db.lock"):  # another stage is creating the store
         waiting = subprocess.Popen([sys.executable, "-c", code])
         time.sleep(8)  # long enough to import mlflow and reach the lock
         assert waiting.poll() is None and not store.exists()

@@ -10,6 +10,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import psutil
 import yaml
 from PIL import Image
 from sklearn.model_selection import train_test_split
@@ -377,18 +378,8 @@ def _remove_stale_staging(out_dir: Path) -> None:
     """Staging directories of killed runs (atomic_output's .tmp-<pid>-<name>) whose process is gone."""
     for staging in out_dir.parent.glob(f".tmp-*-{out_dir.name}"):
         match = re.fullmatch(rf"\.tmp-(\d+)-{re.escape(out_dir.name)}", staging.name)
-        if match and not _pid_alive(int(match[1])) and staging.is_dir() and not staging.is_symlink():
+        if match and not psutil.pid_exists(int(match[1])) and staging.is_dir() and not staging.is_symlink():
             shutil.rmtree(staging, ignore_errors=True)
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def require_folder_dependency(image_dir: str, stage: str = "preprocess", dvc_yaml: Path | str = "dvc.yaml",

@@ -6,8 +6,8 @@ Accuracies are fractions in [0, 1]; sizes are bytes; latencies milliseconds at b
 from __future__ import annotations
 
 import json
+import sys
 import math
-import resource
 from pathlib import Path
 from typing import Any
 
@@ -173,7 +173,7 @@ def split_clocks(metrics: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any
 def write_metrics(stage: str, metrics: dict[str, Any], metrics_dir: Path | str = METRICS_DIR,
                   stage_seconds: float | None = None) -> Path:
     """metrics/<stage>.json (validated, clocks left out) and metrics/timing/<stage>.json (the clocks, the
-    stage's wall time and its peak memory so far: ru_maxrss, KiB on Linux). Returns the path of the first."""
+    stage's wall time and its peak memory so far, peak_rss_mb). Returns the path of the first."""
     metrics = {"stage": stage, **metrics}
     validate(metrics, stage)
     kept, clocks = split_clocks(metrics)
@@ -182,9 +182,23 @@ def write_metrics(stage: str, metrics: dict[str, Any], metrics_dir: Path | str =
         staging.write_text(json.dumps(kept, indent=2) + "\n")
     with atomic_output(Path(metrics_dir) / TIMING_DIR / f"{stage}.json") as staging:
         timing = {**({"stage_seconds": round(stage_seconds, 1)} if stage_seconds is not None else {}),
-                  "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024), **clocks}
+                  "peak_rss_mb": round(peak_rss_mb()), **clocks}
         staging.write_text(json.dumps(timing, indent=2) + "\n")
     return path
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory in MiB: getrusage's ru_maxrss is KiB on Linux and bytes on macOS;
+    Windows has no `resource` module, and psutil reports its peak working set there."""
+    try:
+        import resource
+    except ImportError:
+        import psutil
+
+        info = psutil.Process().memory_info()
+        return getattr(info, "peak_wset", info.rss) / 2**20
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024
 
 
 def flatten(metrics: dict[str, Any], prefix: str = "") -> dict[str, float]:

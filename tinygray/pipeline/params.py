@@ -293,12 +293,34 @@ def load_params(path: Path | str = PARAMS_FILE) -> Params:
 
 def removed_outputs_hint() -> str:
     """For an error that stops a stage DVC started: DVC deletes a stage's outputs before it runs the command, so
-    by the time a stage can refuse, the last good outputs are gone from the workspace (not from DVC's cache)."""
+    by the time a stage can refuse, the last good outputs are gone from the workspace. `dvc checkout` puts back
+    the cached ones only; the metrics and plots declared `cache: false` come back from git, if they were committed."""
     stage = os.environ.get("DVC_STAGE")
     if not stage:
         return ""
+    uncached = uncached_outputs(stage)
+    from_git = (f" and `git checkout -- {' '.join(uncached)}` for the metrics and plots DVC does not cache (as last "
+                "committed; uncommitted ones are gone)") if uncached else ""
     return (f". DVC removed stage {stage}'s outputs before starting it: once this is fixed, `dvc repro` makes them "
-            "again; to put back the last ones as they were, `dvc checkout`")
+            f"again; to put back the last ones as they were, `dvc checkout {stage}` for its cached outputs{from_git}")
+
+
+def uncached_outputs(stage: str, dvc_yaml: Path = Path("dvc.yaml")) -> list[str]:
+    """The `cache: false` outputs, metrics and plots of a stage of dvc.yaml (`quantize@student`: a matrix stage's
+    ${item.model} filled in); [] when dvc.yaml or the stage cannot be read."""
+    name, _, item = stage.partition("@")
+    try:
+        definition = yaml.safe_load(dvc_yaml.read_text())["stages"][name]
+    except (OSError, yaml.YAMLError, KeyError, TypeError):
+        return []
+    found = []
+    for kind in ("outs", "metrics", "plots"):
+        for entry in definition.get(kind) or []:
+            if isinstance(entry, dict):
+                for path, options in entry.items():
+                    if isinstance(options, dict) and options.get("cache") is False:
+                        found.append(re.sub(r"\$\{item(\.\w+)?\}", item, path))
+    return found
 
 
 def _load(path: Path) -> Params:

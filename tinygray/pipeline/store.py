@@ -1,9 +1,11 @@
 """The MLflow store every stage logs to: where it is (tracking_uri), creating a SQLite store's tables once
-under a file lock, checking that a tracking server answers, and starting a local server as `make ui` does
-(for the tests and scripts/mlflow_screenshots.py)."""
+under a file lock, riding out another writer that holds a SQLite store and saying so when it holds it too long
+(store_problem), checking that a tracking server answers, and starting a local server as `make ui` does (for
+the tests and scripts/mlflow_screenshots.py)."""
 from __future__ import annotations
 
 import http.client
+import logging
 import os
 import socket
 import subprocess
@@ -24,6 +26,33 @@ os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "60")
 os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 import mlflow  # noqa: E402
 
+# SQLite allows one writer at a time, and a second `dvc exp` worker, `mlflow ui` or a backup tool can hold
+# mlflow.db for a minute. MLflow waits 20 s for it (its PRAGMA busy_timeout) and then fails the write: a
+# finished training was once thrown away for a store held 60 s. Every SQLite session waits this long instead.
+STORE_WAIT_SECONDS = 300.0
+
+
+def store_wait_seconds() -> float:
+    """TINYGRAY_STORE_WAIT_SECONDS, or STORE_WAIT_SECONDS: how long a write waits for another writer."""
+    return float(os.environ.get("TINYGRAY_STORE_WAIT_SECONDS", STORE_WAIT_SECONDS))
+
+
+def _wait_longer_for_other_writers() -> None:
+    """After MLflow sets its busy timeout on each SQLite session, set ours (a SQLAlchemy event on every engine)."""
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    @event.listens_for(Engine, "after_cursor_execute")
+    def longer_busy_timeout(conn, cursor, statement, parameters, context, executemany):
+        if conn.dialect.name == "sqlite" and statement.lstrip().lower().startswith("pragma busy_timeout"):
+            cursor.execute(f"PRAGMA busy_timeout = {int(store_wait_seconds() * 1000)}")
+
+
+_wait_longer_for_other_writers()
+# MLflow logs every SQLAlchemy error with its traceback before raising it again: store_problem turns the ones
+# about the store into one sentence, and the rest keep their traceback when they reach the stage.
+logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
+
 
 def tracking_uri() -> str:
     """MLFLOW_TRACKING_URI if set, else the SQLite store of the *original* repository: queued DVC
@@ -42,13 +71,57 @@ def create_sqlite_store_once(uri: str) -> None:
     one whose migrations are still running. Other URIs are left alone."""
     if not uri.startswith("sqlite:///"):
         return
-    path = Path(uri[len("sqlite:///"):])
-    import fcntl
+    from filelock import FileLock
 
+    path = sqlite_path(uri)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_name(path.name + ".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with FileLock(path.with_name(path.name + ".lock")):
         mlflow.MlflowClient(tracking_uri=uri).search_experiments()  # creates the tables, or finds them made
+
+
+def sqlite_path(uri: str) -> Path | None:
+    """The file of a sqlite:/// tracking URI; None for other stores."""
+    return Path(uri[len("sqlite:///"):].partition("?")[0]) if uri.startswith("sqlite:///") else None
+
+
+def store_problem(error: BaseException, uri: str) -> str | None:
+    """One sentence for an MLflow store that cannot be written: held by another writer for longer than
+    store_wait_seconds() (naming the processes that have it open), read-only, or on a full disk; None for
+    any other error. MLflow wraps SQLite's error in SQLAlchemy's in its own, so the whole chain is read."""
+    seen, reasons = set(), []
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        reasons.append(str(error).lower())
+        error = error.__cause__ or error.__context__
+    text = " ".join(reasons)
+    path = sqlite_path(uri) or uri
+    if "database is locked" in text:
+        holders = _processes_holding(path) if isinstance(path, Path) else []
+        held_by = f" (open in: {'; '.join(holders)})" if holders else ""
+        return (f"the MLflow store {path} stayed locked by another writer for {store_wait_seconds():g} s{held_by}. "
+                "SQLite takes one writer at a time: close `mlflow ui` or the other `dvc exp` worker, or raise "
+                "TINYGRAY_STORE_WAIT_SECONDS, then run again")
+    if "disk is full" in text or "no space left" in text:
+        return f"the MLflow store {path} could not be written: its disk is full"
+    if "readonly database" in text or "read-only" in text:
+        return f"the MLflow store {path} is read-only to this process"
+    return None
+
+
+def _processes_holding(path: Path) -> list[str]:
+    """'pid 123: mlflow ui ...' for every other process with the store file open (psutil; those it may see)."""
+    import psutil
+
+    target, found = str(path.resolve()), []
+    for process in psutil.process_iter(["pid", "cmdline"]):
+        if process.pid == os.getpid():
+            continue
+        try:
+            if any(item.path.startswith(target) for item in process.open_files()):
+                found.append(f"pid {process.pid}: {' '.join(process.info['cmdline'] or [])[:80]}")
+        except (psutil.Error, OSError):
+            continue
+    return found
 
 
 class TrackingServerError(RuntimeError):

@@ -20,7 +20,8 @@ from tinygray.pipeline.metrics import flatten, write_metrics
 from tinygray.pipeline.params import flatten_params
 
 from tinygray.pipeline import invocation
-from tinygray.pipeline.store import TrackingServerError, check_tracking_server, create_sqlite_store_once, tracking_uri
+from tinygray.pipeline.store import (TrackingServerError, check_tracking_server, create_sqlite_store_once, store_problem,
+                                    tracking_uri)
 
 import mlflow  # noqa: E402  (after store, which sets MLflow's environment)
 from mlflow.entities import Metric  # noqa: E402
@@ -105,21 +106,16 @@ def stage_run(stage: str, params: dict[str, Any]) -> Iterator[StageRun]:
     (the stage then stops rather than go on writing outputs DVC no longer tracks), and runs left RUNNING by
     a kill -9 are closed as KILLED by the next stage that starts on this host."""
     check_tracking_server(tracking_uri(), float(os.environ.get("TINYGRAY_TRACKING_TIMEOUT", 5)))
-    create_sqlite_store_once(tracking_uri())
     check_metrics_writable(stage)
-    mlflow.set_tracking_uri(tracking_uri())
-    experiment = mlflow.set_experiment(os.environ.get("MLFLOW_EXPERIMENT_NAME", DEFAULT_EXPERIMENT))
-    client = mlflow.MlflowClient()
-    if experiment.tags.get(EXPERIMENT_KIND[0]) != EXPERIMENT_KIND[1]:
-        client.set_experiment_tag(experiment.experiment_id, *EXPERIMENT_KIND)
-    close_stale_runs(client, experiment.experiment_id)
-    pipeline = invocation.pipeline_run_id()
-    parent = parent_run(client, experiment.experiment_id, pipeline)
-    tags = {"stage": stage, "pipeline_run": pipeline, "git_commit": invocation.git_commit() or "unknown", **invocation.process_tags()}
-    if os.environ.get("DVC_EXP_NAME"):
-        tags["dvc_exp_name"] = os.environ["DVC_EXP_NAME"]
-    run = mlflow.start_run(run_name=stage, tags=tags, parent_run_id=parent)
-    status = "FAILED"
+    try:
+        run, parent, client = _start(stage)
+    except Exception as error:  # noqa: BLE001 - only the store's own problems get our sentence
+        problem = store_problem(error, tracking_uri())
+        if problem is None:
+            raise
+        print(f"{stage}: stopped before any work: {problem}; nothing was written", file=sys.stderr, flush=True)
+        raise SystemExit(1) from None
+    status, store_down = "FAILED", False
     try:
         with _killable():
             mlflow.log_params(flatten_params(params))
@@ -138,12 +134,41 @@ def stage_run(stage: str, params: dict[str, Any]) -> Iterator[StageRun]:
         print(f"{stage}: stopped (SIGTERM, or its dvc process is gone); MLflow run {run.info.run_id} KILLED",
               file=sys.stderr, flush=True)
         raise SystemExit(143) from None
+    except Exception as error:
+        from tinygray.pipeline.params import removed_outputs_hint
+
+        problem = store_problem(error, tracking_uri())
+        if problem is None:
+            if os.environ.get("DVC_STAGE"):  # every refusal under DVC gives the same advice about what it removed
+                print(f"{stage}: failed{removed_outputs_hint()}", file=sys.stderr, flush=True)
+            raise
+        store_down = True
+        print(f"{stage}: stopped: {problem}. Its MLflow run {run.info.run_id} stays RUNNING until the next stage "
+              f"that reaches the store ends it{removed_outputs_hint() or ''}", file=sys.stderr, flush=True)
+        raise SystemExit(1) from None
     finally:
-        if not _server_gone.is_set():
+        if not _server_gone.is_set() and not store_down:
             mlflow.end_run(status)
             ran = client.get_run(parent).data.tags.get("stages_run", "")
             client.set_tag(parent, "stages_run", ", ".join([*filter(None, ran.split(", ")), stage]))
             client.set_terminated(parent, status)
+
+
+def _start(stage: str) -> tuple:
+    """The stage's MLflow run, started under its execution's parent run: (run, parent id, client)."""
+    create_sqlite_store_once(tracking_uri())
+    mlflow.set_tracking_uri(tracking_uri())
+    experiment = mlflow.set_experiment(os.environ.get("MLFLOW_EXPERIMENT_NAME", DEFAULT_EXPERIMENT))
+    client = mlflow.MlflowClient()
+    if experiment.tags.get(EXPERIMENT_KIND[0]) != EXPERIMENT_KIND[1]:
+        client.set_experiment_tag(experiment.experiment_id, *EXPERIMENT_KIND)
+    close_stale_runs(client, experiment.experiment_id)
+    pipeline = invocation.pipeline_run_id()
+    parent = parent_run(client, experiment.experiment_id, pipeline)
+    tags = {"stage": stage, "pipeline_run": pipeline, "git_commit": invocation.git_commit() or "unknown", **invocation.process_tags()}
+    if os.environ.get("DVC_EXP_NAME"):
+        tags["dvc_exp_name"] = os.environ["DVC_EXP_NAME"]
+    return mlflow.start_run(run_name=stage, tags=tags, parent_run_id=parent), parent, client
 
 
 def device() -> str:
