@@ -1,6 +1,8 @@
 # One command each: `make repro` runs the whole pipeline, `make test` the test suite.
 # Both create the virtual environment first, so a fresh clone needs nothing but python3.
 VENV := .venv
+# the interpreter the virtual environment is made from: `make setup PYTHON=python3.13`
+PYTHON ?= python3
 # GPU=1: TensorFlow's CUDA build instead of the CPU one (an NVIDIA GPU and driver; README, "Scaling out")
 REQUIREMENTS := $(if $(filter 1,$(GPU)),requirements-gpu.txt,requirements.txt)
 CONSTRAINTS := $(if $(filter 1,$(GPU)),constraints-gpu.txt,constraints.txt)
@@ -15,10 +17,10 @@ setup: $(VENV)/.installed
 SHELL := /bin/bash
 .SHELLFLAGS := -o pipefail -c
 
-$(VENV)/.installed: $(REQUIREMENTS) requirements-common.txt $(CONSTRAINTS) pyproject.toml
-	@python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "tinygray needs Python 3.11 or newer (its pinned keras, jax, numpy and scikit-learn do); python3 here is $$(python3 --version 2>&1)"; exit 1; }
-	python3 -m venv $(VENV)
-	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r $(REQUIREMENTS) -c $(CONSTRAINTS) -e . 2>&1 \
+$(VENV)/.installed: $(REQUIREMENTS) $(CONSTRAINTS) pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "tinygray needs Python 3.11 or newer (its pinned keras, jax, numpy and scikit-learn do); $(PYTHON) here is $$($(PYTHON) --version 2>&1)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --disable-pip-version-check -r $(REQUIREMENTS) -c $(CONSTRAINTS) 2>&1 \
 		| { grep -v "is ignored: it is neither a file nor a directory" || true; }
 	$(VENV)/bin/python -c "import tensorflow, dvc, mlflow, ai_edge_litert, tinygray"
 	touch $@

@@ -79,7 +79,8 @@ def main() -> None:
             raise SystemExit(f"benchmark: the shipped variant {shipped} failed its int8 gate (metrics/quantize@"
                              f"{by_name[shipped]['model']}.json, int8_gate); not registering it. Ship another "
                              "variant (benchmark.shipped) or relax quantize.max_int8_accuracy_drop; see reports/benchmark.md")
-        registry.register_shipped_model(result.files[shipped], REPORT_DIR / CONTRACT, by_name[shipped])
+        registry.register_shipped_model(result.files[shipped], REPORT_DIR / CONTRACT, by_name[shipped],
+                                        input_example=test_images[:1])
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ loss on the same views, then converted to a builtin-int8 .tflite (tinygray.qat).
 are kept: it starts from the compressed model and zero weights stay zero."""
 import numpy as np
 
-from tinygray import models, prepared, pruning, qat, quantization, stats, student, training
+from tinygray import litert, models, prepared, pruning, qat, quantization, stats, student, training
 from tinygray.pipeline.atomic import atomic_output
 from tinygray.augment import Augmentation, StoredViews
 from tinygray.pipeline.params import load_params
@@ -46,7 +46,7 @@ def main() -> None:
             staging.mkdir()
             path = staging / "qat_int8.tflite"
             path.write_bytes(quantization.convert(model, "int8", representative=representative))
-            tflite_val = stats.accuracy(quantization.TFLiteModel(path).predict(val_images), val_labels)
+            tflite_val = stats.accuracy(litert.TFLiteModel(path).predict(val_images), val_labels)
         keras_val = stats.accuracy(model.predict(np.asarray(val_images), batch_size=256, verbose=0), val_labels)
         run.finish({**metrics, "source": qat_params.source, "val_accuracy": round(keras_val, 4), "tflite_val_accuracy": round(tflite_val, 4),
                     "ranges": {name: {"calibrated_min": calibrated[name][0], "calibrated_max": calibrated[name][1],

@@ -8,7 +8,7 @@ import sys
 
 import numpy as np
 
-from tinygray import models, predict, prepared, quantization
+from tinygray import litert, models, predict, prepared, quantization
 from tinygray.pipeline.atomic import atomic_output
 from tinygray.pipeline.params import load_params
 from tinygray.pipeline import layout
@@ -35,7 +35,7 @@ def main(model_name: str) -> None:
             for mode in MODES:
                 path = staging / f"{model_name}_{mode}.tflite"
                 path.write_bytes(quantization.convert(model, mode, representative=representative, sparse=True))
-                logits = quantization.TFLiteModel(path).predict(val_images)
+                logits = litert.TFLiteModel(path).predict(val_images)
                 if np.ptp(logits, axis=0).max() == 0:
                     sys.exit(f"quantize: {path.name} gives the same output for every validation image; "
                              "the conversion is broken (check the representative data)")

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tinygray import predict, quantization
+from tinygray import litert, predict, quantization
 from tinygray.image_folder import load_grayscale
 
 
@@ -28,7 +28,7 @@ def test_contract_says_how_to_call_the_int8_model(tmp_path, int8_model):
     assert contract["classes"] == [str(c) for c in range(10)] and contract["model"] == "digits_int8.tflite"
     assert contract["input"]["shape"] == [1, 8, 8, 1] and contract["input"]["dtype"] == "int8"
     assert contract["output"]["dtype"] == "int8" and contract["output"]["shape"] == [1, 10]
-    model = quantization.TFLiteModel(int8_model)
+    model = litert.TFLiteModel(int8_model)
     assert (contract["input"]["scale"], contract["input"]["zero_point"]) == pytest.approx(model.input["quantization"])
     assert 0 < contract["output"]["scale"] and -128 <= contract["output"]["zero_point"] <= 127
 
@@ -47,7 +47,7 @@ def test_predict_agrees_with_the_interpreter_on_the_same_images(tmp_path, int8_m
     assert len(rows) == 40 and list(rows[0])[:3] == ["path", "class", "digit 0"]
     files = [folder / row["path"].split(str(folder) + "/")[1] for row in rows]
     pixels = np.stack([load_grayscale(path, 8) for path in files])[..., None]
-    expected = quantization.TFLiteModel(int8_model).predict(pixels).argmax(axis=1)
+    expected = litert.TFLiteModel(int8_model).predict(pixels).argmax(axis=1)
     assert [row["class"] for row in rows] == [f"digit {c}" for c in expected]
     probabilities = np.array([[float(row[f"digit {c}"]) for c in range(10)] for row in rows])
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)

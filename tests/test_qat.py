@@ -5,7 +5,7 @@ import keras
 import numpy as np
 import pytest
 
-from tinygray import qat, quantization, training
+from tinygray import litert, qat, quantization, training
 from tinygray.models import build_cnn
 
 from conftest import accuracy, randomize_batch_norms
@@ -65,7 +65,7 @@ def test_ranges_are_learned_and_frozen_in_the_file(trained_qat):
     moved = [name for name in trained if trained[name] != calibrated[name]]
     assert len(moved) >= 3  # fine-tuning moved the activation ranges
     low, high = trained["logits_range"]
-    scale, _ = quantization.TFLiteModel(path).output["quantization"]
+    scale, _ = litert.TFLiteModel(path).output["quantization"]
     assert scale == pytest.approx((high - low) / 255, rel=0.02)  # the file carries the trained logits range
 
 
@@ -75,7 +75,7 @@ def test_the_fake_quant_model_and_its_file_agree(trained_qat, digits_split):
     model, _, path = trained_qat
     images, labels = digits_split["test"]
     keras_logits = model.predict(images.astype(np.float32), verbose=0)
-    tflite = quantization.TFLiteModel(path)
+    tflite = litert.TFLiteModel(path)
     tflite_logits = tflite.predict(images)
     scale, _ = tflite.output["quantization"]
     assert np.mean(np.abs(keras_logits - tflite_logits) <= 1.01 * scale) > 0.95

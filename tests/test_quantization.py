@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from tinygray import quantization
+from tinygray import litert, quantization
 from conftest import accuracy
 
 
@@ -11,7 +11,7 @@ def test_int8_round_trip_keeps_accuracy(tmp_path, trained_digits_cnn, digits_spl
     path = tmp_path / "model_int8.tflite"
     path.write_bytes(quantization.convert(
         trained_digits_cnn, "int8", representative=quantization.representative_dataset(train_images, 100, seed=0)))
-    model = quantization.TFLiteModel(path)
+    model = litert.TFLiteModel(path)
     assert model.input["dtype"] == np.int8 and model.output["dtype"] == np.int8
     keras_logits = trained_digits_cnn.predict(images, verbose=0)
     tflite_logits = model.predict(images, batch_size=64)
@@ -26,7 +26,7 @@ def test_float_modes_match_keras(tmp_path, trained_digits_cnn, digits_split, mod
     images, _ = digits_split["test"]
     path = tmp_path / f"model_{mode}.tflite"
     path.write_bytes(quantization.convert(trained_digits_cnn, mode))
-    tflite_logits = quantization.TFLiteModel(path).predict(images)
+    tflite_logits = litert.TFLiteModel(path).predict(images)
     keras_logits = trained_digits_cnn.predict(images, verbose=0)
     assert np.mean(tflite_logits.argmax(1) == keras_logits.argmax(1)) > 0.97
 
@@ -39,7 +39,7 @@ def test_int8_without_representative_data_is_refused(trained_digits_cnn):
 def test_latency_returns_one_time_per_run(tmp_path, trained_digits_cnn, digits_split):
     path = tmp_path / "m.tflite"
     path.write_bytes(quantization.convert(trained_digits_cnn, "float32"))
-    times = quantization.TFLiteModel(path).latency_ms(digits_split["test"][0][0], warmup_runs=2, timed_runs=7)
+    times = litert.TFLiteModel(path).latency_ms(digits_split["test"][0][0], warmup_runs=2, timed_runs=7)
     assert times.shape == (7,) and (times > 0).all()
 
 

@@ -77,7 +77,8 @@ with stage_run("benchmark", {"shipped": "tiny_int8"}) as run:
     run.log_history("seed_42", {"val_accuracy": [0.5, 0.75]})
     run.finish({"accuracy": 0.75})
     register_shipped_model("tiny_int8.tflite", "contract.json", {"name": "tiny_int8", "accuracy": 0.75,
-        "accuracy_ci_low": 0.7, "accuracy_ci_high": 0.8, "size_bytes": 10, "latency_ms_p50": 0.01})
+        "accuracy_ci_low": 0.7, "accuracy_ci_high": 0.8, "size_bytes": 10, "latency_ms_p50": 0.01},
+        input_example=np.zeros((1, 8, 8, 1), np.uint8))
 """
 
 

@@ -133,6 +133,11 @@ def test_the_gpu_install_takes_the_cuda_build_and_the_default_stays_cpu():
     gpu = subprocess.run(["make", "-n", "-B", "setup", "GPU=1"], cwd=repo, capture_output=True, text=True).stdout
     assert "-r requirements.txt -c constraints.txt" in default and "requirements-gpu" not in default
     assert "-r requirements-gpu.txt -c constraints-gpu.txt" in gpu
-    assert "tensorflow-cpu==2.21.0" in (repo / "requirements.txt").read_text()
-    assert "tensorflow[and-cuda]==2.21.0" in (repo / "requirements-gpu.txt").read_text()
+    import tomllib
+
+    extras = tomllib.loads((repo / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert extras["cpu"] == ["tensorflow-cpu"] and extras["gpu"] == ["tensorflow[and-cuda]"]
+    assert "-e .[cpu,test]" in (repo / "requirements.txt").read_text()
+    assert "-e .[gpu,test]" in (repo / "requirements-gpu.txt").read_text()
+    assert "tensorflow_cpu==2.21.0" in (repo / "constraints.txt").read_text().lower().replace("-", "_")
     assert "tensorflow_cpu" not in (repo / "constraints-gpu.txt").read_text().lower().replace("-", "_")

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from sklearn.metrics import f1_score
 
-from tinygray import models, prepared, qat, quantization, stats  # qat: registers the layers qat.keras holds
+from tinygray import litert, models, prepared, qat, quantization, stats  # qat: registers the layers qat.keras holds
 from tinygray.pipeline import layout
 from tinygray.variants import CONTROLS, KERAS_MODELS, MODES, TEACHER, control_of, quantized_models, shippable
 
@@ -185,7 +185,7 @@ def measure(test_images: np.ndarray, test_labels: np.ndarray, params: BenchmarkP
                 gate = {"gate_passed": int8_gate(name)["passed"]} if mode == "int8" and modes == MODES else {}
                 _add(result, {"name": tflite.stem, "format": "tflite", "model": name,
                               "kind": "int8" if mode == "int8" and name not in CONTROLS.values() else kind, **gate},
-                     quantization.TFLiteModel(tflite).predict(test_images), test_labels, counts, tflite)
+                     litert.TFLiteModel(tflite).predict(test_images), test_labels, counts, tflite)
                 timed[tflite.stem] = tflite
         latencies = interleaved_latency(timed, test_images[0], params)
         result.layer_errors = int8_layer_errors(result, Path(tmp))
@@ -241,7 +241,7 @@ def interleaved_latency(files: dict[str, Path], sample: np.ndarray, params: Benc
     unique = sorted(set(files.values()))
     summaries = {}
     for threads in params.num_threads:
-        models_ = {path: quantization.TFLiteModel(path, num_threads=threads) for path in unique}
+        models_ = {path: litert.TFLiteModel(path, num_threads=threads) for path in unique}
         for model in models_.values():
             model.latency_ms(sample, warmup_runs=params.warmup_runs, timed_runs=1)
         times = {path: [] for path in unique}

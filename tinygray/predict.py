@@ -1,6 +1,7 @@
 """Run any variant on image files, with exactly the pipeline's preprocessing.
 
     python -m tinygray.predict MODEL IMAGE_OR_FOLDER... [--csv] [--classes FILE]
+    tinygray-predict MODEL IMAGE_OR_FOLDER...      (the same, as the console script pip installs)
 
 MODEL is a .tflite (run through the LiteRT interpreter, as on a phone) or a .keras file. Every image is read
 as the pipeline reads an image folder (tinygray.image_folder.load_grayscale: 8-bit BT.601 luma, made square
@@ -21,7 +22,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from scipy import special
 
 from tinygray.image_folder import IMAGE_EXTENSIONS, RESIZE_MODES, BadImageError, load_grayscale
 from tinygray.pipeline import layout
@@ -37,7 +37,7 @@ def contract_for(model_path: Path | str) -> Path:
 def write_contract(tflite_path: Path | str, out: Path | str, class_names: list[str], preprocessing: dict) -> dict:
     """What a phone developer needs to call the .tflite: class names in output order, input shape, channel
     count, pixel range, and the int8 scale and zero point of input and output (real = scale * (q - zero))."""
-    from tinygray.quantization import TFLiteModel
+    from tinygray.litert import TFLiteModel
 
     model = TFLiteModel(tflite_path)
 
@@ -64,6 +64,13 @@ def preprocessing(image_size: int, resize: str) -> dict:
     """How the pipeline made an image into the model's input, for the contract."""
     return {"image_size": int(image_size), "gray": "8-bit ITU-R BT.601 luma, alpha dropped", "resize": resize,
             "resize_filter": "PIL bilinear"}
+
+
+def softmax(logits) -> np.ndarray:
+    """Probabilities from logits, row by row (numpy alone: scipy's costs a second of import for one line)."""
+    shifted = np.asarray(logits, dtype=np.float64)
+    shifted = np.exp(shifted - shifted.max(axis=1, keepdims=True))
+    return shifted / shifted.sum(axis=1, keepdims=True)
 
 
 def warn(message: str) -> None:
@@ -138,7 +145,7 @@ class Predictor:
 
     def __init__(self, path: Path):
         if path.suffix == ".tflite":
-            from tinygray.quantization import TFLiteModel
+            from tinygray.litert import TFLiteModel
 
             try:
                 self.model = TFLiteModel(path)
@@ -160,7 +167,8 @@ class Predictor:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tinygray.predict", description=__doc__,
+    command = "tinygray-predict" if Path(sys.argv[0]).name == "tinygray-predict" else "python -m tinygray.predict"
+    parser = argparse.ArgumentParser(prog=command, description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model", type=Path, help=".tflite or .keras file")
     parser.add_argument("images", nargs="+", help="image files or folders")
@@ -186,9 +194,7 @@ def main(argv: list[str] | None = None) -> int:
         except BadImageError as error:
             unreadable[path] = error.reason
     files = [path for path in files if path not in unreadable]
-    probabilities = special.softmax(np.asarray(predictor.logits(np.stack(images)[..., np.newaxis]), dtype=np.float64),
-                                    axis=1) \
-        if images else np.zeros((0, len(names)))
+    probabilities = softmax(predictor.logits(np.stack(images)[..., np.newaxis])) if images else np.zeros((0, len(names)))
     if args.csv:
         writer = csv.writer(sys.stdout)
         writer.writerow(["path", "class", *names])
