@@ -18,7 +18,7 @@ BLOCKS = {
     "results": (layout.REPORTS / "benchmark.md",
                 "Produced by `make repro` (`dvc repro`) with the default `params.yaml`, copied from the committed\n"
                 "`reports/benchmark.md` by `python scripts/quote_results.py` (`metrics/benchmark.json` holds the "
-                "same\nnumbers; `dvc metrics show` prints them).\n"),
+                "same\nnumbers; `dvc metrics show` prints the headline of them).\n"),
     "fashion_mnist": (Path("references/fashion_mnist/benchmark.md"),
                       "Copied from the committed `references/fashion_mnist/benchmark.md` (numbers in its "
                       "`benchmark.json`,\nthe run's parameters in its `params.yaml`) by `python "

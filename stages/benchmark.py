@@ -67,7 +67,9 @@ def main() -> None:
             "layer_errors": result.layer_errors,
             "variants": result.variants,
         }
-        run.finish(metrics, artifacts=[REPORT_DIR / "benchmark.md", REPORT_DIR / "frontier.png",
+        with atomic_output(layout.HEADLINE) as staging:
+            staging.write_text(json.dumps(benchmarking.headline_figures(metrics), indent=2) + "\n")
+        run.finish(metrics, artifacts=[layout.HEADLINE, REPORT_DIR / "benchmark.md", REPORT_DIR / "frontier.png",
                                        REPORT_DIR / "confusion_matrix.png", REPORT_DIR / CONTRACT])
         run.log_on_parent({**{f"headline.{role}.{key}": value for role in ("teacher", "shipped")
                                 for key, value in metrics["headline"][role].items()},

@@ -3,15 +3,15 @@ from tinygray.experiments import format_table, rows
 
 
 def benchmark(accuracy, delta, distilled, scratch):
-    return {"headline": {"shipped": {"accuracy": accuracy, "accuracy_delta": delta, "size_bytes": 16384,
-                                     "speedup": 80.0}},
-            "seeds": {"distilled": {"num_seeds": 3, "accuracy_mean": distilled, "accuracy_std": 0.002},
-                      "scratch": {"num_seeds": 1, "accuracy_mean": scratch, "accuracy_std": 0.0}}}
+    """metrics/headline.json as the benchmark writes it (benchmarking.headline_figures)."""
+    return {"teacher": accuracy - delta, "shipped": {"accuracy": accuracy, "kb": 16.0},
+            "distilled": {"mean": distilled, "std": 0.002}, "scratch": {"mean": scratch, "std": 0.0},
+            "p_value": 0.5}
 
 
 def data(temperature, metrics=None):
     return {"params": {"params.yaml": {"data": {"seed": 42, "train_student": {"temperature": temperature}}}},
-            "metrics": {"metrics/benchmark.json": {"data": metrics}} if metrics else {}}
+            "metrics": {"metrics/headline.json": {"data": metrics}} if metrics else {}}
 
 
 SHOW = [{"rev": "workspace", "name": None, "data": data(2.0, benchmark(0.98, -0.008, 0.9847, 0.9827)),
@@ -28,8 +28,8 @@ def test_one_row_per_commit_and_experiment_with_only_the_changed_params():
     assert [row[:3] for row in table] == [("workspace", "baseline", "-"), ("main", "baseline", "-"),
                                           ("t8", "done", "train_student.temperature=8.0"),
                                           ("t4", "queued", "train_student.temperature=4.0")]
-    assert table[2][3:] == ("97.00", "-1.80", "16.0", "80", "97.50 ± 0.20", "98.27")
-    assert table[3][3:] == ("-",) * 6  # queued: no results yet
+    assert table[2][3:] == ("97.00", "-1.80", "16.0", "97.50 ± 0.20", "98.27")
+    assert table[3][3:] == ("-",) * 5  # queued: no results yet
 
 
 def test_the_table_fits_a_terminal():

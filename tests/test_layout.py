@@ -27,7 +27,8 @@ def dvc_paths() -> dict[str, set[str]]:
 def layout_paths(stage_names) -> set[str]:
     """What layout names, for the pipeline's models and stages (${item.model} and ${qat.source} included)."""
     names = [*variants.KERAS_MODELS, "${item.model}", "${qat.source}"]
-    paths = {layout.PREPARED, layout.UNLABELED, layout.VIEWS, layout.SOFT_TARGETS, layout.DUPLICATES, layout.FRONTIER_DATA, layout.REPORTS}
+    paths = {layout.PREPARED, layout.UNLABELED, layout.VIEWS, layout.SOFT_TARGETS, layout.DUPLICATES, layout.FRONTIER_DATA,
+             layout.REPORTS, layout.HEADLINE}
     paths |= {p for n in names for p in (layout.model(n), layout.seeds(n), layout.tflite_dir(n))}
     paths |= {layout.stage_metrics(s) for s in [*stage_names, "quantize@${item.model}",
                                                 *(f"quantize@{m}" for m in variants.quantized_models())]}
@@ -43,7 +44,7 @@ def test_every_data_path_in_dvc_yaml_is_named_by_layout():
     # and the other way: layout's fixed paths are all used by some stage
     used = set().union(*per_stage.values())
     assert {str(p) for p in (layout.PREPARED, layout.UNLABELED, layout.VIEWS, layout.SOFT_TARGETS, layout.DUPLICATES,
-                             layout.FRONTIER_DATA, layout.REPORTS)} <= used
+                             layout.FRONTIER_DATA, layout.REPORTS, layout.HEADLINE)} <= used
 
 
 def path_literals(path: Path) -> list[tuple[int, str]]:

@@ -34,8 +34,10 @@ def test_flatten_names_variants_by_name():
 def test_committed_metrics_files_follow_the_schema():
     from pathlib import Path
 
+    from tinygray.pipeline import layout
+
     files = sorted(Path(__file__).resolve().parents[1].joinpath("metrics").glob("*.json"))
-    for path in files:
+    for path in (p for p in files if p.name != layout.HEADLINE.name):  # the benchmark's summary of its own metrics
         content = json.loads(path.read_text())
         assert content["stage"] == path.stem
         metrics.validate(content, str(path))

@@ -62,6 +62,9 @@ def project(tmp_path_factory, env, mlflow_server):
     for name in ["config", ".gitignore"]:
         shutil.copy(REPO / ".dvc" / name, root / ".dvc" / name)
     shutil.copy(REPO / "tests" / "tiny_params.yaml", root / "params.yaml")
+    (root / "metrics" / "plots").mkdir(parents=True)
+    for name in ["sweep_frontier.json", "sweep_frontier.png"]:  # committed, not made by a stage: a clone has them
+        shutil.copy(REPO / "metrics" / "plots" / name, root / "metrics" / "plots" / name)
     # the stages import the copy's tinygray, as a clone's would, not the package this test was started from
     env = {**env, "MLFLOW_TRACKING_URI": mlflow_server, "PYTHONPATH": str(root)}
     run(["git", "init", "-q"], root, env)
@@ -221,6 +224,37 @@ def test_mlflow_received_one_run_per_stage_with_a_shared_tag(project, mlflow_ser
     assert versions[0].tags["name"] == "pruned_int8" and float(versions[0].tags["size_bytes"]) > 0
 
 
+def test_dvc_metrics_and_plots_read_as_dvc_users_read_them(project):
+    """`dvc metrics show` was one row 5,400 characters wide (every key of every stage's metrics, and a CSV parsed
+    as YAML into one cell); the frontier was drawn as a line through unrelated variants; the training curves
+    had validation accuracy only."""
+    root, env, _ = project
+
+    def dvc_json(*args):
+        done = subprocess.run(["dvc", *args, "--json"], cwd=root, env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-3000:]
+        return json.loads(done.stdout)
+
+    table = run(["dvc", "metrics", "show"], root, env)
+    assert "metrics/headline.json" in table and max(map(len, table.splitlines())) <= 160, table
+    [(revision, shown)] = dvc_json("metrics", "show").items()
+    headline = shown["data"]["metrics/headline.json"]["data"]
+
+    def leaves(node):
+        return [leaf for value in node.values() for leaf in (leaves(value) if isinstance(value, dict) else [value])]
+
+    assert len(leaves(headline)) == 8 and all(isinstance(v, (int, float)) or v is None for v in leaves(headline))
+    assert list(shown["data"]) == ["metrics/headline.json"]  # the stages' own metrics are plain outputs now
+    plots = dvc_json("plots", "show")["data"]
+    assert not dvc_json("plots", "show").get("errors")
+    curve = plots["metrics/history/student.csv"][0]["content"]["data"]["values"]
+    assert {row["field"] for row in curve} == {"accuracy", "val_accuracy"}
+    assert all(0 <= float(row["dvc_inferred_y_value"]) <= 1 for row in curve)
+    frontier = plots["metrics/plots/frontier.json"][0]["content"]
+    assert frontier["mark"]["type"] == "point"  # the scatter template
+    assert all(isinstance(row["size_bytes"], int) and isinstance(row["accuracy"], float) for row in frontier["data"]["values"])
+
+
 def test_experiment_with_new_temperature_reruns_only_the_student_and_downstream(project, mlflow_server):
     from mlflow import MlflowClient
 
@@ -229,7 +263,7 @@ def test_experiment_with_new_temperature_reruns_only_the_student_and_downstream(
     assert stages_run(output) == DOWNSTREAM_OF_STUDENT
     table = run(["dvc", "exp", "show", "--csv"], root, env)
     header = table.splitlines()[0]
-    assert "headline.shipped.accuracy" in header and "headline.shipped.size_bytes" in header
+    assert "shipped.accuracy" in header and "shipped.kb" in header
     assert "train_student.temperature" in header
 
     client = MlflowClient(tracking_uri=mlflow_server)

@@ -300,3 +300,18 @@ def comparisons(result: Benchmark, labels: np.ndarray, shipped: str) -> dict:
             "student_vs_scratch": stats.mcnemar(correct["student"], correct["scratch"]),
             "distilled_vs_scratch_seeds": stats.paired_seeds([distilled[s] for s in distilled if s in scratch],
                                                              [scratch[s] for s in distilled if s in scratch])}
+
+
+def headline_figures(metrics: dict) -> dict:
+    """metrics/headline.json from the benchmark's metrics: the teacher's and the shipped file's test accuracy,
+    the shipped file's size, the distilled students against their scratch controls and the paired p-value, in
+    one narrow row of `dvc metrics show` (every stage's full metrics, 270 keys, made it 5,400 characters wide)."""
+    headline, seeds = metrics["headline"], metrics["seeds"]
+    return {
+        "teacher": headline["teacher"]["accuracy"],
+        "shipped": {"accuracy": headline["shipped"]["accuracy"],
+                    "kb": round(headline["shipped"]["size_bytes"] / 1024, 1)},
+        **{kind: {"mean": seeds[kind]["accuracy_mean"], "std": seeds[kind]["accuracy_std"]}
+           for kind in ("distilled", "scratch")},
+        "p_value": (metrics["comparisons"].get("distilled_vs_scratch_seeds") or {}).get("p_value"),
+    }

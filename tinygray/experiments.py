@@ -1,9 +1,9 @@
 """The headline of every DVC experiment in one table that fits a terminal: `python -m tinygray.experiments`.
 
-`dvc exp show` lists every parameter and metric (372 columns here), so at 160 columns it shows
-`… … …`; this reads its `--json` output and prints one row per commit or experiment with what a person
-compares: the parameters that differ from the first row's, the shipped model's test accuracy, its loss
-against the teacher, size and speed-up, and the distilled students against their scratch controls.
+`dvc exp show` lists every parameter (about 100 columns here) beside metrics/headline.json, so at 160 columns
+it shows `… … …`; this reads its `--json` output and prints one row per commit or experiment with what a
+person compares: the parameters that differ from the first row's, the shipped model's test accuracy, its loss
+against the teacher, its size, and the distilled students against their scratch controls.
 Experiments still queued or running have no results yet and say so.
 """
 from __future__ import annotations
@@ -18,9 +18,8 @@ from typing import Any
 from tinygray.pipeline import layout
 from tinygray.pipeline.params import flatten_params
 
-BENCHMARK = str(layout.stage_metrics("benchmark"))  # its key in `dvc exp show --json`
-HEADER = ("experiment", "state", "changed params", "shipped %", "Δ pts", "KB", "× faster", "distilled %",
-          "scratch %")
+HEADLINE = str(layout.HEADLINE)  # its key in `dvc exp show --json`
+HEADER = ("experiment", "state", "changed params", "shipped %", "Δ pts", "KB", "distilled %", "scratch %")
 
 
 def short(rev: str) -> str:
@@ -43,12 +42,11 @@ def params_of(data: dict) -> dict[str, Any]:
     return flatten_params(((data.get("params") or {}).get("params.yaml") or {}).get("data") or {})
 
 
-def mean_pct(seeds: dict, kind: str) -> str:
-    found = seeds.get(kind)
+def mean_pct(found: dict | None) -> str:
     if not found:
         return "-"
-    spread = f" ± {100 * found['accuracy_std']:.2f}" if found.get("num_seeds", 1) > 1 else ""
-    return f"{100 * found['accuracy_mean']:.2f}{spread}"
+    spread = f" ± {100 * found['std']:.2f}" if found.get("std") else ""  # one seed: std 0, no spread
+    return f"{100 * found['mean']:.2f}{spread}"
 
 
 def rows(show: list[dict]) -> list[tuple[str, ...]]:
@@ -59,15 +57,14 @@ def rows(show: list[dict]) -> list[tuple[str, ...]]:
         params = params_of(data)
         changed = ", ".join(f"{key}={params[key]}" for key in sorted(params)
                             if key in reference and params[key] != reference[key]) or "-"
-        benchmark = ((data.get("metrics") or {}).get(BENCHMARK) or {}).get("data")
-        if not benchmark or state in ("queued", "running"):
-            table.append((name, state, changed, *["-"] * 6))
+        headline = ((data.get("metrics") or {}).get(HEADLINE) or {}).get("data")
+        if not headline or state in ("queued", "running"):
+            table.append((name, state, changed, *["-"] * 5))
             continue
-        shipped = benchmark["headline"]["shipped"]
-        seeds = benchmark.get("seeds", {})
+        shipped = headline["shipped"]
         table.append((name, state, changed, f"{100 * shipped['accuracy']:.2f}",
-                      f"{100 * shipped['accuracy_delta']:+.2f}", f"{shipped['size_bytes'] / 1024:.1f}",
-                      f"{shipped['speedup']:.0f}", mean_pct(seeds, "distilled"), mean_pct(seeds, "scratch")))
+                      f"{100 * (shipped['accuracy'] - headline['teacher']):+.2f}", f"{shipped['kb']:.1f}",
+                      mean_pct(headline.get("distilled")), mean_pct(headline.get("scratch"))))
     return table
 
 

@@ -23,6 +23,9 @@ TFLITE = MODELS / "tflite"
 METRICS = Path("metrics")
 HISTORY = METRICS / "history"
 DUPLICATES = METRICS / "preprocess_duplicates.csv"
+# the only file declared as DVC metrics: the few figures `dvc metrics show/diff` and `dvc exp show` compare,
+# in one row that fits a terminal (the stages' own metrics/<stage>.json are plain outputs beside it)
+HEADLINE = METRICS / "headline.json"
 FRONTIER_DATA = METRICS / "plots" / "frontier.json"
 REPORTS = Path("reports")
 
