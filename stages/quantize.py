@@ -8,7 +8,7 @@ import sys
 
 import numpy as np
 
-from tinygray import litert, models, predict, prepared, quantization
+from tinygray import litert, models, predict, prepared, progress, quantization
 from tinygray.pipeline.atomic import atomic_output
 from tinygray.pipeline.params import load_params
 from tinygray.pipeline import layout
@@ -32,7 +32,7 @@ def main(model_name: str) -> None:
         variants, correct = [], {}
         with atomic_output(out) as staging:
             staging.mkdir()
-            for mode in MODES:
+            for mode in progress.steps(MODES, f"quantize@{model_name}: converting", unit="file"):
                 path = staging / f"{model_name}_{mode}.tflite"
                 path.write_bytes(quantization.convert(model, mode, representative=representative, sparse=True))
                 logits = litert.TFLiteModel(path).predict(val_images)

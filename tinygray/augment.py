@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 from scipy import ndimage
 
+from tinygray import progress
+
 if TYPE_CHECKING:
     from tinygray.pipeline.params import Augment
 
@@ -99,7 +101,7 @@ def write_views(folder: Path, images: np.ndarray, augmentation: Augmentation, ch
     through a memmap, so memory holds one chunk) and the parameters they were made with into views.json."""
     out = np.lib.format.open_memmap(folder / VIEWS_FILE, mode="w+", dtype=np.uint8,
                                     shape=(augmentation.views, *images.shape))
-    for view in range(augmentation.views):
+    for view in progress.steps(range(augmentation.views), "views", unit="view"):
         for start in range(0, len(images), chunk):
             indices = np.arange(start, min(start + chunk, len(images)))
             out[view, indices] = augmentation.view(np.asarray(images[indices]), indices, view)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from sklearn.metrics import f1_score
 
-from tinygray import litert, models, prepared, qat, quantization, stats  # qat: registers the layers qat.keras holds
+from tinygray import litert, models, prepared, progress, qat, quantization, stats  # qat: registers the layers qat.keras holds
 from tinygray.pipeline import layout
 from tinygray.variants import CONTROLS, KERAS_MODELS, MODES, TEACHER, control_of, quantized_models, shippable
 
@@ -167,7 +167,8 @@ def measure(test_images: np.ndarray, test_labels: np.ndarray, params: BenchmarkP
     students and controls; ratios against the teacher."""
     result, timed = Benchmark(), {}
     with tempfile.TemporaryDirectory() as tmp:
-        for name, (kind, modes) in KERAS_MODELS.items():
+        for name, (kind, modes) in progress.steps(KERAS_MODELS.items(), "benchmark: scoring", unit="model",
+                                                  total=len(KERAS_MODELS)):
             model = models.load_model(layout.model(name))
             counts = models.count_params(model)
             # A Keras row is timed as the float32 .tflite of the same network: the quantize stage's where there
@@ -245,7 +246,7 @@ def interleaved_latency(files: dict[str, Path], sample: np.ndarray, params: Benc
         for model in models_.values():
             model.latency_ms(sample, warmup_runs=params.warmup_runs, timed_runs=1)
         times = {path: [] for path in unique}
-        for _ in range(rounds):
+        for _ in progress.steps(range(rounds), f"benchmark: latency at {threads} thread(s)", unit="round"):
             for path, model in models_.items():
                 times[path].append(model.latency_ms(sample, warmup_runs=0, timed_runs=per_round))
         summaries[threads] = {path: {**latency_summary(np.concatenate(runs)),

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageFile
-from tqdm import tqdm
 
 from tinygray.prepared import DataError
+from tinygray.progress import steps
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 # The only decoders PIL may try, whatever a file's bytes claim to be: its other plugins
@@ -176,7 +176,7 @@ def read_images_into(out: np.ndarray, paths: list[Path], labels: np.ndarray, *, 
     if out.dtype != np.uint8 or out.shape[1:] != (size, size, 1) or len(out) < len(paths):
         raise ValueError(f"out must be uint8 of shape ({len(paths)}, size, size, 1), got {out.dtype} {out.shape}")
     kept, skipped = [], []
-    bar = tqdm(paths, desc="reading images", unit="image", disable=None if progress else True)
+    bar = steps(paths, "reading images", unit="image", enabled=progress)
     for path, label in zip(bar, labels):
         try:
             out[len(kept), ..., 0] = load_grayscale(path, size, resize)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tinygray import prepared
+from tinygray import prepared, progress
 from tinygray.augment import Augmentation, check_made_for, record_made_for
 from tinygray.distillation import pack_targets
 
@@ -18,7 +18,7 @@ def view_logits(model, images: np.ndarray, augmentation: Augmentation, batch_siz
     """(views, N, classes) float32 logits of `model` for every view of every image, read and augmented a
     chunk at a time, so memory holds one chunk of images, not the set times the views."""
     out = np.empty((augmentation.views, len(images), model.output_shape[-1]), dtype=np.float32)
-    for view in range(augmentation.views):
+    for view in progress.steps(range(augmentation.views), "soft targets", unit="view"):
         for start in range(0, len(images), chunk):
             indices = np.arange(start, min(start + chunk, len(images)))
             batch = augmentation.view(np.asarray(images[indices]), indices, view)

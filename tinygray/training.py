@@ -6,6 +6,8 @@ import time
 import keras
 import numpy as np
 
+from tinygray import progress
+
 
 
 class Batches(keras.utils.PyDataset):
@@ -62,6 +64,27 @@ class Batches(keras.utils.PyDataset):
     def on_epoch_end(self):
         self.epoch += 1
         self.order = self._order()
+
+
+class EpochProgress(keras.callbacks.Callback):
+    """Within a training epoch: where there is no terminal (Keras' own bar needs one), a line at most every
+    progress.LOG_EVERY_SECONDS with the step and the running loss, so a one-minute teacher epoch is not one line at its
+    end. On a terminal training.fit shows Keras' progress bar instead."""
+
+    def __init__(self, name: str, steps_per_epoch: int):
+        super().__init__()
+        self.name, self.steps_per_epoch = name, steps_per_epoch
+        self.epoch, self.last = 0, time.perf_counter()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch, self.last = epoch + 1, time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        now = time.perf_counter()
+        if now - self.last >= progress.LOG_EVERY_SECONDS and batch + 1 < self.steps_per_epoch:
+            loss = f", loss {float(logs['loss']):.4f}" if logs and "loss" in logs else ""
+            print(f"{self.name}: epoch {self.epoch}, step {batch + 1}/{self.steps_per_epoch}{loss}", flush=True)
+            self.last = now
 
 
 class RecalibrateBatchNorm(keras.callbacks.Callback):
@@ -170,8 +193,11 @@ def fit(model: keras.Model, train: tuple, val: tuple, *, loss, metric: keras.met
     callbacks.append(RecalibrateBatchNorm(train[0], batch_size, seed=seed))
     model.compile(optimizer=keras.optimizers.Adam(step_size), loss=loss, metrics=[metric])
     start = time.perf_counter()
+    # a progress bar within each epoch on a terminal; elsewhere a line per epoch and one every ~20 s within it
+    if not progress.on_terminal():
+        callbacks.append(EpochProgress(model.name, len(train_batches)))
     history = model.fit(train_batches, validation_data=Batches(*val, batch_size, shuffle=False),
-                        epochs=epochs, callbacks=callbacks, verbose=2)
+                        epochs=epochs, callbacks=callbacks, verbose=1 if progress.on_terminal() else 2)
     seconds = time.perf_counter() - start
     val_accuracy = history.history["val_accuracy"]
     best = int(np.argmax(val_accuracy)) if patience is not None else len(val_accuracy) - 1
