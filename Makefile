@@ -26,10 +26,12 @@ $(VENV)/.installed: $(REQUIREMENTS) $(CONSTRAINTS) pyproject.toml
 	touch $@
 
 # close-stale: a kill followed by `dvc repro` that restores the stage from DVC's run cache starts no stage, so
-# nothing else ends the killed stage's MLflow run (python -m tinygray.pipeline.tracking close-stale)
+# nothing else ends the killed stage's MLflow run (python -m tinygray.pipeline.tracking close-stale).
+# verify: DVC trusts its cache; this re-hashes every output against dvc.lock (python -m tinygray.pipeline.verify)
 repro: setup
 	dvc repro
 	python -m tinygray.pipeline.tracking close-stale
+	python -m tinygray.pipeline.verify
 
 test: setup
 	python -m pytest

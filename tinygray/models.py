@@ -104,7 +104,9 @@ def load_model(path: Path | str) -> keras.Model:
         return keras.models.load_model(path, compile=False, safe_mode=True)
     except Exception as error:  # zipfile, json, h5py and Keras' own deserialisation all fail differently
         raise ModelFileError(f"{path}: cannot be loaded as a Keras model ({type(error).__name__}: {error}); "
-                             "rerun the stage that produces it (dvc repro)") from None
+                             "rerun the stage that produces it (dvc repro). If `dvc checkout` or `dvc repro` put it "
+                             "there, its copy in DVC's cache may be damaged: `python -m tinygray.pipeline.verify` "
+                             "checks every output against dvc.lock and says how to rebuild it") from None
 
 
 def count_params(model: keras.Model) -> tuple[int, int]:
