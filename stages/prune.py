@@ -39,20 +39,22 @@ def main() -> None:
         setup = student.distillation_setup(student_params)
         fine_tune = partial(training.fit, train=train, val=val, loss=setup.loss, epochs=prune.epochs,
                             batch_size=prune.batch_size, learning_rate=prune.learning_rate, seed=params.seed,
-                            augmentation=StoredViews(VIEWS, augmentation), targets_per_view=True)
+                            augmentation=StoredViews(VIEWS, augmentation), targets_per_view=True,
+                            log_epoch=run.log_epoch)  # every level tried, live; the kept ones again below
         ramp_steps = pruning.ramp_steps(prune.ramp_epochs, len(train[0]), prune.batch_size)
 
         def magnitude(sparsity):
             training.seed_everything(params.seed)
             model = models.load_model(STUDENT)
-            return (model, *pruning.prune_by_magnitude(model, sparsity, partial(fine_tune, metric=setup.metric()),
+            return (model, *pruning.prune_by_magnitude(model, sparsity, partial(fine_tune, metric=setup.metric(),
+                                                                                curve=f"magnitude_{sparsity}"),
                                                        ramp_steps=ramp_steps,
                                                        mask_update_steps=prune.mask_update_steps))
 
         def filters(fraction):
             training.seed_everything(params.seed)
             model = structured_pruning.prune_filters(models.load_model(STUDENT), fraction)
-            return (model, *fine_tune(model, metric=setup.metric()))
+            return (model, *fine_tune(model, metric=setup.metric(), curve=f"filters_{fraction}"))
 
         budget = partial(pruning.most_compressed_within_budget, baseline_val_accuracy=baseline,
                          max_val_drop=prune.max_val_drop)

@@ -37,7 +37,7 @@ def main() -> None:
                             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                             metric=training.accuracy_metric(), epochs=prune.epochs, batch_size=prune.batch_size,
                             learning_rate=prune.learning_rate, seed=params.seed,
-                            augmentation=StoredViews(VIEWS, augmentation))
+                            augmentation=StoredViews(VIEWS, augmentation), log_epoch=run.log_epoch, curve="magnitude")
         training.seed_everything(params.seed)
         model = models.load_model(SCRATCH)
         prepared.check_num_classes(model, PREPARED, SCRATCH)
@@ -45,7 +45,6 @@ def main() -> None:
             model, sparsity, fine_tune, ramp_steps=pruning.ramp_steps(prune.ramp_epochs, len(train[0]), prune.batch_size),
             mask_update_steps=prune.mask_update_steps)
         write_history(HISTORY, history, title=f"scratch control, magnitude pruning to sparsity {sparsity}")
-        run.log_history("magnitude", history)
         models.save_model(model, PRUNED_SCRATCH)
         num_params, nonzero = models.count_params(model)
         run.finish({**metrics, "target_sparsity": sparsity, "params": num_params, "nonzero_params": nonzero},

@@ -35,8 +35,8 @@ def main() -> None:
         metrics, history = training.fit(model, train, val, loss=setup.loss, metric=setup.metric(), epochs=qat_params.epochs,
                                         batch_size=qat_params.batch_size, learning_rate=qat_params.learning_rate,
                                         seed=params.seed, augmentation=StoredViews(VIEWS, augmentation),
-                                        targets_per_view=True, callbacks=[pruning.KeepZeros()])
-        run.log_history("qat", history)
+                                        targets_per_view=True, callbacks=[pruning.KeepZeros()],
+                                        log_epoch=run.log_epoch, curve="qat")
         write_history(HISTORY, history, title=f"quantization-aware training of {qat_params.source}")
         models.save_model(model, MODEL)
         val_images, val_labels = prepared.read_split(PREPARED, "val")

@@ -24,10 +24,8 @@ def main() -> None:
     with stage_run("train_scratch", run_params) as run:
         num_classes = len(prepared.read_class_names(PREPARED))
         train, val, setup, views = student.scratch_inputs(PREPARED, VIEWS, augmentation, student_params, num_classes)
-        metrics, histories = student.train_seeds(train, val, num_classes, student_params, params.seed, setup, views,
-                                                 MODEL_DIR, SELECTED, HISTORY)
-        for seed, history in histories.items():
-            run.log_history(f"seed_{seed}", history)
+        metrics, _ = student.train_seeds(train, val, num_classes, student_params, params.seed, setup, views,
+                                                 MODEL_DIR, SELECTED, HISTORY, log_epoch=run.log_epoch)
         run.finish(metrics, artifacts=history_files(HISTORY))
 
 

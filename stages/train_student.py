@@ -26,10 +26,8 @@ def main() -> None:
                                                                student_params, num_classes, layout.UNLABELED)
         confidence = {} if student_params.teacher_in_loop else distillation.target_confidence(train[1], student_params.temperature)
         train, val, assistants = student.assistant_chain(train, val, num_classes, student_params, params.seed, views)
-        metrics, histories = student.train_seeds(train, val, num_classes, student_params, params.seed, setup, views,
-                                                 MODEL_DIR, SELECTED, HISTORY)
-        for seed, history in histories.items():
-            run.log_history(f"seed_{seed}", history)
+        metrics, _ = student.train_seeds(train, val, num_classes, student_params, params.seed, setup, views,
+                                                 MODEL_DIR, SELECTED, HISTORY, log_epoch=run.log_epoch)
         run.finish({**metrics, **confidence, **({"assistants": assistants} if assistants else {})}, artifacts=history_files(HISTORY))
 
 

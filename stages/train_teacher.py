@@ -17,11 +17,11 @@ def main() -> None:
     strategy = distribute.strategy(teacher_params.distribute)  # first: a multi-worker strategy must precede other TF work
     augmentation = teacher.training_views(teacher_params, Augmentation.from_params(params.augment, params.seed))
 
-    def fit() -> tuple:
-        """(model, metrics, histories, val split), the same on every worker."""
+    def fit(log_epoch=None) -> tuple:
+        """(model, metrics, histories, val split), the same on every worker; the chief logs the curves live."""
         train, val = prepared.read_split(PREPARED, "train"), prepared.read_split(PREPARED, "val")
         return (*teacher.fit(teacher_params, params.seed, train, val, len(prepared.read_class_names(PREPARED)),
-                             augmentation, strategy), val)
+                             augmentation, strategy, log_epoch), val)
 
     if not distribute.is_chief(teacher_params.distribute):
         model, metrics, _, _ = fit()
@@ -30,17 +30,13 @@ def main() -> None:
         return
     run_params = {**params.run_params("train_teacher"), **(augmentation.run_params() if augmentation else {})}
     with stage_run("train_teacher", run_params) as run:
-        model, metrics, histories, val = fit()
+        model, metrics, histories, val = fit(run.log_epoch)
         training.require_above_chance(
             "train_teacher", metrics["val_accuracy"], val[1],
             hint=f"Seen: training accuracy {histories[-1]['accuracy'][-1]:.4f} at the last of {metrics['epochs']} epochs. "
                  "Try a larger train_teacher.patience or epochs, a lower learning_rate, and look at class_counts in "
                  "metrics/preprocess.json; no teacher was written.")
         write_history(HISTORY, *histories)
-        step = 1
-        for phase, history in zip(metrics["phases"], histories):  # one curve across phases, named by phase
-            run.log_history(f"teacher_{phase}", history, first_step=step)
-            step += len(history["loss"])
         models.save_model(model, MODEL)
         print(f"train_teacher: {distribute.task_name()} saved {MODEL}, weights {distribute.weights_digest(model)}",
               flush=True)

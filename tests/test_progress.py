@@ -30,3 +30,18 @@ def test_a_training_without_a_terminal_reports_steps_within_an_epoch(capsys, mon
                  metric=training.accuracy_metric())
     out = capsys.readouterr().out
     assert f"{model.name}: epoch 1, step 1/4, loss " in out and f"{model.name}: epoch 1, step 3/4" in out
+
+
+def test_a_training_reports_each_epoch_to_log_epoch_as_it_ends():
+    """The MLflow UI once showed a stage's curves only after its fit ended: a ten-minute teacher showed nothing."""
+    import keras
+
+    images = np.random.default_rng(0).integers(0, 255, (32, 8, 8, 1)).astype(np.uint8)
+    labels = np.arange(32) % 2
+    seen = []
+    training.fit(build_cnn((8, 8, 1), 2, [4]), (images, labels), (images[:8], labels[:8]), epochs=3, batch_size=16,
+                 learning_rate=1e-3, seed=0, loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                 metric=training.accuracy_metric(), log_epoch=lambda *args: seen.append(args), curve="seed_7",
+                 first_step=4)
+    assert [(curve, step) for curve, step, _ in seen] == [("seed_7", 4), ("seed_7", 5), ("seed_7", 6)]
+    assert {"loss", "accuracy", "val_loss", "val_accuracy"} <= set(seen[0][2])

@@ -265,6 +265,34 @@ def test_a_store_locked_at_the_start_stops_the_stage_before_any_work(store):
     assert "late: stopped before any work: the MLflow store" in done.stderr and "Traceback" not in done.stderr, done.stderr
 
 
+LIVE_STAGE = """
+import sys, time
+from tinygray.pipeline.tracking import stage_run
+with stage_run("live", {"x": 1}) as run:
+    run.log_epoch("seed_42", 1, {"val_accuracy": 0.5})
+    print("started", flush=True)
+    time.sleep(60)
+    run.finish({"val_accuracy": 0.5})
+"""
+
+
+def test_an_epoch_logged_during_a_stage_is_in_mlflow_before_the_stage_ends(store):
+    tmp_path, env = store
+    (tmp_path / "stage.py").write_text(LIVE_STAGE)
+    process = start(tmp_path, env, "live", 60)
+    try:
+        found, _ = runs(tmp_path)
+        assert found["live"].info.status == "RUNNING"
+        from mlflow import MlflowClient
+
+        client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
+        [entry] = client.get_metric_history(found["live"].info.run_id, "seed_42/val_accuracy")
+        assert (entry.step, entry.value) == (1, 0.5)
+    finally:
+        process.terminate()
+        process.wait(30)
+
+
 def test_a_new_sqlite_store_is_created_by_one_stage_at_a_time(tmp_path):
     """Two queued experiments (`dvc queue start -j 2`) starting on a missing mlflow.db both ran MLflow's
     migrations and one failed; a stage now creates the store under a file lock, and waits while another holds it."""

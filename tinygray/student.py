@@ -148,7 +148,8 @@ def scratch_inputs(prepared_dir, views_dir, augmentation: Augmentation, p: Train
 
 
 def train_one(widths: list[int], train: tuple, val: tuple, num_classes: int, p: TrainStudent, seed: int, setup: Setup,
-              augmentation: Augmentation, name: str = "student") -> tuple[keras.Model, dict, dict]:
+              augmentation: Augmentation, name: str = "student",
+              log_epoch: training.EpochLog | None = None) -> tuple[keras.Model, dict, dict]:
     training.seed_everything(seed)
     model = build_for(p, train[0].shape[1:], num_classes, widths=widths, inherit_from=setup.inherit_from, name=name)
     fitted = model if setup.teacher is None else TeacherInTheLoop(model, setup.teacher, p.temperature, p.alpha, p.dkd_beta)
@@ -156,7 +157,7 @@ def train_one(widths: list[int], train: tuple, val: tuple, num_classes: int, p: 
         fitted, train, val, loss=setup.loss, metric=setup.metric(),
         epochs=p.epochs, batch_size=p.batch_size, learning_rate=p.learning_rate, patience=p.patience,
         schedule=p.schedule, seed=seed, augmentation=augmentation, targets_per_view=setup.targets_per_view,
-        mixup=setup.mixup)
+        mixup=setup.mixup, log_epoch=log_epoch, curve=f"seed_{seed}")
     return model, metrics, history
 
 
@@ -178,18 +179,19 @@ def assistant_chain(train: tuple, val: tuple, num_classes: int, p: TrainStudent,
 
 def train_seeds(train: tuple, val: tuple, num_classes: int, p: TrainStudent, first_seed: int, setup: Setup,
                 augmentation: Augmentation,
-                model_dir: Path | str, selected_path: Path | str, history_csv: Path | str) -> tuple[dict, dict]:
+                model_dir: Path | str, selected_path: Path | str, history_csv: Path | str,
+                log_epoch: training.EpochLog | None = None) -> tuple[dict, dict]:
     """Train one student per seed into model_dir/seed_<s>.keras (all or nothing), and copy the one
     select_seed picks to `selected_path`, the single file later stages read; its curves go to history_csv.
     Returns the stage metrics (the selected seed's, which seed that is, and every seed's) and every seed's
-    per-epoch history."""
+    per-epoch history (each seed's curve also goes to `log_epoch` as it trains, as seed_<s>)."""
     per_seed, histories, params = {}, {}, None
     with atomic_output(model_dir) as staging:
         staging.mkdir()
         for number, seed in enumerate(seeds(p, first_seed), start=1):
             print(f"{Path(model_dir).name}: seed {seed} ({number}/{p.num_seeds})", flush=True)
             model, metrics, histories[str(seed)] = train_one(p.widths, train, val, num_classes, p, seed, setup,
-                                                             augmentation)
+                                                             augmentation, log_epoch=log_epoch)
             training.require_above_chance(
                 f"{Path(model_dir).name} seed {seed}", metrics["val_accuracy"], labels_of(val[1], num_classes),
                 hint=f"It trained {metrics['epochs']} epochs; try a larger train_student.learning_rate or epochs, or "

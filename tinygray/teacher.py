@@ -96,11 +96,12 @@ def set_trainable(backbone: keras.Model, *, pretrained: bool, unfreeze_top_layer
 
 
 def train(teacher: keras.Model, train_split: tuple, val_split: tuple, p: TrainTeacher, seed: int,
-          augmentation: Augmentation | None = None) -> tuple[dict, list[dict]]:
+          augmentation: Augmentation | None = None, log_epoch: training.EpochLog | None = None) -> tuple[dict, list[dict]]:
     """Returns the stage's training metrics and one history per phase. With an `augment.Augmentation`
-    (train_teacher.augment), epoch e trains on view e mod views of every image, the views the student sees."""
+    (train_teacher.augment), epoch e trains on view e mod views of every image, the views the student sees.
+    `log_epoch` gets each phase's curve (teacher_frozen, teacher_finetune) as it trains, numbered across phases."""
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    common = dict(loss=loss, batch_size=p.batch_size, seed=seed, augmentation=augmentation)
+    common = dict(loss=loss, batch_size=p.batch_size, seed=seed, augmentation=augmentation, log_epoch=log_epoch)
     backbone = backbone_of(teacher)
     pretrained = is_pretrained(p)
     phases, histories = {}, []
@@ -108,14 +109,15 @@ def train(teacher: keras.Model, train_split: tuple, val_split: tuple, p: TrainTe
         backbone.trainable = False
         phases["frozen"], history = training.fit(
             teacher, train_split, val_split, metric=training.accuracy_metric(), epochs=p.frozen_epochs,
-            learning_rate=p.learning_rate, **common)
+            learning_rate=p.learning_rate, curve="teacher_frozen", **common)
         histories.append(history)
     if backbone is not None:
         set_trainable(backbone, pretrained=pretrained, unfreeze_top_layers=p.unfreeze_top_layers)
-    phases["finetune" if pretrained else "train"], history = training.fit(
+    phase = "finetune" if pretrained else "train"
+    phases[phase], history = training.fit(
         teacher, train_split, val_split, metric=training.accuracy_metric(), epochs=p.epochs,
         learning_rate=p.finetune_learning_rate if pretrained else p.learning_rate,
-        patience=p.patience, **common)
+        patience=p.patience, curve=f"teacher_{phase}", first_step=1 + sum(len(h["loss"]) for h in histories), **common)
     histories.append(history)
     last = list(phases.values())[-1]
     metrics = {
@@ -136,12 +138,13 @@ def training_views(p: TrainTeacher, augmentation: Augmentation) -> Augmentation 
 
 
 def fit(p: TrainTeacher, seed: int, train_split: tuple, val_split: tuple, num_classes: int,
-        augmentation: Augmentation | None = None, strategy=None) -> tuple[keras.Model, dict, list[dict]]:
+        augmentation: Augmentation | None = None, strategy=None,
+        log_epoch: training.EpochLog | None = None) -> tuple[keras.Model, dict, list[dict]]:
     """Seed, build and train a teacher (inside a tf.distribute strategy's scope when given): the train_teacher
     stage and scripts/out_of_fold_targets.py train it the same way. Returns (model, metrics, histories)."""
     training.seed_everything(seed)
     use_mixed_precision(p.mixed_precision)
     with strategy.scope() if strategy is not None else contextlib.nullcontext():
         model = build_teacher(train_split[0].shape[1:], num_classes, p)
-        metrics, histories = train(model, train_split, val_split, p, seed, augmentation)
+        metrics, histories = train(model, train_split, val_split, p, seed, augmentation, log_epoch)
     return model, metrics, histories

@@ -2,12 +2,15 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import keras
 import numpy as np
 
 from tinygray import progress
 
+# (curve, step, {metric: value}): what training.fit reports after each epoch to whoever records it
+EpochLog = Callable[[str, int, dict], None]
 
 
 class Batches(keras.utils.PyDataset):
@@ -162,7 +165,8 @@ SCHEDULES = ("plateau", "cosine")
 def fit(model: keras.Model, train: tuple, val: tuple, *, loss, metric: keras.metrics.Metric,
         epochs: int, batch_size: int, learning_rate: float, seed: int, patience: int | None = None,
         schedule: str = "plateau", callbacks: list | None = None, augmentation=None,
-        targets_per_view: bool = False, mixup: float = 0.0) -> tuple[dict, dict]:
+        targets_per_view: bool = False, mixup: float = 0.0, log_epoch: EpochLog | None = None,
+        curve: str = "", first_step: int = 1) -> tuple[dict, dict]:
     """Train with Adam on batches streamed from the (memory-mapped) arrays, shuffled from `seed`, each
     epoch on the next augmented view if `augmentation` is given (Batches). Returns (metrics, history).
 
@@ -171,7 +175,10 @@ def fit(model: keras.Model, train: tuple, val: tuple, *, loss, metric: keras.met
     "plateau" cuts it when validation loss stalls and stops after `patience` epochs without a gain;
     "cosine" decays it to zero over exactly `epochs` epochs and never stops early, so every run costs the
     same and no run pays a patience tail after its best epoch. Without `patience`: constant step size,
-    the last epoch's weights (fine-tuning, where callbacks own the weights)."""
+    the last epoch's weights (fine-tuning, where callbacks own the weights).
+
+    `log_epoch(curve, step, metrics)` is called at the end of every epoch (step = first_step + epoch - 1), so a
+    stage can send each curve to MLflow while the training runs (StageRun.log_epoch)."""
     if schedule not in SCHEDULES:
         raise ValueError(f"unknown schedule {schedule!r}; choose one of {SCHEDULES}")
     train_batches = Batches(*train, batch_size, seed=seed, augmentation=augmentation, targets_per_view=targets_per_view,
@@ -193,6 +200,9 @@ def fit(model: keras.Model, train: tuple, val: tuple, *, loss, metric: keras.met
     callbacks.append(RecalibrateBatchNorm(train[0], batch_size, seed=seed))
     model.compile(optimizer=keras.optimizers.Adam(step_size), loss=loss, metrics=[metric])
     start = time.perf_counter()
+    if log_epoch is not None:
+        callbacks.append(keras.callbacks.LambdaCallback(
+            on_epoch_end=lambda epoch, logs: log_epoch(curve, first_step + epoch, dict(logs or {}))))
     # a progress bar within each epoch on a terminal; elsewhere a line per epoch and one every ~20 s within it
     if not progress.on_terminal():
         callbacks.append(EpochProgress(model.name, len(train_batches)))

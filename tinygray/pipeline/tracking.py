@@ -54,6 +54,13 @@ class StageRun:
             _log_batches(self.parent_id, [Metric(_metric_name(key), float(value), timestamp, 0)
                                           for key, value in metrics.items()])
 
+    def log_epoch(self, curve: str, step: int, values: dict[str, float]) -> None:
+        """One epoch of a training, sent while it runs (training.fit's log_epoch), so the MLflow UI draws the
+        curves of a ten-minute teacher as it trains: `<curve>/val_accuracy` at step = epoch."""
+        timestamp = int(time.time() * 1000)
+        _log_batches(self.run.info.run_id, [Metric(_metric_name(f"{curve}/{key}"), float(value), timestamp, step)
+                                            for key, value in values.items()])
+
     def log_history(self, prefix: str, history: dict[str, list[float]], first_step: int = 1) -> None:
         """Per-epoch curves as MLflow metric histories (one entry per epoch, step = epoch), so the UI draws
         them and compares runs: `<prefix>/val_accuracy` and so on."""
