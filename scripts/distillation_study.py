@@ -2,7 +2,7 @@
 teacher the pipeline already made (data/prepared, models/teacher.keras), scored on the test split.
 
     python scripts/distillation_study.py RESULTS.jsonl NAME [key=value ...] [--seeds 42,43,44] [--kinds distilled,scratch]
-                                         [--targets DIR] [--unlabeled-dir DIR]
+                                         [--targets DIR] [--unlabeled-dir DIR] [--int8]
     python scripts/distillation_study.py RESULTS.jsonl NAME --score-pipeline
 
 Each key is a train_student or augment parameter (train_student.temperature=2, augment.views=32, ...), the
@@ -97,6 +97,8 @@ def main() -> None:
                         help="a folder of views and teacher logits to distil from instead (scripts/out_of_fold_targets.py)")
     parser.add_argument("--score-pipeline", action="store_true",
                         help="score every seed of models/student and models/scratch instead of training")
+    parser.add_argument("--int8", action="store_true",
+                        help="also convert each student to int8 TFLite and record its bytes and test accuracy")
     parser.add_argument("--unlabeled-dir", type=Path, default=None,
                         help="a folder of images without labels for the distilled students (as preprocess.unlabeled_dir)")
     args = parser.parse_args()
@@ -139,6 +141,24 @@ def main() -> None:
                    time.perf_counter() - start)
 
 
+def int8_file(model, test_images, test_labels) -> dict:
+    """The student as the quantize stage converts it to int8 (calibrated on training images): its bytes and its
+    test accuracy through the LiteRT interpreter, for a point of the size/accuracy curve without a pipeline run."""
+    import tempfile
+
+    from tinygray import litert, quantization
+
+    params = load_params()
+    representative = quantization.representative_dataset(prepared.read_split(PREPARED, "train")[0],
+                                                         params.quantize.representative_samples, params.seed)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "student_int8.tflite"
+        path.write_bytes(quantization.convert(model, "int8", representative=representative))
+        logits = litert.TFLiteModel(path).predict(test_images)
+        return {"int8_bytes": path.stat().st_size,
+                "int8_test_accuracy": round(float(np.mean(logits.argmax(axis=1) == test_labels)), 4)}
+
+
 def record(args, kind: str, seed: int, model, metrics: dict | None, test_images, test_labels, teacher_predictions,
            num_unlabeled: int, seconds: float) -> None:
     """One JSON line for one student: its validation (None: not trained here) and test accuracy, fidelity, and
@@ -151,6 +171,8 @@ def record(args, kind: str, seed: int, model, metrics: dict | None, test_images,
             "epochs": metrics and metrics["epochs"], "best_epoch": metrics and metrics["best_epoch"],
             "params": models.count_params(model)[0], "seconds": round(seconds, 1),
             "correct": np.packbits(predicted == test_labels).tobytes().hex()}
+    if args.int8:
+        line.update(int8_file(model, test_images, test_labels))
     with args.results.open("a") as f:
         f.write(json.dumps(line) + "\n")
     print(f"{args.name} {kind} seed {seed}: test {line['test_accuracy']:.4f} fidelity {line['fidelity']:.4f}", flush=True)
