@@ -137,3 +137,18 @@ def test_every_stage_reruns_on_every_parameter_its_script_reads():
             # a section used whole may list only the keys that shape the outputs (the teacher: not augment.views)
             assert key in listed or section in listed or (key == section and any(
                 p.startswith(section + ".") for p in listed)), (name, key)
+
+
+def test_the_committed_stage_times_list_every_stage_of_the_default_run():
+    """README's and docs/results.md's time of the default run is a file a reader can check: metrics/stage_times.md,
+    written by scripts/stage_times.py after the reference `dvc repro`."""
+    import re
+    import sys
+
+    sys.path.insert(0, str(REPO / "scripts"))
+    from stage_times import stage_names
+
+    table = (REPO / "metrics" / "stage_times.md").read_text()
+    listed = re.findall(r"^\| ([\w@]+) \| [\d,]+ \|", table, flags=re.M)
+    assert listed == [name for name in stage_names()]
+    assert re.search(r"^\| \*\*total\*\* \| \*\*[\d,]+\*\* \|", table, flags=re.M)
