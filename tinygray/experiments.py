@@ -1,6 +1,6 @@
 """The headline of every DVC experiment in one table that fits a terminal: `python -m tinygray.experiments`.
 
-`dvc exp show` lists every parameter (about 100 columns here) beside metrics/headline.json, so at 160 columns
+`dvc exp show` lists every parameter and metric (about 370 columns here), so at 160 columns
 it shows `… … …`; this reads its `--json` output and prints one row per commit or experiment with what a
 person compares: the parameters that differ from the first row's, the shipped model's test accuracy, its loss
 against the teacher, its size, and the distilled students against their scratch controls.

@@ -23,8 +23,8 @@ TFLITE = MODELS / "tflite"
 METRICS = Path("metrics")
 HISTORY = METRICS / "history"
 DUPLICATES = METRICS / "preprocess_duplicates.csv"
-# the only file declared as DVC metrics: the few figures `dvc metrics show/diff` and `dvc exp show` compare,
-# in one row that fits a terminal (the stages' own metrics/<stage>.json are plain outputs beside it)
+# the few figures a reviewer compares, written by the benchmark, in one row that fits a terminal:
+# `dvc metrics show metrics/headline.json` (the stages' own metrics/<stage>.json are declared metrics too)
 HEADLINE = METRICS / "headline.json"
 FRONTIER_DATA = METRICS / "plots" / "frontier.json"
 REPORTS = Path("reports")
