@@ -306,8 +306,7 @@ def comparisons(result: Benchmark, labels: np.ndarray, shipped: str) -> dict:
 def headline_figures(metrics: dict) -> dict:
     """metrics/headline.json from the benchmark's metrics: the teacher's and the shipped file's test accuracy,
     the shipped file's size, the distilled students against their scratch controls and the paired p-value, in
-    one narrow row of `dvc metrics show metrics/headline.json` (every stage's metrics together, 270 keys, are
-    5,400 characters wide)."""
+    one narrow row of `dvc metrics show` (every stage's full metrics, 270 keys, made it 5,400 characters wide)."""
     headline, seeds = metrics["headline"], metrics["seeds"]
     return {
         "teacher": headline["teacher"]["accuracy"],
