@@ -1,0 +1,43 @@
+"""tinygray.training: the BatchNorm recalibration before each validation."""
+import keras
+import numpy as np
+
+from tinygray import models, training
+from conftest import randomize_batch_norms
+
+
+def test_recalibration_sets_each_trainable_batch_norm_to_the_mean_of_its_batch_statistics(digits_split):
+    """RecalibrateBatchNorm's compiled passes give what eight eager training-mode passes with momentum k/(k+1)
+    give (the plain running mean of the batches' statistics); a frozen layer keeps its statistics."""
+    images = digits_split["train"][0]
+    keras.utils.set_random_seed(0)
+    model = models.build_cnn(images.shape[1:], 10, [4, 8])
+    randomize_batch_norms(model)
+    model.get_layer("block1_bn0").trainable = False
+    frozen = [np.asarray(w) for w in model.get_layer("block1_bn0").get_weights()]
+    eager = models.uncompiled_copy(model)
+    eager.get_layer("block1_bn0").trainable = False
+
+    callback = training.RecalibrateBatchNorm(images, batch_size=32, num_batches=5, seed=3)
+    callback.set_model(model)
+    callback.on_test_begin()
+
+    layers = [layer for layer in eager.layers if isinstance(layer, keras.layers.BatchNormalization) and layer.trainable]
+    for layer in layers:
+        layer.moving_mean.assign(np.zeros(layer.moving_mean.shape))
+        layer.moving_variance.assign(np.ones(layer.moving_variance.shape))
+    order = np.random.default_rng(3).permutation(len(images))
+    for k in range(5):
+        for layer in layers:
+            layer.momentum = k / (k + 1)
+        eager(np.asarray(images[np.sort(order[k * 32:(k + 1) * 32])], dtype="float32"), training=True)
+
+    mine, expected = model.get_layer("block0_bn0"), eager.get_layer("block0_bn0")
+    np.testing.assert_allclose(np.asarray(mine.moving_mean), np.asarray(expected.moving_mean), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(mine.moving_variance), np.asarray(expected.moving_variance), rtol=1e-4, atol=1e-5)
+    assert mine.momentum == models.BN_MOMENTUM  # restored for training
+    for kept, now in zip(frozen, model.get_layer("block1_bn0").get_weights()):
+        np.testing.assert_array_equal(kept, now)
+    callback.on_test_begin()  # a second validation reuses the compiled pass and gives the same statistics
+    np.testing.assert_allclose(np.asarray(model.get_layer("block0_bn0").moving_mean),
+                               np.asarray(eager.get_layer("block0_bn0").moving_mean), rtol=1e-4, atol=1e-5)
