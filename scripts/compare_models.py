@@ -1,8 +1,11 @@
-"""Two Keras models on the same prepared test images: each one's accuracy with its 95% Wilson interval, and
+"""Two models (.keras or .tflite files) on the same prepared test images: each one's accuracy with its 95% Wilson interval, and
 McNemar's exact test of the difference (tinygray.stats). For comparisons the pipeline does not make itself,
 such as an ImageNet teacher against a `cnn` teacher trained from scratch on the same split:
 
     python scripts/compare_models.py imagenet_teacher.keras cnn_teacher.keras [--prepared data/prepared] [--json out.json]
+
+or the shipped file of one run against another's (old_shipped.tflite new_shipped.tflite), as the LiteRT
+interpreter runs it.
 """
 from __future__ import annotations
 
@@ -21,7 +24,12 @@ def compare(paths: list[Path], prepared_dir: Path) -> dict:
     images, labels = prepared.read_split(prepared_dir, "test")
     correct, result = {}, {"test_images": int(len(labels)), "models": {}}
     for path in paths:
-        predicted = models.load_model(path).predict(np.asarray(images), batch_size=64, verbose=0).argmax(axis=1)
+        if path.suffix == ".tflite":
+            from tinygray.litert import TFLiteModel
+
+            predicted = TFLiteModel(path).predict(np.asarray(images)).argmax(axis=1)
+        else:
+            predicted = models.load_model(path).predict(np.asarray(images), batch_size=64, verbose=0).argmax(axis=1)
         correct[path] = predicted == labels
         low, high = stats.wilson_interval(int(correct[path].sum()), len(labels))
         result["models"][str(path)] = {"accuracy": round(float(correct[path].mean()), 4),

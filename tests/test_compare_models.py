@@ -14,14 +14,19 @@ compare_models = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(compare_models)
 
 
-def test_two_models_are_scored_on_the_same_test_images(tmp_path):
-    import keras
-
+def prepared_noise(folder):
+    """40 random 8x8 images of 3 classes as every split of a prepared folder; returns (images, labels)."""
     rng = np.random.default_rng(0)
     images = rng.integers(0, 255, (40, 8, 8, 1)).astype(np.uint8)
     labels = rng.integers(0, 3, 40)
-    prepared.write_prepared(tmp_path / "prepared", {split: (images, labels) for split in ("train", "val", "test")},
-                            ["a", "b", "c"])
+    prepared.write_prepared(folder, {split: (images, labels) for split in ("train", "val", "test")}, ["a", "b", "c"])
+    return images, labels
+
+
+def test_two_models_are_scored_on_the_same_test_images(tmp_path):
+    import keras
+
+    images, labels = prepared_noise(tmp_path / "prepared")
     paths = []
     for seed in (1, 2):
         keras.utils.set_random_seed(seed)
@@ -38,3 +43,20 @@ def test_two_models_are_scored_on_the_same_test_images(tmp_path):
     missing = subprocess.run([sys.executable, str(REPO / "scripts" / "compare_models.py"), str(paths[0]),
                               str(tmp_path / "nope.keras")], capture_output=True, text=True)
     assert missing.returncode == 2 and "nope.keras: no such model file" in missing.stderr
+
+
+def test_a_tflite_file_is_scored_as_the_litert_interpreter_runs_it(tmp_path):
+    """The shipped file of one run against another's (issue 40's old-against-new check) is a .tflite file."""
+    import keras
+
+    from tinygray import quantization
+
+    images, labels = prepared_noise(tmp_path / "prepared")
+    keras.utils.set_random_seed(1)
+    model = models.build_cnn((8, 8, 1), 3, [4])
+    models.save_model(model, tmp_path / "m.keras")
+    (tmp_path / "m.tflite").write_bytes(quantization.convert(model, "float32"))
+    result = compare_models.compare([tmp_path / "m.keras", tmp_path / "m.tflite"], tmp_path / "prepared")
+    keras_accuracy = float(np.mean(model.predict(images, verbose=0).argmax(1) == labels))
+    assert result["models"][str(tmp_path / "m.tflite")]["accuracy"] == round(keras_accuracy, 4)
+    assert (result["mcnemar"]["b01"], result["mcnemar"]["b10"]) == (0, 0)  # float32: the same answers
