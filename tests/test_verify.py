@@ -10,10 +10,12 @@ from stage_helpers import run
 REPO = Path(__file__).resolve().parents[1]
 DVC_YAML = """stages:
   make:
-    cmd: python -c "import pathlib; p = pathlib.Path('out'); p.mkdir(exist_ok=True); (p / 'a.bin').write_bytes(b'a' * 4096); pathlib.Path('model.bin').write_bytes(b'm' * 4096)"
+    cmd: python -c "import pathlib; p = pathlib.Path('out'); p.mkdir(exist_ok=True); (p / 'a.bin').write_bytes(b'a' * 4096); pathlib.Path('model.bin').write_bytes(b'm' * 4096); r = pathlib.Path('reports'); r.mkdir(exist_ok=True); (r / 'r.md').write_text('report')"
     outs:
       - out
       - model.bin
+      - reports:        # a folder kept out of DVC's cache, as the benchmark's reports/: git holds it
+          cache: false
 """
 
 
