@@ -75,8 +75,8 @@ class EpochProgress(keras.callbacks.Callback):
     end. On a terminal training.fit shows Keras' progress bar instead."""
 
     # Keras may call it from a worker thread, after the step: a callback with a per-step hook that is not async_safe
-    # makes every step wait for the previous one and copy its logs to NumPy (a third of a 14-px student's epoch
-    # under JAX: scripts/speed_levers.py); this one only reads the loss when it prints
+    # makes every step wait for the previous one and copy its logs to NumPy (what that costs a 14-px student's
+    # epoch under JAX: docs/results.md, "Where the time goes"); this one only reads the loss when it prints
     async_safe = True
 
     def __init__(self, name: str, steps_per_epoch: int):
@@ -116,7 +116,7 @@ class RecalibrateBatchNorm(keras.callbacks.Callback):
             return
         # With momentum 0 a training-mode pass leaves each layer's moving statistics at the batch's own, so the
         # mean over the batches is the exact running mean; one compiled pass per batch instead of an eager one
-        # (8% of a 14-px student's epoch under JAX: scripts/speed_levers.py)
+        # (what that saves: docs/results.md, "Where the time goes")
         momenta = [layer.momentum for layer in layers]
         for layer in layers:
             layer.momentum = 0.0
