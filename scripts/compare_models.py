@@ -16,21 +16,26 @@ from pathlib import Path
 from tinygray.pipeline import layout
 
 
+def right_answers(path: Path, images, labels):
+    """Per image: whether the model file gets it right, a .tflite file as the LiteRT interpreter runs it."""
+    if path.suffix == ".tflite":
+        from tinygray.litert import TFLiteModel
+
+        return TFLiteModel(path).predict(images).argmax(axis=1) == labels
+    from tinygray import models, qat  # noqa: F401  qat: registers the layers of a qat.keras file
+
+    return models.load_model(path).predict(images, batch_size=64, verbose=0).argmax(axis=1) == labels
+
+
 def compare(paths: list[Path], prepared_dir: Path) -> dict:
     import numpy as np
 
-    from tinygray import models, prepared, qat, stats  # noqa: F401  qat: registers the layers of a qat.keras file
+    from tinygray import prepared, stats
 
     images, labels = prepared.read_split(prepared_dir, "test")
     correct, result = {}, {"test_images": int(len(labels)), "models": {}}
     for path in paths:
-        if path.suffix == ".tflite":
-            from tinygray.litert import TFLiteModel
-
-            predicted = TFLiteModel(path).predict(np.asarray(images)).argmax(axis=1)
-        else:
-            predicted = models.load_model(path).predict(np.asarray(images), batch_size=64, verbose=0).argmax(axis=1)
-        correct[path] = predicted == labels
+        correct[path] = right_answers(path, np.asarray(images), labels)
         low, high = stats.wilson_interval(int(correct[path].sum()), len(labels))
         result["models"][str(path)] = {"accuracy": round(float(correct[path].mean()), 4),
                                        "interval_95": [round(low, 4), round(high, 4)]}

@@ -16,18 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from compare_models import right_answers  # scripts/, beside this file
 from tinygray.pipeline import layout
-
-
-def correct(path: Path, images: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """Per test image: whether the model file (.keras or .tflite) gets it right."""
-    if path.suffix == ".tflite":
-        from tinygray.litert import TFLiteModel
-
-        return TFLiteModel(path).predict(images).argmax(axis=1) == labels
-    from tinygray import models
-
-    return models.load_model(path).predict(images, batch_size=256, verbose=0).argmax(axis=1) == labels
 
 
 def shipped_file(run: Path) -> Path:
@@ -51,12 +41,12 @@ def compare(old: Path, new: Path, prepared_dir: Path) -> dict:
             runs[name] = {"mean": seeds["accuracy_mean"], "std": seeds["accuracy_std"], "accuracies": seeds["accuracies"]}
         runs["new_mean_within_one_old_std"] = abs(runs["new"]["mean"] - runs["old"]["mean"]) <= runs["old"]["std"] + 1e-9
         runs["mcnemar_by_seed"] = {
-            seed: stats.mcnemar(correct(old / "models" / folder / f"seed_{seed}.keras", images, labels),
-                                correct(new / "models" / folder / f"seed_{seed}.keras", images, labels))
+            seed: stats.mcnemar(right_answers(old / "models" / folder / f"seed_{seed}.keras", images, labels),
+                                right_answers(new / "models" / folder / f"seed_{seed}.keras", images, labels))
             for seed in runs["old"]["accuracies"] if (new / "models" / folder / f"seed_{seed}.keras").is_file()}
         result[kind] = runs
     old_shipped, new_shipped = shipped_file(old), shipped_file(new)
-    old_correct, new_correct = correct(old_shipped, images, labels), correct(new_shipped, images, labels)
+    old_correct, new_correct = right_answers(old_shipped, images, labels), right_answers(new_shipped, images, labels)
     low, high = stats.wilson_interval(int(old_correct.sum()), len(labels))
     result["shipped"] = {
         "old": {"file": old_shipped.name, "bytes": old_shipped.stat().st_size, "accuracy": round(float(old_correct.mean()), 4),

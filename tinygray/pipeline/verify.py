@@ -16,6 +16,8 @@ from pathlib import Path
 
 import yaml
 
+from tinygray.pipeline.params import uncached_outputs
+
 CHUNK = 1 << 20
 
 
@@ -47,16 +49,13 @@ def differs(md5: str, cache: Path) -> str:
     return problem
 
 
-def dvc_repo(root: Path) -> tuple[Path, set[str], set[str]]:
-    """DVC's cache of md5-addressed files (`dvc cache dir`, files/md5 under it), the names of the stages
-    dvc.yaml defines now (dvc.lock may keep the entry of a stage since removed) and the outputs it keeps out of
-    the cache (`cache: false`, such as reports/: git holds them)."""
+def dvc_repo(root: Path) -> tuple[Path, set[str]]:
+    """DVC's cache of md5-addressed files (`dvc cache dir`, files/md5 under it) and the names of the stages
+    dvc.yaml defines now (dvc.lock may keep the entry of a stage since removed)."""
     from dvc.repo import Repo
 
     with Repo(str(root)) as repo:
-        stages = repo.index.stages
-        uncached = {str(out.def_path) for stage in stages for out in stage.outs if not out.use_cache}
-        return Path(repo.cache.local.path), {stage.addressing for stage in stages}, uncached
+        return Path(repo.cache.local.path), {stage.addressing for stage in repo.index.stages}
 
 
 def check(root: Path = Path(".")) -> tuple[list[Finding], int]:
@@ -65,7 +64,7 @@ def check(root: Path = Path(".")) -> tuple[list[Finding], int]:
     if not lock_path.is_file():
         raise SystemExit(f"{lock_path}: not found; run `dvc repro` first")
     stages = (yaml.safe_load(lock_path.read_text()) or {}).get("stages", {})
-    cache, defined, uncached = dvc_repo(root)
+    cache, defined = dvc_repo(root)
     findings, hashed = [], 0
     for stage, entry in stages.items():
         for out in entry.get("outs", []) if stage in defined else []:
@@ -81,7 +80,8 @@ def check(root: Path = Path(".")) -> tuple[list[Finding], int]:
                     findings.append(Finding(stage, out["path"], differs(expected, cache)))
                 continue
             manifest = cache / expected[:2] / expected[2:]
-            if out["path"] in uncached:  # DVC keeps no list of an uncached folder's files, and no copy to damage
+            # a `cache: false` folder (reports/): DVC keeps no list of its files and no copy to damage; git holds it
+            if out["path"] in uncached_outputs(stage, root / "dvc.yaml"):
                 continue
             if not manifest.is_file():
                 findings.append(Finding(stage, out["path"], f"DVC's list of its files ({manifest}) is not in the cache, "
