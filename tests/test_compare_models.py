@@ -60,3 +60,37 @@ def test_a_tflite_file_is_scored_as_the_litert_interpreter_runs_it(tmp_path):
     keras_accuracy = float(np.mean(model.predict(images, verbose=0).argmax(1) == labels))
     assert result["models"][str(tmp_path / "m.tflite")]["accuracy"] == round(keras_accuracy, 4)
     assert (result["mcnemar"]["b01"], result["mcnemar"]["b10"]) == (0, 0)  # float32: the same answers
+
+
+def test_two_runs_are_judged_by_seed_spread_interval_and_mcnemar(tmp_path):
+    """scripts/compare_runs.py, the old-against-new check of a change of defaults: the same files in both runs
+    agree on every image, so every McNemar p is 1, the means are within one seed std and the shipped file
+    lies inside its own interval; a new mean further off than the old std is flagged."""
+    import json
+
+    import keras
+
+    from tinygray import quantization
+
+    spec = importlib.util.spec_from_file_location("compare_runs", REPO / "scripts" / "compare_runs.py")
+    sys.path.insert(0, str(REPO / "scripts"))
+    compare_runs = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(compare_runs)
+    prepared_noise(tmp_path / "prepared")
+    keras.utils.set_random_seed(1)
+    model = models.build_cnn((8, 8, 1), 3, [4])
+    for run, distilled_mean in (("old", 0.5), ("new", 0.6)):
+        for folder in ("student", "scratch"):
+            models.save_model(model, tmp_path / run / "models" / folder / "seed_42.keras")
+        (tmp_path / run / "models" / "tflite" / "student").mkdir(parents=True)
+        (tmp_path / run / "models" / "tflite" / "student" / "student_float32.tflite").write_bytes(
+            quantization.convert(model, "float32"))
+        seeds = {kind: {"accuracy_mean": mean, "accuracy_std": 0.05, "accuracies": {"42": mean}}
+                 for kind, mean in (("distilled", distilled_mean), ("scratch", 0.5))}
+        (tmp_path / run / "metrics").mkdir()
+        (tmp_path / run / "metrics" / "benchmark.json").write_text(json.dumps({"shipped": "student_float32", "seeds": seeds}))
+    result = compare_runs.compare(tmp_path / "old", tmp_path / "new", tmp_path / "prepared")
+    assert result["scratch"]["new_mean_within_one_old_std"] and not result["distilled"]["new_mean_within_one_old_std"]
+    assert result["distilled"]["mcnemar_by_seed"]["42"]["p_value"] == 1.0
+    assert result["shipped"]["new_inside_old_interval"] and result["shipped"]["mcnemar"]["p_value"] == 1.0
+    assert result["shipped"]["old"]["file"] == "student_float32.tflite"
