@@ -51,8 +51,11 @@ print(sorted(m for m in ("tensorflow", "keras", "jax", "scipy") if m in sys.modu
 """
 
 
-@pytest.fixture
-def registered(tmp_path):
+@pytest.fixture(scope="module")
+def registered(tmp_path_factory):
+    """One registration shared by the tests of this file (each took 10 s to make its own); the one test that
+    registers more versions runs last."""
+    tmp_path = tmp_path_factory.mktemp("registry")
     (tmp_path / "register.py").write_text(REGISTER)
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db", "PIPELINE_RUN_ID": "reg-1",
            "MLFLOW_DISABLE_TELEMETRY": "true"}
@@ -93,22 +96,6 @@ def test_the_registered_model_has_a_signature_an_example_exact_requirements_and_
         mlflow.set_tracking_uri(None)
 
 
-def test_the_same_file_adds_no_version_and_a_new_file_moves_the_alias(registered):
-    from mlflow import MlflowClient
-
-    tmp_path, env, _, _ = registered
-    versions = []
-    for seed in ("0", "1"):  # seed 0: the same weights, the same file; seed 1: another file
-        done = subprocess.run([sys.executable, "register.py", seed], cwd=tmp_path, env={**env, "PIPELINE_RUN_ID": seed},
-                              capture_output=True, text=True, timeout=300)
-        assert done.returncode == 0, done.stderr[-3000:]
-        versions.append(done.stdout.strip().splitlines()[-1])
-    assert versions == ["1", "2"]
-    client = MlflowClient(tracking_uri=env["MLFLOW_TRACKING_URI"])
-    assert len(client.search_model_versions("name = 'tinygray-shipped'")) == 2
-    assert str(client.get_model_version_by_alias("tinygray-shipped", "shipped").version) == "2"
-
-
 def test_mlflow_serves_the_registered_model_and_answers_as_predict_does(registered):
     tmp_path, env, images, expected = registered
     with socket.socket() as sock:
@@ -144,3 +131,19 @@ def test_mlflow_serves_the_registered_model_and_answers_as_predict_does(register
                           timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[1].split(",")[1] == "abc"[int(served[0].argmax())]
+
+
+def test_the_same_file_adds_no_version_and_a_new_file_moves_the_alias(registered):
+    from mlflow import MlflowClient
+
+    tmp_path, env, _, _ = registered
+    versions = []
+    for seed in ("0", "1"):  # seed 0: the same weights, the same file; seed 1: another file
+        done = subprocess.run([sys.executable, "register.py", seed], cwd=tmp_path, env={**env, "PIPELINE_RUN_ID": seed},
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-3000:]
+        versions.append(done.stdout.strip().splitlines()[-1])
+    assert versions == ["1", "2"]
+    client = MlflowClient(tracking_uri=env["MLFLOW_TRACKING_URI"])
+    assert len(client.search_model_versions("name = 'tinygray-shipped'")) == 2
+    assert str(client.get_model_version_by_alias("tinygray-shipped", "shipped").version) == "2"
