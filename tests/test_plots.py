@@ -1,7 +1,7 @@
 import matplotlib.image
 import numpy as np
-from tinygray import plots
-from tinygray.frontier import pareto_front
+from tinygray.evaluate import plots
+from tinygray.evaluate.frontier import pareto_front
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from tinygray import plots
+from tinygray.evaluate import plots
 from tinygray.pipeline.atomic import atomic_output
 
 

@@ -16,8 +16,9 @@ import yaml
 from pydantic import (BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr, ValidationError,
                       model_validator)
 
-from tinygray import backend, distribute, duplicates, variants
-from tinygray.pipeline import layout
+from tinygray.data import duplicates
+from tinygray.pipeline import choices, layout
+from tinygray.train import backend, distribute
 
 PARAMS_FILE = layout.PARAMS
 # scikit-learn's split and NumPy take seeds below 2**32, and students use seed + k: refuse here, by name
@@ -53,7 +54,7 @@ class Preprocess(Section):
     dataset: Literal["mnist", "digits", "fashion_mnist", "folder"]
     image_dir: StrictStr  # dataset folder: one subfolder of images per class
     test_dir: StrictStr | None  # dataset folder: held-out test images, same class subfolders
-    unlabeled_dir: StrictStr | None  # images without labels, any nesting, for the distilled students (tinygray.unlabeled)
+    unlabeled_dir: StrictStr | None  # images without labels, any nesting, for the distilled students (tinygray.data.unlabeled)
     group_pattern: StrictStr | None  # dataset folder: regex over file names, one group per match
     on_bad_file: Literal["fail", "skip"]
     duplicates: Literal[duplicates.POLICIES]
@@ -132,7 +133,7 @@ class TrainTeacher(Training):
 
 
 class Augment(Section):
-    """The training views shared by soft_targets and every student stage (tinygray/augment.py)."""
+    """The training views shared by soft_targets and every student stage (tinygray/data/augment.py)."""
     views: PositiveInt
     max_rotation: Annotated[Number, Field(ge=0, le=180)]
     max_shift: Annotated[Number, Field(ge=0, le=0.5)]
@@ -166,7 +167,7 @@ class TrainStudent(Training):
                              "true': no teacher logits are stored for mixed images")
         if self.teacher_in_loop and self.backend != "tensorflow":
             raise ValueError("parameter 'train_student.teacher_in_loop: true' runs the teacher at every step, and the "
-                             "teacher trains and infers on TensorFlow only (tinygray/backend.py); set "
+                             "teacher trains and infers on TensorFlow only (tinygray/train/backend.py); set "
                              "'train_student.backend: tensorflow'")
         if self.teacher_blocks is not None and self.assistants:
             raise ValueError("parameter 'train_student.assistants' chains narrower CNN students; a student cut from the "
@@ -218,9 +219,9 @@ class Benchmark(Section):
 
     @model_validator(mode="after")
     def _shippable(self) -> Benchmark:
-        if self.shipped != variants.AUTO and self.shipped not in variants.shippable():
-            raise ValueError(f"parameter 'benchmark.shipped' must be '{variants.AUTO}' or name one of the TFLite "
-                             f"variants {variants.shippable()}, got {self.shipped!r}")
+        if self.shipped != choices.AUTO and self.shipped not in choices.shippable():
+            raise ValueError(f"parameter 'benchmark.shipped' must be '{choices.AUTO}' or name one of the TFLite "
+                             f"variants {choices.shippable()}, got {self.shipped!r}")
         return self
 
 

@@ -13,7 +13,7 @@ from matplotlib.figure import Figure
 from sklearn.metrics import ConfusionMatrixDisplay
 
 from tinygray.pipeline.atomic import atomic_output
-from tinygray.frontier import pareto_front
+from tinygray.evaluate.frontier import pareto_front
 
 # Fixed styles for the pipeline's kinds, so a kind looks the same in every report; others follow.
 KIND_ORDER = ("teacher", "scratch", "distilled", "pruned", "int8")

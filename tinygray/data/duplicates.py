@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from tinygray.prepared import DataError
+from tinygray.data.prepared import DataError
 
 POLICIES = ("report", "drop", "fail")
 COMPARE_SIDE = 64           # side of the copies compared pixel by pixel

@@ -12,7 +12,7 @@ KERAS_MODELS = {"teacher": ("teacher", MODES), "student": ("distilled", MODES), 
                 "pruned": ("pruned", MODES), "pruned_filters": ("pruned", MODES), "qat": ("qat", ("int8",)),
                 "pruned_scratch": ("scratch", MODES)}
 # benchmark.shipped: the smallest file whose validation accuracy is within benchmark.max_accuracy_drop of the
-# teacher's (benchmarking.choose_shipped)
+# teacher's (benchmark.choose_shipped)
 AUTO = "auto"
 # the scratch control of each distilled model: the same network and training, on labels alone
 CONTROLS = {"student": "scratch", "pruned": "pruned_scratch"}
