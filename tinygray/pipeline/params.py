@@ -16,9 +16,7 @@ import yaml
 from pydantic import (BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr, ValidationError,
                       model_validator)
 
-from tinygray.data import duplicates
 from tinygray.pipeline import choices, layout
-from tinygray.train import backend, distribute
 
 PARAMS_FILE = layout.PARAMS
 # scikit-learn's split and NumPy take seeds below 2**32, and students use seed + k: refuse here, by name
@@ -57,7 +55,7 @@ class Preprocess(Section):
     unlabeled_dir: StrictStr | None  # images without labels, any nesting, for the distilled students (tinygray.data.unlabeled)
     group_pattern: StrictStr | None  # dataset folder: regex over file names, one group per match
     on_bad_file: Literal["fail", "skip"]
-    duplicates: Literal[duplicates.POLICIES]
+    duplicates: Literal[choices.DUPLICATE_POLICIES]
     image_size: Annotated[StrictInt, Field(ge=8, le=MAX_IMAGE_SIZE)]
     resize: Literal["squash", "crop", "pad"]
     classes: Annotated[list[Annotated[StrictInt, Field(ge=0)]], Field(
@@ -122,7 +120,7 @@ class TrainTeacher(Training):
     cnn_convs_per_block: PositiveInt
     augment: StrictBool
     mixed_precision: StrictBool
-    distribute: Literal[tuple(distribute.STRATEGIES)]
+    distribute: Literal[tuple(choices.STRATEGIES)]
 
     @model_validator(mode="after")
     def _weights_exist(self) -> TrainTeacher:
@@ -150,7 +148,7 @@ class TrainStudent(Training):
     convs_per_block: PositiveInt
     input_size: Annotated[StrictInt, Field(ge=8)] | None  # must divide preprocess.image_size: student.build checks
     teacher_blocks: Annotated[StrictInt, Field(ge=1, le=16)] | None  # EfficientNet-Lite0's 16 blocks (teacher_slice)
-    backend: Literal[backend.BACKENDS]
+    backend: Literal[choices.BACKENDS]
     temperature: Rate
     alpha: Fraction
     dkd_beta: Annotated[Number, Field(ge=0)] | None
