@@ -1,8 +1,8 @@
 """Peak memory and wall time of preprocessing a large image folder and training one epoch from it.
 
 Generates N 256x256 grayscale PNGs in 2 classes, runs the preprocess stage's code path
-(data.prepare_folder) at image_size 64, then one epoch of a small CNN streaming batches from the
-memory-mapped train split (training.Batches). Prints a JSON report; fails if peak RSS reaches --limit-gb.
+(preprocess.prepare_folder) at image_size 64, then one epoch of a small CNN streaming batches from the
+memory-mapped train split (loop.Batches). Prints a JSON report; fails if peak RSS reaches --limit-gb.
 
     .venv/bin/python benchmarks/preprocess_memory.py [WORKDIR] [--images 20000]
 
@@ -65,11 +65,12 @@ def main() -> int:
         generate(raw, args.images)
     report["generate_seconds"] = round(time.perf_counter() - start, 1)
 
-    from tinygray import data, prepared, training
+    from tinygray.data import prepared, preprocess
+    from tinygray.train import loop
 
     start = time.perf_counter()
-    labels, class_names, skipped, _, _ = data.prepare_folder(raw, prepared_dir, image_size=args.image_size, val_fraction=0.1,
-                                                       test_fraction=0.1, seed=0, progress=False)
+    labels, class_names, skipped, _, _ = preprocess.prepare_folder(raw, prepared_dir, image_size=args.image_size, val_fraction=0.1,
+                                                                   test_fraction=0.1, seed=0, progress=False)
     report["preprocess_seconds"] = round(time.perf_counter() - start, 1)
     report["peak_rss_mb_after_preprocess"] = round(peak_rss_mb())
     report["prepared_mb"] = round(sum(p.stat().st_size for p in prepared_dir.rglob("*.npy")) / 2**20)
@@ -84,7 +85,7 @@ def main() -> int:
         keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(len(class_names))])
     model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
     start = time.perf_counter()
-    history = model.fit(training.Batches(images, train_labels, args.batch_size, seed=0), epochs=1, verbose=2)
+    history = model.fit(loop.Batches(images, train_labels, args.batch_size, seed=0), epochs=1, verbose=2)
     report["train_epoch_seconds"] = round(time.perf_counter() - start, 1)
     report["train_images"] = int(len(train_labels))
     report["train_accuracy"] = round(float(history.history["accuracy"][-1]), 4)

@@ -1,5 +1,5 @@
 """Two models (.keras or .tflite files) on the same prepared test images: each one's accuracy with its 95% Wilson interval, and
-McNemar's exact test of the difference (tinygray.stats). For comparisons the pipeline does not make itself,
+McNemar's exact test of the difference (tinygray.evaluate.stats). For comparisons the pipeline does not make itself,
 such as an ImageNet teacher against a `cnn` teacher trained from scratch on the same split:
 
     python scripts/compare_models.py imagenet_teacher.keras cnn_teacher.keras [--prepared data/prepared] [--json out.json]
@@ -22,15 +22,17 @@ def right_answers(path: Path, images, labels):
         from tinygray.litert import TFLiteModel
 
         return TFLiteModel(path).predict(images).argmax(axis=1) == labels
-    from tinygray import models, qat  # noqa: F401  qat: registers the layers of a qat.keras file
+    from tinygray.compress import qat  # noqa: F401  qat: registers the layers of a qat.keras file
+    from tinygray.models.files import load_model
 
-    return models.load_model(path).predict(images, batch_size=64, verbose=0).argmax(axis=1) == labels
+    return load_model(path).predict(images, batch_size=64, verbose=0).argmax(axis=1) == labels
 
 
 def compare(paths: list[Path], prepared_dir: Path) -> dict:
     import numpy as np
 
-    from tinygray import prepared, stats
+    from tinygray.data import prepared
+    from tinygray.evaluate import stats
 
     images, labels = prepared.read_split(prepared_dir, "test")
     correct, result = {}, {"test_images": int(len(labels)), "models": {}}

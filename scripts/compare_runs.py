@@ -29,7 +29,8 @@ def shipped_file(run: Path) -> Path:
 
 
 def compare(old: Path, new: Path, prepared_dir: Path) -> dict:
-    from tinygray import prepared, stats
+    from tinygray.data import prepared
+    from tinygray.evaluate import stats
 
     images, labels = prepared.read_split(prepared_dir, "test")
     images = np.asarray(images)

@@ -7,7 +7,7 @@ teacher the pipeline already made (data/prepared, models/teacher.keras), scored 
 
 Each key is a train_student or augment parameter (train_student.temperature=2, augment.views=32, ...), the
 rest is params.yaml. Students are trained exactly as the train_student and train_scratch stages train them
-(tinygray.student.train_one), one per seed and kind; the teacher's logits for a new set of views are
+(tinygray.train.student.train_one), one per seed and kind; the teacher's logits for a new set of views are
 computed once and cached beside the results. One JSON line per trained student is appended to RESULTS:
 validation and test accuracy, fidelity to the teacher, epochs and seconds. This is how the README's
 distillation table was measured: it runs only the students, where a `dvc exp run` would also prune,
@@ -33,7 +33,7 @@ from pathlib import Path
 
 import yaml
 
-from tinygray import backend
+from tinygray.train import backend
 from tinygray.pipeline.params import from_dict, load_params
 
 # the students' backend, as in the stages (a train_student.backend=... override wins); before Keras is imported
@@ -42,9 +42,13 @@ backend.select(next((yaml.safe_load(arg.partition("=")[2]) for arg in sys.argv[1
 
 import numpy as np  # noqa: E402
 
-from tinygray import benchmarking, models, prepared, soft_targets, student, unlabeled  # noqa: E402
+from tinygray.data import prepared, unlabeled  # noqa: E402
+from tinygray.distill import soft_targets
+from tinygray.evaluate import benchmark
+from tinygray.models.files import count_params, load_model
+from tinygray.train import student
 from tinygray.pipeline.atomic import atomic_output  # noqa: E402
-from tinygray.augment import Augmentation, StoredViews, write_views  # noqa: E402
+from tinygray.data.augment import Augmentation, StoredViews, write_views  # noqa: E402
 from tinygray.pipeline import layout  # noqa: E402
 
 PREPARED, TEACHER = layout.PREPARED, layout.model("teacher")
@@ -59,7 +63,7 @@ def parse_override(text: str) -> tuple[str, str, object]:
 
 
 def cached_unlabeled(root: Path, cache: Path) -> Path:
-    """The unlabelled images of `root` as preprocess would keep them (tinygray.unlabeled), prepared once."""
+    """The unlabelled images of `root` as preprocess would keep them (tinygray.data.unlabeled), prepared once."""
     folder = cache / ("unlabeled_" + hashlib.sha1(str(root.resolve()).encode()).hexdigest()[:12])
     if not (folder / "images.npy").is_file():
         params = load_params().preprocess
@@ -110,7 +114,7 @@ def main() -> None:
     p = params.train_student
     augmentation = Augmentation.from_params(params.augment, params.seed)
     seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else student.seeds(p, params.seed)
-    teacher = models.load_model(TEACHER)
+    teacher = load_model(TEACHER)
     test_images, test_labels = prepared.read_split(PREPARED, "test")
     test_images = np.asarray(test_images)
     teacher_predictions = teacher.predict(test_images, batch_size=256, verbose=0).argmax(axis=1)
@@ -118,7 +122,7 @@ def main() -> None:
     if args.score_pipeline:
         for kind, directory in (("distilled", layout.seeds("student")), ("scratch", layout.seeds("scratch"))):
             for path in sorted(directory.glob("seed_*.keras")):
-                model = models.load_model(path)
+                model = load_model(path)
                 record(args, kind, int(path.stem.removeprefix("seed_")), model, None, test_images, test_labels,
                        teacher_predictions, 0, 0.0)
         return
@@ -146,14 +150,15 @@ def int8_file(model, test_images, test_labels) -> dict:
     test accuracy through the LiteRT interpreter, for a point of the size/accuracy curve without a pipeline run."""
     import tempfile
 
-    from tinygray import litert, quantization
+    from tinygray import litert
+    from tinygray.compress import tflite
 
     params = load_params()
-    representative = quantization.representative_dataset(prepared.read_split(PREPARED, "train")[0],
-                                                         params.quantize.representative_samples, params.seed)
+    representative = tflite.representative_dataset(prepared.read_split(PREPARED, "train")[0],
+                                                   params.quantize.representative_samples, params.seed)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "student_int8.tflite"
-        path.write_bytes(quantization.convert(model, "int8", representative=representative))
+        path.write_bytes(tflite.convert(model, "int8", representative=representative))
         logits = litert.TFLiteModel(path).predict(test_images)
         return {"int8_bytes": path.stat().st_size,
                 "int8_test_accuracy": round(float(np.mean(logits.argmax(axis=1) == test_labels)), 4)}
@@ -167,9 +172,9 @@ def record(args, kind: str, seed: int, model, metrics: dict | None, test_images,
     line = {"name": args.name, "overrides": args.overrides, "kind": kind, "seed": seed,
             "unlabeled_images": num_unlabeled, "val_accuracy": metrics and metrics["val_accuracy"],
             "test_accuracy": round(float(np.mean(predicted == test_labels)), 4),
-            "fidelity": benchmarking.fidelity(predicted, teacher_predictions),
+            "fidelity": benchmark.fidelity(predicted, teacher_predictions),
             "epochs": metrics and metrics["epochs"], "best_epoch": metrics and metrics["best_epoch"],
-            "params": models.count_params(model)[0], "seconds": round(seconds, 1),
+            "params": count_params(model)[0], "seconds": round(seconds, 1),
             "correct": np.packbits(predicted == test_labels).tobytes().hex()}
     if args.int8:
         line.update(int8_file(model, test_images, test_labels))

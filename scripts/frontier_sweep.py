@@ -14,7 +14,7 @@ import argparse
 import json
 import subprocess
 
-from tinygray import frontier, plots
+from tinygray.evaluate import frontier, plots
 from tinygray.pipeline.atomic import atomic_output
 from tinygray.pipeline import layout
 from tinygray.pipeline.params import load_params

@@ -21,9 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
-from tinygray import prepared, soft_targets, teacher
+from tinygray.data import prepared
+from tinygray.distill import soft_targets
+from tinygray.train import teacher
 from tinygray.pipeline.atomic import atomic_output
-from tinygray.augment import Augmentation, StoredViews
+from tinygray.data.augment import Augmentation, StoredViews
 from tinygray.pipeline import layout
 from tinygray.pipeline.params import load_params
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tinygray import backend  # noqa: E402
+from tinygray.train import backend  # noqa: E402
 from tinygray.pipeline.params import load_params  # noqa: E402
 
 # --backend tensorflow times the same levers under Keras' TensorFlow backend (chosen before Keras loads)
@@ -28,8 +28,8 @@ backend.select(sys.argv[sys.argv.index("--backend") + 1] if "--backend" in sys.a
 
 import keras  # noqa: E402
 
-from tinygray import student, training  # noqa: E402
-from tinygray.augment import Augmentation  # noqa: E402
+from tinygray.train import loop, student  # noqa: E402
+from tinygray.data.augment import Augmentation  # noqa: E402
 from tinygray.pipeline import layout  # noqa: E402
 
 
@@ -47,10 +47,10 @@ class EpochTimer(keras.callbacks.Callback):
 def time_lever(name: str, epochs: int, side_by_side: int = 0, steps_per_execution: int = 1,
                eager_recalibration: bool = False, sync_progress: bool = False, **changes) -> dict:
     params = load_params()
-    training.EpochProgress.async_safe = not sync_progress
-    compiled_forward = training._compiled_forward
+    loop.EpochProgress.async_safe = not sync_progress
+    compiled_forward = loop._compiled_forward
     if eager_recalibration:  # the BatchNorm recalibration's passes op by op, as before they were compiled
-        training._compiled_forward = lambda model: (
+        loop._compiled_forward = lambda model: (
             lambda trainable, non_trainable, images: model.stateless_call(trainable, non_trainable, images, training=True)[1])
     p = params.train_student.model_copy(update={"epochs": epochs, **changes})
     augmentation = Augmentation.from_params(params.augment, params.seed)
@@ -62,15 +62,15 @@ def time_lever(name: str, epochs: int, side_by_side: int = 0, steps_per_executio
         inputs = [keras.Input(shape=train[0].shape[1:], name=f"pixels_{k}") for k in range(side_by_side)]
         outputs = []
         for k, x in enumerate(inputs):
-            training.seed_everything(params.seed + k)
+            loop.seed_everything(params.seed + k)
             outputs.append(student.build_for(p, train[0].shape[1:], num_classes, name=f"seed_{params.seed + k}")(x))
         model = keras.Model(inputs, outputs, name="side_by_side")
         step_size = keras.optimizers.schedules.CosineDecay(p.learning_rate, p.epochs * -(-len(train[0]) // p.batch_size))
         model.compile(optimizer=keras.optimizers.Adam(step_size), loss=[setup.loss] * side_by_side,
                       metrics=[[setup.metric()] for _ in range(side_by_side)])
-        batches = [training.Batches(*train, p.batch_size, seed=params.seed + k, augmentation=views, targets_per_view=True)
+        batches = [loop.Batches(*train, p.batch_size, seed=params.seed + k, augmentation=views, targets_per_view=True)
                    for k in range(side_by_side)]
-        val_batches = training.Batches(*val, p.batch_size, shuffle=False)
+        val_batches = loop.Batches(*val, p.batch_size, shuffle=False)
 
         class Zipped(keras.utils.PyDataset):  # step i: batch i of every seed's own order (or the validation batch)
             def __init__(self, parts):
@@ -87,16 +87,16 @@ def time_lever(name: str, epochs: int, side_by_side: int = 0, steps_per_executio
             def on_epoch_end(self):
                 for part in self.parts:
                     part.on_epoch_end()
-        # one BatchNorm recalibration per seed before each validation, as training.fit does for one
-        recalibrate = [training.RecalibrateBatchNorm(train[0], p.batch_size, seed=params.seed + k) for k in range(side_by_side)]
+        # one BatchNorm recalibration per seed before each validation, as loop.fit does for one
+        recalibrate = [loop.RecalibrateBatchNorm(train[0], p.batch_size, seed=params.seed + k) for k in range(side_by_side)]
         for callback, seed_model in zip(recalibrate, (layer for layer in model.layers if isinstance(layer, keras.Model))):
             callback.set_model(seed_model)
         recalibration = keras.callbacks.LambdaCallback(on_epoch_end=lambda *_: [c.on_test_begin() for c in recalibrate])
         model.fit(Zipped(batches), validation_data=Zipped([val_batches] * side_by_side), epochs=p.epochs,
-                  callbacks=[timer, recalibration, training.EpochProgress(model.name, len(batches[0]))], verbose=2)
+                  callbacks=[timer, recalibration, loop.EpochProgress(model.name, len(batches[0]))], verbose=2)
         metrics = {"val_accuracy": None}
     else:
-        training.seed_everything(params.seed)
+        loop.seed_everything(params.seed)
         model = student.build_for(p, train[0].shape[1:], num_classes)
         if steps_per_execution > 1:
             wrapped_compile = model.compile
@@ -104,11 +104,11 @@ def time_lever(name: str, epochs: int, side_by_side: int = 0, steps_per_executio
             def compile_with_steps(**kwargs):
                 wrapped_compile(**kwargs, steps_per_execution=steps_per_execution)
             model.compile = compile_with_steps
-        metrics, _ = training.fit(model, train, val, loss=setup.loss, metric=setup.metric(), epochs=p.epochs,
-                                  batch_size=p.batch_size, learning_rate=p.learning_rate, patience=p.patience,
-                                  schedule=p.schedule, seed=params.seed, augmentation=views, targets_per_view=True,
-                                  callbacks=[timer])
-    training._compiled_forward, training.EpochProgress.async_safe = compiled_forward, True
+        metrics, _ = loop.fit(model, train, val, loss=setup.loss, metric=setup.metric(), epochs=p.epochs,
+                              batch_size=p.batch_size, learning_rate=p.learning_rate, patience=p.patience,
+                              schedule=p.schedule, seed=params.seed, augmentation=views, targets_per_view=True,
+                              callbacks=[timer])
+    loop._compiled_forward, loop.EpochProgress.async_safe = compiled_forward, True
     steady = timer.seconds[1:]
     return {"lever": name, "changes": changes, "first_epoch_s": round(timer.seconds[0], 3),
             "s_per_epoch": round(sum(steady) / len(steady), 3), "steps_per_epoch": -(-len(train[0]) // p.batch_size),

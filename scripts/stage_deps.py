@@ -14,12 +14,19 @@ REPO = Path(__file__).resolve().parents[1]
 
 # Modules that do not shape any stage's outputs, only how a run is checked and recorded (tinygray/pipeline/):
 # editing them must not retrain models. Everything else a stage imports, directly or through other modules,
-# is a dependency.
+# is a dependency. The packages' __init__.py files hold docstrings only (tinygray/__init__.py also quiets
+# TensorFlow's log), so they are left out too.
 PLUMBING_PACKAGE = "tinygray/pipeline/"
+# The one plumbing module that does shape outputs: the variant names, which models are quantized and into which
+# modes, the closed lists the parameters take. A stage that imports it, directly or through a domain module,
+# lists it among its deps, so that renaming a variant reruns the stages that write it.
+CHOICES = "tinygray/pipeline/choices.py"
 
 
 def is_plumbing(module: str) -> bool:
-    return module.startswith(PLUMBING_PACKAGE) or module == "tinygray/__init__.py"
+    if module == CHOICES:
+        return False
+    return module.startswith(PLUMBING_PACKAGE) or re.fullmatch(r"tinygray/(\w+/)*__init__\.py", module) is not None
 
 
 def tinygray_imports(path: Path) -> set[str]:
@@ -28,12 +35,19 @@ def tinygray_imports(path: Path) -> set[str]:
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "tinygray":
             package = node.module.replace(".", "/")
-            for alias in node.names:  # from tinygray import models; from tinygray.pipeline import layout
-                submodule = f"{package}/{alias.name}.py"
-                found.add(submodule if (REPO / submodule).is_file() else f"{package}.py")
-        elif isinstance(node, ast.Import):
-            found |= {alias.name.replace(".", "/") + ".py" for alias in node.names if alias.name.startswith("tinygray.")}
+            for alias in node.names:  # from tinygray.models import cnn; from tinygray.models.cnn import build_cnn
+                submodule, subpackage = f"{package}/{alias.name}.py", f"{package}/{alias.name}/__init__.py"
+                found.add(submodule if (REPO / submodule).is_file() else
+                          subpackage if (REPO / subpackage).is_file() else _module_file(package))
+        elif isinstance(node, ast.Import):  # import tinygray.compress.qat
+            found |= {_module_file(alias.name.replace(".", "/")) for alias in node.names
+                      if alias.name.startswith("tinygray.")}
     return {module for module in found if (REPO / module).is_file()}
+
+
+def _module_file(dotted_path: str) -> str:
+    """tinygray/models/cnn -> tinygray/models/cnn.py; a package (tinygray/models) -> its __init__.py."""
+    return f"{dotted_path}/__init__.py" if (REPO / dotted_path).is_dir() else f"{dotted_path}.py"
 
 
 def closure(script: str) -> set[str]:

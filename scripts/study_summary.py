@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tinygray import stats
+from tinygray.evaluate import stats
 
 
 def load(results: Path, group: str, num_images: int) -> dict[int, np.ndarray]:

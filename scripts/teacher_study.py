@@ -3,7 +3,7 @@
     python scripts/teacher_study.py RESULTS.jsonl INPUT_SIZE:EPOCHS [INPUT_SIZE:EPOCHS ...] [key=value ...]
     python scripts/teacher_study.py RESULTS.jsonl --table
 
-Each INPUT_SIZE:EPOCHS trains one teacher exactly as the train_teacher stage does (tinygray.teacher.fit, the
+Each INPUT_SIZE:EPOCHS trains one teacher exactly as the train_teacher stage does (tinygray.train.teacher.fit, the
 params.yaml of the workspace, train_teacher.input_size and .epochs replaced: early stopping on validation with the
 workspace's patience decides where it ends), on data/prepared. One JSON line per teacher goes to RESULTS: the
 validation accuracy after every fine-tuning epoch, the epoch early stopping on validation keeps, its test
@@ -49,8 +49,10 @@ def main() -> None:
 
     import numpy as np
 
-    from tinygray import prepared, stats, teacher
-    from tinygray.augment import Augmentation
+    from tinygray.data import prepared
+    from tinygray.evaluate import stats
+    from tinygray.train import teacher
+    from tinygray.data.augment import Augmentation
     from tinygray.pipeline import layout
     from tinygray.pipeline.params import load_params
 

@@ -4,12 +4,17 @@ import json
 
 import numpy as np
 
-from tinygray import benchmarking, frontier, plots, predict, prepared, registry, report, training
+from tinygray import predict, registry
+from tinygray.data import prepared
+from tinygray.evaluate import frontier, plots, report
+from tinygray.evaluate.benchmark import (best_within_budgets, choose_shipped, comparisons, compression_steps,
+                                        headline_figures, machine_description, measure, validation_results)
+from tinygray.train import loop
 from tinygray.pipeline.atomic import atomic_output
 from tinygray.pipeline.params import load_params
 from tinygray.pipeline.tracking import stage_run
 from tinygray.pipeline import layout
-from tinygray.variants import AUTO, TEACHER
+from tinygray.pipeline.choices import AUTO, TEACHER
 
 PREPARED, REPORT_DIR, FRONTIER_DATA = layout.PREPARED, layout.REPORTS, layout.FRONTIER_DATA
 CONTRACT = "contract.json"  # how to call the shipped .tflite: classes, input, int8 scales (tinygray.predict)
@@ -19,20 +24,20 @@ HEADLINE_KEYS = ("accuracy", "size_bytes", "latency_ms_p50", "size_ratio", "spee
 def main() -> None:
     params = load_params()
     benchmark = params.benchmark
-    candidates = benchmarking.validation_results()
-    shipped = benchmarking.choose_shipped(candidates, benchmark.max_accuracy_drop) if benchmark.shipped == AUTO \
+    candidates = validation_results()
+    shipped = choose_shipped(candidates, benchmark.max_accuracy_drop) if benchmark.shipped == AUTO \
         else benchmark.shipped
     with stage_run("benchmark", benchmark.values()) as run:
         test_images, test_labels = prepared.read_split(PREPARED, "test")
         test_images = np.asarray(test_images)
-        result = benchmarking.measure(test_images, test_labels, benchmark)
+        result = measure(test_images, test_labels, benchmark)
         by_name = result.by_name()
-        comparisons = benchmarking.comparisons(result, test_labels, shipped)
+        compared = comparisons(result, test_labels, shipped)
         choice = {"rule": benchmark.shipped, "max_accuracy_drop": benchmark.max_accuracy_drop,
                   "teacher_val_accuracy": candidates[f"{TEACHER}_float32"]["val_accuracy"],
                   "shipped_val_accuracy": candidates[shipped]["val_accuracy"],
-                  "budgets": benchmarking.best_within_budgets(candidates)}
-        steps = benchmarking.compression_steps(result, test_labels)
+                  "budgets": best_within_budgets(candidates)}
+        steps = compression_steps(result, test_labels)
         preprocess_metrics = json.loads(layout.stage_metrics("preprocess").read_text())
         test_source = preprocess_metrics["test_source"]
         with atomic_output(REPORT_DIR) as staging:
@@ -45,11 +50,11 @@ def main() -> None:
             predict.write_contract(result.files[shipped], staging / CONTRACT, prepared.read_class_names(PREPARED),
                                    predict.preprocessing(test_images.shape[1], preprocess_metrics["resize"]))
             (staging / "benchmark.md").write_text(report.render(
-                variants=result.variants, shipped=shipped, teacher=TEACHER, seeds=result.seeds, comparisons=comparisons,
+                variants=result.variants, shipped=shipped, teacher=TEACHER, seeds=result.seeds, comparisons=compared,
                 compression_steps=steps, choice=choice, test_description=f"{len(test_labels):,} images ({test_source})",
                 teacher_views=json.loads(layout.stage_metrics("soft_targets").read_text()), layer_errors=result.layer_errors,
                 duplicates=preprocess_metrics.get("duplicates"),
-                machine=benchmarking.machine_description(),
+                machine=machine_description(),
                 latency_protocol=f"batch 1 through the LiteRT interpreter, {benchmark.warmup_runs} warm-up then "
                                  f"{benchmark.timed_runs} timed runs in {benchmark.rounds} rounds that take every "
                                  f"variant in turn, {benchmark.num_threads[0]} thread(s); p50 over all runs"))
@@ -62,21 +67,21 @@ def main() -> None:
                          for role, name in (("teacher", TEACHER), ("shipped", shipped))},
             "distillation_gain": round(distilled["accuracy_mean"] - scratch["accuracy_mean"], 4),
             "seeds": result.seeds,
-            "comparisons": comparisons,
+            "comparisons": compared,
             "compression_steps": steps,
             "layer_errors": result.layer_errors,
             "variants": result.variants,
         }
         with atomic_output(layout.HEADLINE) as staging:
-            staging.write_text(json.dumps(benchmarking.headline_figures(metrics), indent=2) + "\n")
+            staging.write_text(json.dumps(headline_figures(metrics), indent=2) + "\n")
         run.finish(metrics, artifacts=[layout.HEADLINE, REPORT_DIR / "benchmark.md", REPORT_DIR / "frontier.png",
                                        REPORT_DIR / "confusion_matrix.png", REPORT_DIR / CONTRACT])
         run.log_on_parent({**{f"headline.{role}.{key}": value for role in ("teacher", "shipped")
                                 for key, value in metrics["headline"][role].items()},
                              **{f"{v['name']}/{key}": v[key] for v in result.variants
                                 for key in ("accuracy", "fidelity", "size_bytes", "latency_ms_p50")}})
-        training.require_above_chance(f"benchmark: the shipped variant {shipped}", by_name[shipped]["accuracy"],
-                                      test_labels, split="test", hint="Not registering it; see reports/benchmark.md.")
+        loop.require_above_chance(f"benchmark: the shipped variant {shipped}", by_name[shipped]["accuracy"],
+                                  test_labels, split="test", hint="Not registering it; see reports/benchmark.md.")
         if not by_name[shipped].get("gate_passed", True):
             raise SystemExit(f"benchmark: the shipped variant {shipped} failed its int8 gate (metrics/quantize@"
                              f"{by_name[shipped]['model']}.json, int8_gate); not registering it. Ship another "

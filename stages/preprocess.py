@@ -6,7 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from tinygray import data, image_folder, prepared, unlabeled
+from tinygray.data import folders, prepared, unlabeled
+from tinygray.data.preprocess import prepare_builtin, prepare_folder, require_folder_dependency
 from tinygray.pipeline.atomic import atomic_output
 from tinygray.pipeline.params import load_params
 from tinygray.pipeline import layout
@@ -21,26 +22,26 @@ def main() -> None:
     folder_params = ("image_dir", "test_dir") if preprocess.dataset == "folder" else ()
     for folder_param in (*folder_params, "unlabeled_dir"):
         if getattr(preprocess, folder_param) is not None:
-            data.require_folder_dependency(getattr(preprocess, folder_param), param=folder_param)
+            require_folder_dependency(getattr(preprocess, folder_param), param=folder_param)
     if preprocess.unlabeled_dir is not None:
         unlabeled.scan(preprocess.unlabeled_dir)  # a missing or empty folder stops here, before any work
     with stage_run("preprocess", params.run_params("preprocess")) as run:
         skipped, num_groups, ignored = {}, {}, {}
         if preprocess.dataset == "folder":
             for folder in filter(None, (preprocess.image_dir, preprocess.test_dir)):
-                ignored.update(image_folder.ignored_entries(Path(folder)))
+                ignored.update(folders.ignored_entries(Path(folder)))
             if ignored:
                 print(f"preprocess: ignoring {len(ignored)} entr{'y' if len(ignored) == 1 else 'ies'} that are not in a "
                       f"class folder or are hidden: {', '.join(list(ignored)[:5])}{', ...' if len(ignored) > 5 else ''} "
                       "(all in metrics/preprocess.json, ignored_entries)", flush=True)
-            labels, class_names, skipped, num_groups, found = data.prepare_folder(
+            labels, class_names, skipped, num_groups, found = prepare_folder(
                 preprocess.image_dir, OUT, image_size=preprocess.image_size, val_fraction=preprocess.val_fraction,
                 test_fraction=preprocess.test_fraction, seed=params.seed, on_bad_file=preprocess.on_bad_file,
                 max_per_class=preprocess.max_per_class, test_dir=preprocess.test_dir, group_pattern=preprocess.group_pattern,
                 resize=preprocess.resize, duplicates=preprocess.duplicates)
             test_source = "held-out folder" if preprocess.test_dir else "split off"
         else:
-            labels, class_names, test_source, found = data.prepare_builtin(
+            labels, class_names, test_source, found = prepare_builtin(
                 preprocess.dataset, OUT, image_size=preprocess.image_size, classes=preprocess.classes,
                 max_per_class=preprocess.max_per_class, val_fraction=preprocess.val_fraction,
                 test_fraction=preprocess.test_fraction, seed=params.seed, duplicates=preprocess.duplicates)

@@ -5,16 +5,20 @@ that is faster for real. For each, the most compression whose validation accurac
 prune.max_val_drop of the student's is kept."""
 from functools import partial
 
-from tinygray import backend
+from tinygray.train import backend
 from tinygray.pipeline.params import load_params
 
 backend.select(load_params().train_student.backend)  # the students' backend; before anything imports Keras
 
 import numpy as np  # noqa: E402
 
-from tinygray import models, prepared, pruning, stats, structured_pruning, student, training  # noqa: E402
-from tinygray.augment import Augmentation, StoredViews  # noqa: E402
-from tinygray.soft_targets import distillation_data  # noqa: E402
+from tinygray.compress import filter_pruning, magnitude_pruning  # noqa: E402
+from tinygray.data import prepared
+from tinygray.evaluate import stats
+from tinygray.models.files import count_params, load_model, save_model
+from tinygray.train import loop, student
+from tinygray.data.augment import Augmentation, StoredViews  # noqa: E402
+from tinygray.distill.soft_targets import distillation_data  # noqa: E402
 from tinygray.pipeline import layout  # noqa: E402
 from tinygray.pipeline.tracking import stage_run  # noqa: E402
 from tinygray.pipeline.history import history_files, write_history  # noqa: E402
@@ -32,31 +36,31 @@ def main() -> None:
     with stage_run("prune", {**params.run_params("prune"), **student_params.values(*student.LOSS_PARAMS),
                              **augmentation.run_params()}) as run:
         train, val = distillation_data(PREPARED, SOFT_TARGETS, augmentation, layout.UNLABELED)
-        unpruned = models.load_model(STUDENT)
+        unpruned = load_model(STUDENT)
         prepared.check_num_classes(unpruned, PREPARED, STUDENT)
         val_images, val_labels = prepared.read_split(PREPARED, "val")
         baseline = stats.accuracy(unpruned.predict(np.asarray(val_images), batch_size=256, verbose=0), val_labels)
         setup = student.distillation_setup(student_params)
-        fine_tune = partial(training.fit, train=train, val=val, loss=setup.loss, epochs=prune.epochs,
+        fine_tune = partial(loop.fit, train=train, val=val, loss=setup.loss, epochs=prune.epochs,
                             batch_size=prune.batch_size, learning_rate=prune.learning_rate, seed=params.seed,
                             augmentation=StoredViews(VIEWS, augmentation), targets_per_view=True,
                             log_epoch=run.log_epoch)  # every level tried, live; the kept ones again below
-        ramp_steps = pruning.ramp_steps(prune.ramp_epochs, len(train[0]), prune.batch_size)
+        ramp_steps = magnitude_pruning.ramp_steps(prune.ramp_epochs, len(train[0]), prune.batch_size)
 
         def magnitude(sparsity):
-            training.seed_everything(params.seed)
-            model = models.load_model(STUDENT)
-            return (model, *pruning.prune_by_magnitude(model, sparsity, partial(fine_tune, metric=setup.metric(),
-                                                                                curve=f"magnitude_{sparsity}"),
+            loop.seed_everything(params.seed)
+            model = load_model(STUDENT)
+            return (model, *magnitude_pruning.prune_by_magnitude(model, sparsity, partial(fine_tune, metric=setup.metric(),
+                                                                                          curve=f"magnitude_{sparsity}"),
                                                        ramp_steps=ramp_steps,
                                                        mask_update_steps=prune.mask_update_steps))
 
         def filters(fraction):
-            training.seed_everything(params.seed)
-            model = structured_pruning.prune_filters(models.load_model(STUDENT), fraction)
+            loop.seed_everything(params.seed)
+            model = filter_pruning.prune_filters(load_model(STUDENT), fraction)
             return (model, *fine_tune(model, metric=setup.metric(), curve=f"filters_{fraction}"))
 
-        budget = partial(pruning.most_compressed_within_budget, baseline_val_accuracy=baseline,
+        budget = partial(magnitude_pruning.most_compressed_within_budget, baseline_val_accuracy=baseline,
                          max_val_drop=prune.max_val_drop)
         pruned, pruned_filters = budget(prune.sparsities, magnitude), budget(prune.filter_fractions, filters)
         write_history(HISTORY, pruned.history, title=f"magnitude pruning to sparsity {pruned.level}")
@@ -64,12 +68,12 @@ def main() -> None:
                       title=f"filter pruning, fraction {pruned_filters.level} removed")
         run.log_history("magnitude", pruned.history)
         run.log_history("filters", pruned_filters.history)
-        models.save_model(pruned.model, MAGNITUDE)
-        models.save_model(pruned_filters.model, FILTERS)
+        save_model(pruned.model, MAGNITUDE)
+        save_model(pruned_filters.model, FILTERS)
 
-        layer_sparsity = pruning.layer_sparsity(pruned.model)
-        kernel_sizes = {name: int(np.prod(k.shape)) for name, k in pruning.prunable_kernels(pruned.model).items()}
-        num_params, nonzero = models.count_params(pruned.model)
+        layer_sparsity = magnitude_pruning.layer_sparsity(pruned.model)
+        kernel_sizes = {name: int(np.prod(k.shape)) for name, k in magnitude_pruning.prunable_kernels(pruned.model).items()}
+        num_params, nonzero = count_params(pruned.model)
         run.finish({
             **pruned.metrics,
             "student_val_accuracy": round(baseline, 4),
@@ -80,7 +84,7 @@ def main() -> None:
             "layer_sparsity": layer_sparsity,
             "within_budget": pruned.within_budget,
             "trials": pruned.trials,
-            "structured": {**pruned_filters.metrics, "params": models.count_params(pruned_filters.model)[0],
+            "structured": {**pruned_filters.metrics, "params": count_params(pruned_filters.model)[0],
                            "filter_fraction": pruned_filters.level, "within_budget": pruned_filters.within_budget,
                            "trials": pruned_filters.trials},
         }, artifacts=history_files(HISTORY) + history_files(FILTERS_HISTORY))

@@ -8,15 +8,18 @@ pruned_int8 against pruned_scratch_int8."""
 import json
 from functools import partial
 
-from tinygray import backend
+from tinygray.train import backend
 from tinygray.pipeline.params import load_params
 
 backend.select(load_params().train_student.backend)  # the students' backend; before anything imports Keras
 
 import keras  # noqa: E402
 
-from tinygray import models, prepared, pruning, training  # noqa: E402
-from tinygray.augment import Augmentation, StoredViews  # noqa: E402
+from tinygray.compress import magnitude_pruning  # noqa: E402
+from tinygray.data import prepared
+from tinygray.models.files import count_params, load_model, save_model
+from tinygray.train import loop
+from tinygray.data.augment import Augmentation, StoredViews  # noqa: E402
 from tinygray.pipeline import layout  # noqa: E402
 from tinygray.pipeline.tracking import stage_run  # noqa: E402
 from tinygray.pipeline.history import history_files, write_history  # noqa: E402
@@ -33,20 +36,20 @@ def main() -> None:
     run_params = {**params.run_params("prune"), "target_sparsity": sparsity, **augmentation.run_params()}
     with stage_run("prune_scratch", run_params) as run:
         train, val = prepared.read_split(PREPARED, "train"), prepared.read_split(PREPARED, "val")
-        fine_tune = partial(training.fit, train=train, val=val,
+        fine_tune = partial(loop.fit, train=train, val=val,
                             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                            metric=training.accuracy_metric(), epochs=prune.epochs, batch_size=prune.batch_size,
+                            metric=loop.accuracy_metric(), epochs=prune.epochs, batch_size=prune.batch_size,
                             learning_rate=prune.learning_rate, seed=params.seed,
                             augmentation=StoredViews(VIEWS, augmentation), log_epoch=run.log_epoch, curve="magnitude")
-        training.seed_everything(params.seed)
-        model = models.load_model(SCRATCH)
+        loop.seed_everything(params.seed)
+        model = load_model(SCRATCH)
         prepared.check_num_classes(model, PREPARED, SCRATCH)
-        metrics, history = pruning.prune_by_magnitude(
-            model, sparsity, fine_tune, ramp_steps=pruning.ramp_steps(prune.ramp_epochs, len(train[0]), prune.batch_size),
+        metrics, history = magnitude_pruning.prune_by_magnitude(
+            model, sparsity, fine_tune, ramp_steps=magnitude_pruning.ramp_steps(prune.ramp_epochs, len(train[0]), prune.batch_size),
             mask_update_steps=prune.mask_update_steps)
         write_history(HISTORY, history, title=f"scratch control, magnitude pruning to sparsity {sparsity}")
-        models.save_model(model, PRUNED_SCRATCH)
-        num_params, nonzero = models.count_params(model)
+        save_model(model, PRUNED_SCRATCH)
+        num_params, nonzero = count_params(model)
         run.finish({**metrics, "target_sparsity": sparsity, "params": num_params, "nonzero_params": nonzero},
                    artifacts=history_files(HISTORY))
 

@@ -1,14 +1,19 @@
 """Stage 5b: quantization-aware training of a compressed student (qat.source: pruned, pruned_filters or
 student), BatchNorm folded in, weights and activations fake-quantized, fine-tuned with the same distillation
-loss on the same views, then converted to a builtin-int8 .tflite (tinygray.qat). Sparsity and removed filters
+loss on the same views, then converted to a builtin-int8 .tflite (tinygray.compress.qat). Sparsity and removed filters
 are kept: it starts from the compressed model and zero weights stay zero."""
 import numpy as np
 
-from tinygray import litert, models, prepared, pruning, qat, quantization, stats, student, training
+from tinygray import litert
+from tinygray.compress import magnitude_pruning, qat, tflite
+from tinygray.data import prepared
+from tinygray.evaluate import stats
+from tinygray.models.files import load_model, save_model
+from tinygray.train import loop, student
 from tinygray.pipeline.atomic import atomic_output
-from tinygray.augment import Augmentation, StoredViews
+from tinygray.data.augment import Augmentation, StoredViews
 from tinygray.pipeline.params import load_params
-from tinygray.soft_targets import distillation_data
+from tinygray.distill.soft_targets import distillation_data
 from tinygray.pipeline import layout
 from tinygray.pipeline.tracking import stage_run
 from tinygray.pipeline.history import history_files, write_history
@@ -26,26 +31,26 @@ def main() -> None:
     with stage_run("qat", {**params.run_params("qat"), **student_params.values(*student.LOSS_PARAMS),
                            **augmentation.run_params()}) as run:
         train, val = distillation_data(PREPARED, SOFT_TARGETS, augmentation, layout.UNLABELED)
-        training.seed_everything(params.seed)
-        model = qat.quantization_aware(qat.fold_batchnorm(models.load_model(source)))
+        loop.seed_everything(params.seed)
+        model = qat.quantization_aware(qat.fold_batchnorm(load_model(source)))
         train_images = np.asarray(train[0])
         qat.calibrate(model, train_images[np.random.default_rng(params.seed).permutation(len(train_images))[:qat.CALIBRATION_IMAGES]])
         calibrated = qat.ranges(model)
         setup = student.distillation_setup(student_params)
-        metrics, history = training.fit(model, train, val, loss=setup.loss, metric=setup.metric(), epochs=qat_params.epochs,
-                                        batch_size=qat_params.batch_size, learning_rate=qat_params.learning_rate,
-                                        seed=params.seed, augmentation=StoredViews(VIEWS, augmentation),
-                                        targets_per_view=True, callbacks=[pruning.KeepZeros()],
-                                        log_epoch=run.log_epoch, curve="qat")
+        metrics, history = loop.fit(model, train, val, loss=setup.loss, metric=setup.metric(), epochs=qat_params.epochs,
+                                    batch_size=qat_params.batch_size, learning_rate=qat_params.learning_rate,
+                                    seed=params.seed, augmentation=StoredViews(VIEWS, augmentation),
+                                    targets_per_view=True, callbacks=[magnitude_pruning.KeepZeros()],
+                                    log_epoch=run.log_epoch, curve="qat")
         write_history(HISTORY, history, title=f"quantization-aware training of {qat_params.source}")
-        models.save_model(model, MODEL)
+        save_model(model, MODEL)
         val_images, val_labels = prepared.read_split(PREPARED, "val")
-        representative = quantization.representative_dataset(train_images, params.quantize.representative_samples,
-                                                             params.seed)
+        representative = tflite.representative_dataset(train_images, params.quantize.representative_samples,
+                                                       params.seed)
         with atomic_output(OUT) as staging:
             staging.mkdir()
             path = staging / "qat_int8.tflite"
-            path.write_bytes(quantization.convert(model, "int8", representative=representative))
+            path.write_bytes(tflite.convert(model, "int8", representative=representative))
             tflite_val = stats.accuracy(litert.TFLiteModel(path).predict(val_images), val_labels)
         keras_val = stats.accuracy(model.predict(np.asarray(val_images), batch_size=256, verbose=0), val_labels)
         run.finish({**metrics, "source": qat_params.source, "val_accuracy": round(keras_val, 4), "tflite_val_accuracy": round(tflite_val, 4),

@@ -8,12 +8,15 @@ import sys
 
 import numpy as np
 
-from tinygray import litert, models, predict, prepared, progress, quantization
+from tinygray import litert, predict
+from tinygray.compress import tflite
+from tinygray.data import prepared
+from tinygray.models.files import load_model
+from tinygray.pipeline import layout, progress
 from tinygray.pipeline.atomic import atomic_output
 from tinygray.pipeline.params import load_params
-from tinygray.pipeline import layout
 from tinygray.pipeline.tracking import stage_run
-from tinygray.variants import MODES
+from tinygray.pipeline.choices import MODES
 
 PREPARED = layout.PREPARED
 
@@ -24,17 +27,17 @@ def main(model_name: str) -> None:
     quantize = params.quantize
     resize = params.preprocess.resize  # for the contract beside each file
     with stage_run(f"quantize@{model_name}", params.run_params("quantize")) as run:
-        model = models.load_model(source)
+        model = load_model(source)
         train_images, _ = prepared.read_split(PREPARED, "train")
         val_images, val_labels = prepared.read_split(PREPARED, "val")
-        representative = quantization.representative_dataset(train_images, quantize.representative_samples,
-                                                             params.seed)
+        representative = tflite.representative_dataset(train_images, quantize.representative_samples,
+                                                       params.seed)
         variants, correct = [], {}
         with atomic_output(out) as staging:
             staging.mkdir()
             for mode in progress.steps(MODES, f"quantize@{model_name}: converting", unit="file"):
                 path = staging / f"{model_name}_{mode}.tflite"
-                path.write_bytes(quantization.convert(model, mode, representative=representative, sparse=True))
+                path.write_bytes(tflite.convert(model, mode, representative=representative, sparse=True))
                 logits = litert.TFLiteModel(path).predict(val_images)
                 if np.ptp(logits, axis=0).max() == 0:
                     sys.exit(f"quantize: {path.name} gives the same output for every validation image; "
@@ -45,7 +48,7 @@ def main(model_name: str) -> None:
                                        predict.preprocessing(val_images.shape[1], resize))
                 variants.append({"name": path.stem, "format": "tflite", "val_accuracy": round(float(correct[mode].mean()), 4),
                                  "size_bytes": path.stat().st_size})
-        gate = quantization.int8_gate(correct["int8"], correct["float32"], quantize.max_int8_accuracy_drop)
+        gate = tflite.int8_gate(correct["int8"], correct["float32"], quantize.max_int8_accuracy_drop)
         if not gate["passed"]:
             print(f"quantize: {model_name}_int8 FAILED its gate: validation accuracy {gate['accuracy_delta']:+.4f} "
                   f"against float32 (McNemar p = {gate['p_value']:.3g}); the benchmark reports it", flush=True)

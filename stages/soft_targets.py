@@ -2,9 +2,12 @@
 experiments never rerun it and always learn the teacher's answer for the view they are shown."""
 import numpy as np
 
-from tinygray import models, prepared, soft_targets, stats
+from tinygray.data import prepared
+from tinygray.distill import soft_targets
+from tinygray.evaluate import stats
+from tinygray.models.files import load_model
 from tinygray.pipeline.atomic import atomic_output
-from tinygray.augment import Augmentation, StoredViews, views_warning
+from tinygray.data.augment import Augmentation, StoredViews, views_warning
 from tinygray.pipeline.params import load_params
 from tinygray.pipeline import layout
 from tinygray.pipeline.tracking import stage_run
@@ -18,7 +21,7 @@ def main() -> None:
     soft = params.soft_targets
     augmentation = Augmentation.from_params(params.augment, params.seed)
     with stage_run("soft_targets", {**params.run_params("soft_targets"), **augmentation.run_params()}) as run:
-        teacher = models.load_model(TEACHER)
+        teacher = load_model(TEACHER)
         prepared.check_num_classes(teacher, PREPARED, TEACHER)
         (_, train_labels), (val_images, val_labels) = (prepared.read_split(PREPARED, s) for s in ("train", "val"))
         # the training images, then any unlabelled ones: the teacher's logits are the only targets those get

@@ -1,13 +1,14 @@
 """Control for stage 4: the same student architecture, seeds, epoch budget and augmented views, trained on
 labels alone, its seed selected by the same rule. Without it a distillation "gain" cannot be told from the
 student simply being trained well."""
-from tinygray import backend
+from tinygray.train import backend
 from tinygray.pipeline.params import load_params
 
 backend.select(load_params().train_student.backend)  # before anything below imports Keras
 
-from tinygray import prepared, student  # noqa: E402
-from tinygray.augment import Augmentation  # noqa: E402
+from tinygray.data import prepared  # noqa: E402
+from tinygray.train import student
+from tinygray.data.augment import Augmentation  # noqa: E402
 from tinygray.pipeline import layout  # noqa: E402
 from tinygray.pipeline.tracking import stage_run  # noqa: E402
 from tinygray.pipeline.history import history_files  # noqa: E402

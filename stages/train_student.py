@@ -1,13 +1,15 @@
 """Stage 4: the small student, trained on labels and the teacher's soft targets (Hinton et al. 2015) for
 each augmented view, over several seeds (the best on validation goes on as models/student.keras);
 optionally through a chain of teacher assistants."""
-from tinygray import backend
+from tinygray.train import backend
 from tinygray.pipeline.params import load_params
 
 backend.select(load_params().train_student.backend)  # before anything below imports Keras
 
-from tinygray import distillation, prepared, student  # noqa: E402
-from tinygray.augment import Augmentation  # noqa: E402
+from tinygray.data import prepared  # noqa: E402
+from tinygray.distill import losses
+from tinygray.train import student
+from tinygray.data.augment import Augmentation  # noqa: E402
 from tinygray.pipeline import layout  # noqa: E402
 from tinygray.pipeline.tracking import stage_run  # noqa: E402
 from tinygray.pipeline.history import history_files  # noqa: E402
@@ -24,7 +26,7 @@ def main() -> None:
         num_classes = len(prepared.read_class_names(PREPARED))
         train, val, setup, views = student.distillation_inputs(PREPARED, SOFT_TARGETS, TEACHER, VIEWS, augmentation,
                                                                student_params, num_classes, layout.UNLABELED)
-        confidence = {} if student_params.teacher_in_loop else distillation.target_confidence(train[1], student_params.temperature)
+        confidence = {} if student_params.teacher_in_loop else losses.target_confidence(train[1], student_params.temperature)
         train, val, assistants = student.assistant_chain(train, val, num_classes, student_params, params.seed, views)
         metrics, _ = student.train_seeds(train, val, num_classes, student_params, params.seed, setup, views,
                                                  MODEL_DIR, SELECTED, HISTORY, log_epoch=run.log_epoch)

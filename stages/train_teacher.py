@@ -1,8 +1,10 @@
 """Stage 2: the large, accurate teacher: an ImageNet backbone fine-tuned on grayscale (or a CNN from
 scratch), trained on labels with early stopping on validation, on one device or through tf.distribute
 (train_teacher.distribute; with multi_worker every worker runs this stage and the chief writes its outputs)."""
-from tinygray import distribute, models, prepared, teacher, training
-from tinygray.augment import Augmentation
+from tinygray.data import prepared
+from tinygray.models.files import count_params, save_model
+from tinygray.train import distribute, loop, teacher
+from tinygray.data.augment import Augmentation
 from tinygray.pipeline.params import load_params
 from tinygray.pipeline import layout
 from tinygray.pipeline.tracking import stage_run
@@ -31,16 +33,16 @@ def main() -> None:
     run_params = {**params.run_params("train_teacher"), **(augmentation.run_params() if augmentation else {})}
     with stage_run("train_teacher", run_params) as run:
         model, metrics, histories, val = fit(run.log_epoch)
-        training.require_above_chance(
+        loop.require_above_chance(
             "train_teacher", metrics["val_accuracy"], val[1],
             hint=f"Seen: training accuracy {histories[-1]['accuracy'][-1]:.4f} at the last of {metrics['epochs']} epochs. "
                  "Try a larger train_teacher.patience or epochs, a lower learning_rate, and look at class_counts in "
                  "metrics/preprocess.json; no teacher was written.")
         write_history(HISTORY, *histories)
-        models.save_model(model, MODEL)
+        save_model(model, MODEL)
         print(f"train_teacher: {distribute.task_name()} saved {MODEL}, weights {distribute.weights_digest(model)}",
               flush=True)
-        run.finish({**metrics, "params": models.count_params(model)[0],
+        run.finish({**metrics, "params": count_params(model)[0],
                     "distribute": distribute.describe(strategy, teacher_params.distribute)},
                    artifacts=history_files(HISTORY))
 

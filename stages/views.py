@@ -1,9 +1,9 @@
 """Stage 2b: every augmented view of every training image (and unlabelled image), computed once (data/views) and shared by the
 teacher's soft targets, the distilled students and their control, so each sees exactly the same pixels and
 no training epoch pays the warping again."""
-from tinygray import prepared
+from tinygray.data import prepared
 from tinygray.pipeline.atomic import atomic_output, require_free_space
-from tinygray.augment import Augmentation, write_views
+from tinygray.data.augment import Augmentation, write_views
 from tinygray.pipeline.params import load_params
 from tinygray.pipeline import layout
 from tinygray.pipeline.tracking import stage_run

@@ -9,18 +9,18 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 @pytest.fixture(scope="session")
 def digits():
     """scikit-learn's 8x8 digits as (N, 8, 8, 1) uint8 pixels: real images, fast to train on."""
-    from tinygray import data
+    from tinygray.data import preprocess
 
-    images, labels = data.load_builtin("digits")
-    return data.to_grayscale(images), labels
+    images, labels = preprocess.load_builtin("digits")
+    return preprocess.to_grayscale(images), labels
 
 
 @pytest.fixture(scope="session")
 def digits_split(digits):
-    from tinygray import data
+    from tinygray.data import preprocess
 
     images, labels = digits
-    idx = data.stratified_split(labels, 0.15, 0.15, seed=0)
+    idx = preprocess.stratified_split(labels, 0.15, 0.15, seed=0)
     return {name: (images[i], labels[i]) for name, i in idx.items()}
 
 
@@ -29,7 +29,7 @@ def trained_digits_cnn(digits_split):
     """A small CNN trained for a few epochs on digits: accurate enough that conversions can be compared."""
     import keras
 
-    from tinygray.models import build_cnn
+    from tinygray.models.cnn import build_cnn
 
     keras.utils.set_random_seed(0)
     images, labels = digits_split["train"]

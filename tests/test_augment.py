@@ -3,8 +3,8 @@ that walk through the views epoch by epoch with the right targets."""
 import numpy as np
 import pytest
 
-from tinygray import training
-from tinygray.augment import Augmentation
+from tinygray.train import loop
+from tinygray.data.augment import Augmentation
 
 AUGMENTATION = Augmentation(views=3, max_rotation=12, max_shift=0.09, max_scale=0.1, seed=5)
 
@@ -52,7 +52,7 @@ def test_view_out_of_range_is_refused(digits):
 def test_batches_cover_every_image_once_per_epoch_reproducibly():
     images = np.arange(10, dtype=np.uint8).reshape(10, 1, 1, 1)
     labels = np.arange(10)
-    dataset = training.Batches(images, labels, 4, seed=1)
+    dataset = loop.Batches(images, labels, 4, seed=1)
     assert len(dataset) == 3
     first, second = _epoch(dataset), _epoch(dataset)
     for batches in (first, second):
@@ -60,24 +60,24 @@ def test_batches_cover_every_image_once_per_epoch_reproducibly():
         for x, y in batches:
             np.testing.assert_array_equal(x[:, 0, 0, 0], y)  # targets stay with their images
     assert [b[1].tolist() for b in first] != [b[1].tolist() for b in second]  # reshuffled per epoch
-    again = training.Batches(images, labels, 4, seed=1)
+    again = loop.Batches(images, labels, 4, seed=1)
     assert [b[1].tolist() for b in _epoch(again)] == [b[1].tolist() for b in first]
-    assert training.Batches(images, labels, 4, shuffle=False)[2][1].tolist() == [8, 9]
+    assert loop.Batches(images, labels, 4, shuffle=False)[2][1].tolist() == [8, 9]
     with pytest.raises(ValueError, match="10 images but 9 targets"):
-        training.Batches(images, labels[:9], 4)
+        loop.Batches(images, labels[:9], 4)
 
 
 def test_batches_cycle_through_views_with_their_own_targets(digits):
     images = digits[0][:12]
     per_view = np.stack([np.arange(12) * 10 + view for view in range(3)])  # target encodes (image, view)
-    dataset = training.Batches(images, per_view, 12, shuffle=False, augmentation=AUGMENTATION, targets_per_view=True)
+    dataset = loop.Batches(images, per_view, 12, shuffle=False, augmentation=AUGMENTATION, targets_per_view=True)
     for epoch in range(4):
         view = epoch % 3
         x, y = _epoch(dataset)[0]
         np.testing.assert_array_equal(y, per_view[view])
         np.testing.assert_array_equal(x, AUGMENTATION.view(images, np.arange(12), view))
     with pytest.raises(ValueError, match="3 views but targets for 2"):
-        training.Batches(images, per_view[:2], 4, augmentation=AUGMENTATION, targets_per_view=True)
+        loop.Batches(images, per_view[:2], 4, augmentation=AUGMENTATION, targets_per_view=True)
 
 
 def test_fit_trains_on_a_new_view_every_epoch(digits_split):
@@ -85,7 +85,7 @@ def test_fit_trains_on_a_new_view_every_epoch(digits_split):
     would train on the plain images only)."""
     import keras
 
-    from tinygray.models import build_cnn
+    from tinygray.models.cnn import build_cnn
 
     (x, y), val = digits_split["train"], digits_split["val"]
     seen = []
@@ -96,9 +96,9 @@ def test_fit_trains_on_a_new_view_every_epoch(digits_split):
             return super().view(images, indices, view)
 
     model = build_cnn(x.shape[1:], 10, [4])
-    training.fit(model, (x, y), val, loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                 metric=training.accuracy_metric(), epochs=4, batch_size=len(x), learning_rate=0.01, seed=0,
-                 augmentation=Spy(**{**vars(AUGMENTATION)}))
+    loop.fit(model, (x, y), val, loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+             metric=loop.accuracy_metric(), epochs=4, batch_size=len(x), learning_rate=0.01, seed=0,
+             augmentation=Spy(**{**vars(AUGMENTATION)}))
     # Keras resets the dataset once before the first epoch, so 4 epochs walk views 1, 2, 0, 1 (view 0, the
     # plain images, asks the augmentation for nothing)
     assert seen == [1, 2, 1]
@@ -117,7 +117,7 @@ def test_run_params_name_every_field_with_the_augment_prefix():
 
 
 def test_stored_views_are_the_views_and_are_refused_for_other_parameters(tmp_path, digits):
-    from tinygray.augment import StoredViews, write_views
+    from tinygray.data.augment import StoredViews, write_views
 
     images = digits[0][:50]
     write_views(tmp_path, images, AUGMENTATION, chunk=16)
@@ -131,8 +131,8 @@ def test_stored_views_are_the_views_and_are_refused_for_other_parameters(tmp_pat
     with pytest.raises(FileNotFoundError, match="run the views stage"):
         StoredViews(tmp_path / "missing", AUGMENTATION)
     # batches read the stored pixels exactly as they would compute them
-    per_view = training.Batches(images, np.arange(50), 50, shuffle=False, augmentation=stored)
-    computed = training.Batches(images, np.arange(50), 50, shuffle=False, augmentation=AUGMENTATION)
+    per_view = loop.Batches(images, np.arange(50), 50, shuffle=False, augmentation=stored)
+    computed = loop.Batches(images, np.arange(50), 50, shuffle=False, augmentation=AUGMENTATION)
     for _ in range(AUGMENTATION.views):
         np.testing.assert_array_equal(per_view[0][0], computed[0][0])
         per_view.on_epoch_end(), computed.on_epoch_end()

@@ -5,14 +5,14 @@ import keras
 import numpy as np
 import pytest
 
-from tinygray.backbones import BackboneError, _keras_cache_file, build_backbone, grayscale_stem_kernel
-from tinygray.efficientnet_lite import (
+from tinygray.models.backbones import BackboneError, _keras_cache_file, build_backbone, grayscale_stem_kernel
+from tinygray.models.efficientnet_lite import (
     FEATURES_LAYER,
     efficientnet_lite0,
     imagenet_checkpoint_path,
     load_imagenet_weights,
 )
-from tinygray.torch_checkpoint import load_torch_checkpoint
+from tinygray.models.torch_checkpoint import load_torch_checkpoint
 
 RNG = np.random.default_rng(0)
 # keras's own save_weights trips a numpy 2 DeprecationWarning hundreds of times; not ours to fix.
@@ -140,7 +140,7 @@ def test_bad_arguments():
 
 
 def test_a_weights_file_that_is_not_one_names_the_parameter_and_the_file(tmp_path):
-    from tinygray.backbones import BackboneError, build_backbone
+    from tinygray.models.backbones import BackboneError, build_backbone
 
     fake = tmp_path / "lite0.h5"
     fake.write_bytes(b"not an HDF5 file")

@@ -1,12 +1,13 @@
 import numpy as np
 import pytest
 
-from tinygray import benchmarking, report, variants
+from tinygray.evaluate import benchmark, report
+from tinygray.pipeline import choices
 
 
 def test_classification_metrics():
     logits = np.eye(3)[[0, 1, 2, 2]]
-    result = benchmarking.classification_metrics(logits, np.array([0, 1, 2, 1]))
+    result = benchmark.classification_metrics(logits, np.array([0, 1, 2, 1]))
     assert result["accuracy"] == 0.75
     assert result["accuracy_ci_low"] < 0.75 < result["accuracy_ci_high"]
     assert result["macro_f1"] == pytest.approx(np.mean([1.0, 2 / 3, 2 / 3]), abs=1e-4)
@@ -21,7 +22,7 @@ def test_ratios_and_table():
          "macro_f1": 0.98, "params": 10, "nonzero_params": 5, "size_bytes": 100, "gzip_bytes": 90,
          "latency_ms_p50": 0.1, "latency_ms_p90": 0.2},
     ]
-    benchmarking.add_ratios(variants, "teacher")
+    benchmark.add_ratios(variants, "teacher")
     assert variants[1]["size_ratio"] == 80.0 and variants[1]["speedup"] == 20.0
     assert variants[1]["accuracy_delta"] == pytest.approx(-0.01)
     variants[0]["fidelity"], variants[1]["fidelity"] = 1.0, 0.97
@@ -34,34 +35,34 @@ def test_ratios_and_table():
 def test_file_sizes(tmp_path):
     path = tmp_path / "f.bin"
     path.write_bytes(b"\0" * 10000)
-    sizes = benchmarking.file_sizes(path)
+    sizes = benchmark.file_sizes(path)
     assert sizes["size_bytes"] == 10000 and sizes["gzip_bytes"] < 100
 
 
 def test_fidelity_is_agreement_with_the_teacher_right_or_wrong():
     teacher = np.array([0, 1, 2, 2])
-    assert benchmarking.fidelity(np.array([0, 1, 2, 1]), teacher) == 0.75
-    assert benchmarking.fidelity(teacher, teacher) == 1.0
+    assert benchmark.fidelity(np.array([0, 1, 2, 1]), teacher) == 0.75
+    assert benchmark.fidelity(teacher, teacher) == 1.0
 
 
 def test_shippable_variants_are_the_tflite_files_of_the_quantized_models():
-    shippable = variants.shippable()
+    shippable = choices.shippable()
     assert "pruned_int8" in shippable and "student_int8" in shippable and "teacher_float16" in shippable
     assert "scratch_int8" not in shippable and "student" not in shippable
     assert not any("pruned_scratch" in name for name in shippable)  # a control is measured, never shipped
 
 
 def test_each_distilled_file_has_the_control_of_the_same_compression():
-    assert variants.control_of("student") == "scratch"
-    assert variants.control_of("pruned_int8") == "pruned_scratch_int8"
-    assert variants.control_of("pruned_float16") == "pruned_scratch_float16"
-    assert variants.control_of("student_int8") is None  # the unpruned scratch control is never converted
-    assert [variants.control_of(v) for v in ("pruned_filters_int8", "qat_int8", "teacher_int8")] == [None] * 3
+    assert choices.control_of("student") == "scratch"
+    assert choices.control_of("pruned_int8") == "pruned_scratch_int8"
+    assert choices.control_of("pruned_float16") == "pruned_scratch_float16"
+    assert choices.control_of("student_int8") is None  # the unpruned scratch control is never converted
+    assert [choices.control_of(v) for v in ("pruned_filters_int8", "qat_int8", "teacher_int8")] == [None] * 3
 
 
 def test_the_machine_line_says_which_int8_instructions_the_cpu_has(tmp_path):
     """Whether int8 beats float32 depends on them: the report must say which the latencies were taken with."""
-    from tinygray.benchmarking import machine_description
+    from tinygray.evaluate.benchmark import machine_description
 
     cpuinfo = tmp_path / "cpuinfo"
     cpuinfo.write_text("processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: fpu sse2 avx avx2 fma\n\n"
@@ -74,7 +75,7 @@ def test_the_machine_line_says_which_int8_instructions_the_cpu_has(tmp_path):
 
 
 def candidates(**rows):
-    """name=(validation accuracy, bytes[, gate passed]) as benchmarking.validation_results gives them."""
+    """name=(validation accuracy, bytes[, gate passed]) as benchmark.validation_results gives them."""
     return {name: {"val_accuracy": row[0], "size_bytes": row[1], "gate_passed": row[2] if len(row) > 2 else True}
             for name, row in rows.items()}
 
@@ -82,24 +83,24 @@ def candidates(**rows):
 def test_auto_ships_the_smallest_file_within_the_accuracy_budget_on_validation():
     files = candidates(teacher_float32=(0.90, 14_000_000), teacher_int8=(0.89, 4_000_000),
                        student_int8=(0.886, 110_000), pruned_int8=(0.88, 60_000), qat_int8=(0.70, 40_000))
-    assert benchmarking.choose_shipped(files, 0.015) == "student_int8"  # pruned_int8 is 2 points down
-    assert benchmarking.choose_shipped(files, 0.025) == "pruned_int8"
-    assert benchmarking.choose_shipped(files, 0.5) == "qat_int8"
+    assert benchmark.choose_shipped(files, 0.015) == "student_int8"  # pruned_int8 is 2 points down
+    assert benchmark.choose_shipped(files, 0.025) == "pruned_int8"
+    assert benchmark.choose_shipped(files, 0.5) == "qat_int8"
 
 
 def test_auto_skips_a_file_that_failed_its_int8_gate_and_falls_back_to_the_teacher():
     files = candidates(teacher_float32=(0.90, 14_000_000), teacher_float16=(0.90, 7_000_000),
                        student_int8=(0.90, 110_000, False), pruned_int8=(0.80, 60_000))
-    assert benchmarking.choose_shipped(files, 0.015) == "teacher_float16"
-    assert benchmarking.choose_shipped(files, 0.0) == "teacher_float16"
+    assert benchmark.choose_shipped(files, 0.015) == "teacher_float16"
+    assert benchmark.choose_shipped(files, 0.0) == "teacher_float16"
 
 
 def test_each_size_budget_gets_the_most_accurate_file_that_fits():
     files = candidates(teacher_float32=(0.90, 14_000_000), teacher_int8=(0.89, 4_000_000),
                        student_float32=(0.88, 230_000), student_int8=(0.886, 110_000), pruned_int8=(0.85, 60_000))
-    assert benchmarking.best_within_budgets(files) == {"10 MB": "teacher_int8", "1 MB": "student_int8",
+    assert benchmark.best_within_budgets(files) == {"10 MB": "teacher_int8", "1 MB": "student_int8",
                                                        "100 KB": "pruned_int8"}
-    assert benchmarking.best_within_budgets(candidates(teacher_float32=(0.9, 14_000_000)))["100 KB"] is None
+    assert benchmark.best_within_budgets(candidates(teacher_float32=(0.9, 14_000_000)))["100 KB"] is None
 
 
 def test_the_report_says_why_the_file_ships_and_what_each_budget_gets():

@@ -6,7 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
-from tinygray import models, prepared
+from tinygray.data import prepared
+from tinygray.models.cnn import build_cnn
+from tinygray.models.files import load_model, save_model
 
 REPO = Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location("compare_models", REPO / "scripts" / "compare_models.py")
@@ -31,9 +33,9 @@ def test_two_models_are_scored_on_the_same_test_images(tmp_path):
     for seed in (1, 2):
         keras.utils.set_random_seed(seed)
         paths.append(tmp_path / f"m{seed}.keras")
-        models.save_model(models.build_cnn((8, 8, 1), 3, [4]), paths[-1])
+        save_model(build_cnn((8, 8, 1), 3, [4]), paths[-1])
     result = compare_models.compare(paths, tmp_path / "prepared")
-    right = [models.load_model(p).predict(images, verbose=0).argmax(1) == labels for p in paths]
+    right = [load_model(p).predict(images, verbose=0).argmax(1) == labels for p in paths]
     assert result["test_images"] == 40
     assert result["models"][str(paths[0])]["accuracy"] == round(float(right[0].mean()), 4)
     low, high = result["models"][str(paths[1])]["interval_95"]
@@ -49,13 +51,13 @@ def test_a_tflite_file_is_scored_as_the_litert_interpreter_runs_it(tmp_path):
     """The shipped file of one run against another's (issue 40's old-against-new check) is a .tflite file."""
     import keras
 
-    from tinygray import quantization
+    from tinygray.compress import tflite
 
     images, labels = prepared_noise(tmp_path / "prepared")
     keras.utils.set_random_seed(1)
-    model = models.build_cnn((8, 8, 1), 3, [4])
-    models.save_model(model, tmp_path / "m.keras")
-    (tmp_path / "m.tflite").write_bytes(quantization.convert(model, "float32"))
+    model = build_cnn((8, 8, 1), 3, [4])
+    save_model(model, tmp_path / "m.keras")
+    (tmp_path / "m.tflite").write_bytes(tflite.convert(model, "float32"))
     result = compare_models.compare([tmp_path / "m.keras", tmp_path / "m.tflite"], tmp_path / "prepared")
     keras_accuracy = float(np.mean(model.predict(images, verbose=0).argmax(1) == labels))
     assert result["models"][str(tmp_path / "m.tflite")]["accuracy"] == round(keras_accuracy, 4)
@@ -70,7 +72,7 @@ def test_two_runs_are_judged_by_seed_spread_interval_and_mcnemar(tmp_path):
 
     import keras
 
-    from tinygray import quantization
+    from tinygray.compress import tflite
 
     spec = importlib.util.spec_from_file_location("compare_runs", REPO / "scripts" / "compare_runs.py")
     sys.path.insert(0, str(REPO / "scripts"))
@@ -78,13 +80,13 @@ def test_two_runs_are_judged_by_seed_spread_interval_and_mcnemar(tmp_path):
     spec.loader.exec_module(compare_runs)
     prepared_noise(tmp_path / "prepared")
     keras.utils.set_random_seed(1)
-    model = models.build_cnn((8, 8, 1), 3, [4])
+    model = build_cnn((8, 8, 1), 3, [4])
     for run, distilled_mean in (("old", 0.5), ("new", 0.6)):
         for folder in ("student", "scratch"):
-            models.save_model(model, tmp_path / run / "models" / folder / "seed_42.keras")
+            save_model(model, tmp_path / run / "models" / folder / "seed_42.keras")
         (tmp_path / run / "models" / "tflite" / "student").mkdir(parents=True)
         (tmp_path / run / "models" / "tflite" / "student" / "student_float32.tflite").write_bytes(
-            quantization.convert(model, "float32"))
+            tflite.convert(model, "float32"))
         seeds = {kind: {"accuracy_mean": mean, "accuracy_std": 0.05, "accuracies": {"42": mean}}
                  for kind, mean in (("distilled", distilled_mean), ("scratch", 0.5))}
         (tmp_path / run / "metrics").mkdir()

@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from tinygray.distillation import (DistillationLoss, decoupled_terms, distillation_loss, label_accuracy, pack_targets,
+from tinygray.distill.losses import (DistillationLoss, decoupled_terms, distillation_loss, label_accuracy, pack_targets,
                                   target_confidence)
 
 

@@ -13,7 +13,7 @@ import yaml
 
 from stage_helpers import REPO, free_ports, make_folder, run_stage, stage_env, write_params
 
-from tinygray import distribute
+from tinygray.train import distribute
 
 
 def cluster(index: int, ports=(1111, 2222), kind: str = "worker", chief: bool = False) -> str:
@@ -61,8 +61,8 @@ def test_mirrored_strategy_trains_inside_its_scope_on_this_machine():
     """Several GPUs are not here: on a CPU MirroredStrategy has one replica; the stage's code path is the same."""
     import keras
 
-    from tinygray import training
-    from tinygray.models import build_cnn
+    from tinygray.train import loop
+    from tinygray.models.cnn import build_cnn
 
     chosen = distribute.strategy("mirrored")
     rng = np.random.default_rng(0)
@@ -70,9 +70,9 @@ def test_mirrored_strategy_trains_inside_its_scope_on_this_machine():
     labels = (images.mean(axis=(1, 2, 3)) > 127).astype(np.int64)
     with chosen.scope():
         model = build_cnn((8, 8, 1), 2, [4], name="mirrored")
-        metrics, _ = training.fit(model, (images, labels), (images[:16], labels[:16]),
-                                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                                  metric=training.accuracy_metric(), epochs=1, batch_size=32, learning_rate=0.01, seed=0)
+        metrics, _ = loop.fit(model, (images, labels), (images[:16], labels[:16]),
+                              loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                              metric=loop.accuracy_metric(), epochs=1, batch_size=32, learning_rate=0.01, seed=0)
     assert metrics["epochs"] == 1
     assert distribute.describe(chosen, "mirrored") == {"strategy": "MirroredStrategy", "replicas": 1, "workers": 1}
 

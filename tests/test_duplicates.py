@@ -1,4 +1,4 @@
-"""The leakage guard (tinygray.duplicates, preprocess.duplicates) on tiny folders with planted duplicates."""
+"""The leakage guard (tinygray.data.duplicates, preprocess.duplicates) on tiny folders with planted duplicates."""
 import csv
 import json
 
@@ -7,8 +7,8 @@ import pytest
 from PIL import Image
 from scipy.ndimage import gaussian_filter
 
-from tinygray import data
-from tinygray.duplicates import Duplicates, DuplicatesError, near_duplicate_pairs, signatures
+from tinygray.data import preprocess
+from tinygray.data.duplicates import Duplicates, DuplicatesError, near_duplicate_pairs, signatures
 
 SIDE = 64
 
@@ -49,8 +49,8 @@ def planted(tmp_path):
 
 
 def prepare(train, test, out, policy):
-    return data.prepare_folder(train, out, image_size=32, val_fraction=0.2, test_fraction=0.2, seed=0, test_dir=test,
-                               duplicates=policy, progress=False)
+    return preprocess.prepare_folder(train, out, image_size=32, val_fraction=0.2, test_fraction=0.2, seed=0, test_dir=test,
+                                     duplicates=policy, progress=False)
 
 
 def test_every_planted_duplicate_is_found_and_the_similar_scan_is_not(planted, tmp_path):
@@ -90,8 +90,8 @@ def test_fail_stops_naming_the_first_pairs_and_writes_nothing(planted, tmp_path)
 
 def test_a_built_in_dataset_has_no_near_duplicates_to_drop():
     """The default run's data: the guard must not change the MNIST reference (5,000 digits, none dropped)."""
-    images, labels = data.load_builtin("mnist")
-    found = Duplicates.find("drop", data.resize(data.to_grayscale(images), 28), labels)
+    images, labels = preprocess.load_builtin("mnist")
+    found = Duplicates.find("drop", preprocess.resize(preprocess.to_grayscale(images), 28), labels)
     assert found.pairs == [] and len(found.keep_pool) == len(labels)
 
 

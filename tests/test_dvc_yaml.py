@@ -5,7 +5,7 @@ from pathlib import Path
 
 import yaml
 
-from tinygray import variants
+from tinygray.pipeline import choices
 
 REPO = Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location("stage_deps", REPO / "scripts" / "stage_deps.py")
@@ -41,11 +41,11 @@ def test_no_dependency_is_a_module_the_stage_does_not_import():
 
 def test_the_quantize_matrix_lists_the_models_the_benchmark_expects_quantized():
     stage = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]["quantize"]
-    assert stage["matrix"]["model"] == variants.quantized_models()
+    assert stage["matrix"]["model"] == choices.quantized_models()
 
 
 def test_the_closure_follows_imports_through_other_modules(tmp_path):
-    assert "tinygray/torch_checkpoint.py" in closure("stages/train_teacher.py")  # via teacher -> backbones
+    assert "tinygray/models/torch_checkpoint.py" in closure("stages/train_teacher.py")  # via teacher -> backbones
 
 
 def test_git_tracks_only_what_dvc_lock_records_in_uncached_output_folders():
@@ -67,7 +67,7 @@ def test_git_tracks_only_what_dvc_lock_records_in_uncached_output_folders():
 def test_the_scratch_control_reruns_on_every_student_parameter_it_shares():
     """train_scratch reads train_student's section but lists its keys one by one (the distillation-only ones
     must not rerun it): a key missing here once left a 56-px scratch control beside a 112-px student."""
-    from tinygray.student import DISTILLATION_ONLY
+    from tinygray.train.student import DISTILLATION_ONLY
 
     stage = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]["train_scratch"]
     listed = {str(p).split()[0].removeprefix("train_student.") for p in stage["params"] if str(p).startswith("train_student.")}

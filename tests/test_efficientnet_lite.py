@@ -4,13 +4,13 @@ import pytest
 from PIL import Image
 from sklearn.datasets import load_sample_images
 
-from tinygray.efficientnet_lite import (
+from tinygray.models.efficientnet_lite import (
     efficientnet_lite0,
     imagenet_checkpoint_path,
     load_imagenet_weights,
     preprocess_input,
 )
-from tinygray.torch_checkpoint import load_torch_checkpoint
+from tinygray.models.torch_checkpoint import load_torch_checkpoint
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,7 @@ from tinygray.experiments import format_table, rows
 
 
 def benchmark(accuracy, delta, distilled, scratch):
-    """metrics/headline.json as the benchmark writes it (benchmarking.headline_figures)."""
+    """metrics/headline.json as the benchmark writes it (benchmark.headline_figures)."""
     return {"teacher": accuracy - delta, "shipped": {"accuracy": accuracy, "kb": 16.0},
             "distilled": {"mean": distilled, "std": 0.002}, "scratch": {"mean": scratch, "std": 0.0},
             "p_value": 0.5}

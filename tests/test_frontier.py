@@ -1,4 +1,4 @@
-from tinygray.frontier import frontier_plot_data, pareto_front
+from tinygray.evaluate.frontier import frontier_plot_data, pareto_front
 
 
 def names(rows):

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFile
 
-from tinygray import data
-from tinygray.image_folder import DataError, load_grayscale, read_images_into, scan_image_folder, split_counts_check
+from tinygray.data import preprocess
+from tinygray.data.folders import DataError, load_grayscale, read_images_into, scan_image_folder, split_counts_check
 
 RNG = np.random.default_rng(0)
 
@@ -60,14 +60,14 @@ def test_high_bit_depth_gray_is_scaled_not_clipped(tmp_path, name):
 
 
 def test_high_bit_depth_is_converted_in_bands_exactly_as_whole(tmp_path, monkeypatch):
-    import tinygray.image_folder as image_folder
+    import tinygray.data.folders as folders
 
     values = noise((37, 23), np.uint16, 65536)
     path = save(tmp_path / "tall16.png", Image.fromarray(values))
     whole = load_grayscale(path, 37)
-    monkeypatch.setattr(image_folder, "LUMA_BAND_PIXELS", 50)  # two rows a band, the last one short
+    monkeypatch.setattr(folders, "LUMA_BAND_PIXELS", 50)  # two rows a band, the last one short
     np.testing.assert_array_equal(load_grayscale(path, 37), whole)
-    np.testing.assert_array_equal(np.asarray(image_folder._to_luma(Image.open(path))),
+    np.testing.assert_array_equal(np.asarray(folders._to_luma(Image.open(path))),
                                   np.clip(np.rint(values / 257.0), 0, 255).astype(np.uint8))
 
 
@@ -82,7 +82,7 @@ def test_a_huge_16_bit_image_costs_memory_in_proportion_to_its_8_bit_pixels(tmp_
     pixels[:, : side // 2] = 30000
     save(tmp_path / "huge16.png", Image.fromarray(pixels))
     del pixels
-    script = ("import resource, sys; from tinygray.image_folder import load_grayscale; "
+    script = ("import resource, sys; from tinygray.data.folders import load_grayscale; "
               "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss; "
               "pixels = load_grayscale(sys.argv[1], 64); "
               "print(before, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, pixels[0, 0], pixels[0, -1])")
@@ -97,7 +97,7 @@ def test_an_animated_image_is_refused_not_read_as_its_first_frame(tmp_path):
     frames = [Image.fromarray(noise((8, 8))) for _ in range(3)]
     path = tmp_path / "moving.png"
     frames[0].save(path, save_all=True, append_images=frames[1:])
-    from tinygray.image_folder import BadImageError
+    from tinygray.data.folders import BadImageError
 
     with pytest.raises(BadImageError, match=r"moving.png: 3 frames \(animated or multi-page\)"):
         load_grayscale(path, 8)
@@ -122,7 +122,7 @@ def test_colour_is_bt601_luma_and_alpha_is_dropped(tmp_path):
 def test_resize_matches_data_resize(tmp_path):
     gray = noise((30, 30))
     path = save(tmp_path / "g.png", Image.fromarray(gray))
-    np.testing.assert_array_equal(load_grayscale(path, 12), data.resize(gray[None, ..., None], 12)[0, ..., 0])
+    np.testing.assert_array_equal(load_grayscale(path, 12), preprocess.resize(gray[None, ..., None], 12)[0, ..., 0])
 
 
 # --- bad files: named, with a reason, under both policies ---
@@ -316,7 +316,7 @@ def test_minimum_class_size_is_enough_for_stratified_split(val_fraction, test_fr
     with pytest.raises(DataError, match=f"class 'c' has {minimum - 1}"):
         split_counts_check(one_short, ["a", "b", "c"], val_fraction, test_fraction)
     for seed in range(5):
-        for split in data.stratified_split(labels, val_fraction, test_fraction, seed).values():
+        for split in preprocess.stratified_split(labels, val_fraction, test_fraction, seed).values():
             assert set(labels[split]) == {0, 1, 2}
 
 

@@ -6,8 +6,7 @@ from pathlib import Path
 
 import yaml
 
-from tinygray import variants
-from tinygray.pipeline import layout
+from tinygray.pipeline import choices, layout
 
 REPO = Path(__file__).resolve().parents[1]
 PATH_LITERAL = re.compile(r"(data|models|metrics|reports)/[\w@./-]+")
@@ -26,12 +25,12 @@ def dvc_paths() -> dict[str, set[str]]:
 
 def layout_paths(stage_names) -> set[str]:
     """What layout names, for the pipeline's models and stages (${item.model} and ${qat.source} included)."""
-    names = [*variants.KERAS_MODELS, "${item.model}", "${qat.source}"]
+    names = [*choices.KERAS_MODELS, "${item.model}", "${qat.source}"]
     paths = {layout.PREPARED, layout.UNLABELED, layout.VIEWS, layout.SOFT_TARGETS, layout.DUPLICATES, layout.FRONTIER_DATA,
              layout.REPORTS, layout.HEADLINE}
     paths |= {p for n in names for p in (layout.model(n), layout.seeds(n), layout.tflite_dir(n))}
     paths |= {layout.stage_metrics(s) for s in [*stage_names, "quantize@${item.model}",
-                                                *(f"quantize@{m}" for m in variants.quantized_models())]}
+                                                *(f"quantize@{m}" for m in choices.quantized_models())]}
     return {str(p) for p in paths}
 
 

@@ -9,8 +9,9 @@ import yaml
 
 from stage_helpers import (REPO, folder_project, make_folder, run, run_stage, stage_env, stages_run,
                            write_params)
-from tinygray import data, prepared, training
-from tinygray.image_folder import DataError, load_grayscale
+from tinygray.data import prepared, preprocess
+from tinygray.train import loop
+from tinygray.data.folders import DataError, load_grayscale
 
 
 def test_stage_prepares_a_folder_like_the_reader_decodes_it(tmp_path):
@@ -37,12 +38,12 @@ def test_stage_prepares_a_folder_like_the_reader_decodes_it(tmp_path):
 
 def test_prepare_folder_matches_an_in_memory_reference(tmp_path):
     raw = make_folder(tmp_path / "raw", {"a": 10, "b": 11})
-    labels, names, skipped, _, _ = data.prepare_folder(raw, tmp_path / "out", image_size=8, val_fraction=0.1,
-                                                 test_fraction=0.1, seed=3, progress=False)
+    labels, names, skipped, _, _ = preprocess.prepare_folder(raw, tmp_path / "out", image_size=8, val_fraction=0.1,
+                                                             test_fraction=0.1, seed=3, progress=False)
     paths = sorted(raw.glob("*/*.png"))
     all_images = np.stack([load_grayscale(p, 8) for p in paths])[..., None]
     all_labels = np.array([0] * 10 + [1] * 11)
-    for split, idx in data.stratified_split(all_labels, 0.1, 0.1, seed=3).items():
+    for split, idx in preprocess.stratified_split(all_labels, 0.1, 0.1, seed=3).items():
         images, split_labels = prepared.read_split(tmp_path / "out", split)
         np.testing.assert_array_equal(images, all_images[idx])
         np.testing.assert_array_equal(split_labels, all_labels[idx])
@@ -55,21 +56,21 @@ def test_stale_staging_of_a_killed_run_is_removed(tmp_path):
     dead, alive = tmp_path / ".tmp-999999999-out", tmp_path / f".tmp-{os.getppid()}-out"
     for staging in (dead, alive):
         staging.mkdir()
-    data.prepare_folder(raw, tmp_path / "out", image_size=8, val_fraction=0.1, test_fraction=0.1, seed=0,
-                        progress=False)
+    preprocess.prepare_folder(raw, tmp_path / "out", image_size=8, val_fraction=0.1, test_fraction=0.1, seed=0,
+                              progress=False)
     assert not dead.exists() and alive.exists()
 
 
 def test_folder_dependency_guard(tmp_path):
     dvc_yaml = tmp_path / "dvc.yaml"
-    data.require_folder_dependency("data/raw", dvc_yaml=dvc_yaml)  # no DVC project: nothing to check
+    preprocess.require_folder_dependency("data/raw", dvc_yaml=dvc_yaml)  # no DVC project: nothing to check
     stage = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]["preprocess"]
     dvc_yaml.write_text(yaml.safe_dump({"stages": {"preprocess": stage}}))
     with pytest.raises(DataError, match="does not depend on the image folder 'data/raw'"):
-        data.require_folder_dependency("data/raw", dvc_yaml=dvc_yaml)
+        preprocess.require_folder_dependency("data/raw", dvc_yaml=dvc_yaml)
     for dep in ["${preprocess.image_dir}", "data/raw/", "./data/raw"]:
         dvc_yaml.write_text(yaml.safe_dump({"stages": {"preprocess": {**stage, "deps": stage["deps"] + [dep]}}}))
-        data.require_folder_dependency("data/raw", dvc_yaml=dvc_yaml)
+        preprocess.require_folder_dependency("data/raw", dvc_yaml=dvc_yaml)
 
 
 def test_keras_fits_from_memmapped_batches_and_checkpoint_check(tmp_path, digits):
@@ -82,7 +83,7 @@ def test_keras_fits_from_memmapped_batches_and_checkpoint_check(tmp_path, digits
     model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Rescaling(1 / 255), keras.layers.Flatten(),
                               keras.layers.Dense(10)])
     model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    history = model.fit(training.Batches(train_images, train_labels, 32), epochs=2, verbose=0)
+    history = model.fit(loop.Batches(train_images, train_labels, 32), epochs=2, verbose=0)
     assert len(history.history["loss"]) == 2 and np.isfinite(history.history["loss"]).all()
     prepared.check_num_classes(model, tmp_path / "prepared", "models/x.keras")
     binary = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(2)])
@@ -157,18 +158,18 @@ def test_test_dir_must_match_classes_not_overlap_and_be_a_dvc_dependency(tmp_pat
     make_folder(tmp_path / "data" / "raw", {"cat": 12, "dog": 14})
     make_folder(tmp_path / "data" / "test", {"cat": 3, "eel": 2})
     with pytest.raises(DataError, match=r"data/test: class folders \['cat', 'eel'\] differ"):
-        data.prepare_folder(tmp_path / "data" / "raw", tmp_path / "out", image_size=8, val_fraction=0.1,
-                            test_fraction=0.1, seed=0, test_dir=tmp_path / "data" / "test", progress=False)
+        preprocess.prepare_folder(tmp_path / "data" / "raw", tmp_path / "out", image_size=8, val_fraction=0.1,
+                                  test_fraction=0.1, seed=0, test_dir=tmp_path / "data" / "test", progress=False)
     with pytest.raises(DataError, match="overlap"):
-        data.prepare_folder(tmp_path / "data", tmp_path / "out", image_size=8, val_fraction=0.1,
-                            test_fraction=0.1, seed=0, test_dir=tmp_path / "data" / "test", progress=False)
+        preprocess.prepare_folder(tmp_path / "data", tmp_path / "out", image_size=8, val_fraction=0.1,
+                                  test_fraction=0.1, seed=0, test_dir=tmp_path / "data" / "test", progress=False)
     assert not (tmp_path / "out").exists()
     dvc_yaml = tmp_path / "dvc.yaml"
     stage = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]["preprocess"]
     dvc_yaml.write_text(yaml.safe_dump({"stages": {"preprocess": {**stage, "deps": stage["deps"] + ["${preprocess.image_dir}"]}}}))
     with pytest.raises(DataError, match=r"add `- \$\{preprocess.test_dir\}`"):
-        data.require_folder_dependency("data/test", dvc_yaml=dvc_yaml, param="test_dir")
-    data.require_folder_dependency("data/raw", dvc_yaml=dvc_yaml)
+        preprocess.require_folder_dependency("data/test", dvc_yaml=dvc_yaml, param="test_dir")
+    preprocess.require_folder_dependency("data/raw", dvc_yaml=dvc_yaml)
 
 
 def test_images_of_one_group_never_land_in_two_splits(tmp_path):
@@ -202,11 +203,11 @@ def test_images_of_one_group_never_land_in_two_splits(tmp_path):
 def test_group_pattern_must_match_every_file_and_leave_enough_groups(tmp_path):
     raw = make_folder(tmp_path / "raw", {"a": 12, "b": 12})
     with pytest.raises(DataError, match=r"00000.png: preprocess.group_pattern '\^person' does not match"):
-        data.prepare_folder(raw, tmp_path / "out", image_size=8, val_fraction=0.1, test_fraction=0.1, seed=0,
-                            group_pattern="^person", progress=False)
+        preprocess.prepare_folder(raw, tmp_path / "out", image_size=8, val_fraction=0.1, test_fraction=0.1, seed=0,
+                                  group_pattern="^person", progress=False)
     with pytest.raises(DataError, match="groups are too few to hold out"):
-        data.prepare_folder(raw, tmp_path / "out", image_size=8, val_fraction=0.1, test_fraction=0.1, seed=0,
-                            group_pattern=r"^000[01]", progress=False)  # two groups (0000x and 0001x) for 24 files
+        preprocess.prepare_folder(raw, tmp_path / "out", image_size=8, val_fraction=0.1, test_fraction=0.1, seed=0,
+                                  group_pattern=r"^000[01]", progress=False)  # two groups (0000x and 0001x) for 24 files
     assert not (tmp_path / "out").exists()
 
 
@@ -237,11 +238,11 @@ def test_a_disk_too_full_for_the_prepared_images_is_refused_before_writing(tmp_p
     usage = namedtuple("usage", "total used free")
     monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(2**30, 2**30 - 100_000, 100_000))
     with pytest.raises(NotEnoughSpace, match=r"out: 24 images at 256x256 px needs about 3\.0 MiB .* 0\.1 MiB free"):
-        data.prepare_folder(raw, tmp_path / "out", image_size=256, val_fraction=0.1, test_fraction=0.1, seed=0,
-                            progress=False)
+        preprocess.prepare_folder(raw, tmp_path / "out", image_size=256, val_fraction=0.1, test_fraction=0.1, seed=0,
+                                  progress=False)
     assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".tmp-*"))
-    data.prepare_folder(raw, tmp_path / "out", image_size=32, val_fraction=0.1, test_fraction=0.1, seed=0,
-                        progress=False)  # 48 KiB fits
+    preprocess.prepare_folder(raw, tmp_path / "out", image_size=32, val_fraction=0.1, test_fraction=0.1, seed=0,
+                              progress=False)  # 48 KiB fits
 
 
 def test_a_group_pattern_that_puts_a_whole_class_in_one_group_is_refused(tmp_path):
@@ -253,8 +254,8 @@ def test_a_group_pattern_that_puts_a_whole_class_in_one_group_is_refused(tmp_pat
         path.rename(path.with_name(f"{group}_{path.name}"))
     with pytest.raises(DataError, match=r"group_pattern .*class 'cat' has no image in the .* split.*12 images fall in "
                                         r"1 group\(s\) \('catA'\)"):
-        data.prepare_folder(raw, tmp_path / "out", image_size=8, val_fraction=0.1, test_fraction=0.1, seed=0,
-                            group_pattern=r"^([a-z]+[A-Z0-9]+)_", progress=False)
+        preprocess.prepare_folder(raw, tmp_path / "out", image_size=8, val_fraction=0.1, test_fraction=0.1, seed=0,
+                                  group_pattern=r"^([a-z]+[A-Z0-9]+)_", progress=False)
     assert not (tmp_path / "out").exists()
 
 

@@ -1,7 +1,8 @@
 import matplotlib.image
 import numpy as np
-from tinygray import plots
-from tinygray.frontier import pareto_front
+from tinygray.evaluate import plots
+from tinygray.evaluate.frontier import pareto_front
+from tinygray.pipeline.history import draw_history
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -60,5 +61,5 @@ def test_history_is_a_png_with_the_title_given(tmp_path):
     rows = [{"epoch": 1, "phase": 0, "accuracy": 0.5, "val_accuracy": 0.4, "loss": 2.0, "val_loss": 2.1},
             {"epoch": 2, "phase": 1, "accuracy": 0.7, "val_accuracy": 0.6, "loss": 1.0, "val_loss": 1.2}]
     path = tmp_path / "history.png"
-    plots.history(rows, path, title="student, seed 43 (selected)")
+    draw_history(rows, path, title="student, seed 43 (selected)")
     assert_valid_png(path)

@@ -9,15 +9,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tinygray import litert, predict, quantization
-from tinygray.image_folder import load_grayscale
+from tinygray import litert, predict
+from tinygray.compress import tflite
+from tinygray.data.folders import load_grayscale
 
 
 @pytest.fixture
 def int8_model(tmp_path, trained_digits_cnn, digits_split):
     path = tmp_path / "digits_int8.tflite"
-    representative = quantization.representative_dataset(digits_split["train"][0], 50, seed=0)
-    path.write_bytes(quantization.convert(trained_digits_cnn, "int8", representative=representative))
+    representative = tflite.representative_dataset(digits_split["train"][0], 50, seed=0)
+    path.write_bytes(tflite.convert(trained_digits_cnn, "int8", representative=representative))
     return path
 
 

@@ -5,8 +5,10 @@ import keras
 import numpy as np
 import pytest
 
-from tinygray import litert, qat, quantization, training
-from tinygray.models import build_cnn
+from tinygray import litert
+from tinygray.compress import qat, tflite
+from tinygray.train import loop
+from tinygray.models.cnn import build_cnn
 
 from conftest import accuracy, randomize_batch_norms
 
@@ -28,12 +30,12 @@ def trained_qat(digits_split, trained_digits_cnn, tmp_path_factory):
     train_images, train_labels = digits_split["train"]
     qat.calibrate(model, train_images[:256])
     calibrated = qat.ranges(model)
-    training.fit(model, (train_images, train_labels), digits_split["val"],
-                 loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metric=training.accuracy_metric(),
-                 epochs=3, batch_size=64, learning_rate=0.001, seed=0)
+    loop.fit(model, (train_images, train_labels), digits_split["val"],
+             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metric=loop.accuracy_metric(),
+             epochs=3, batch_size=64, learning_rate=0.001, seed=0)
     path = tmp_path_factory.mktemp("qat") / "qat_int8.tflite"
-    path.write_bytes(quantization.convert(model, "int8",
-                                          representative=quantization.representative_dataset(train_images, 50, 0)))
+    path.write_bytes(tflite.convert(model, "int8",
+                                    representative=tflite.representative_dataset(train_images, 50, 0)))
     return model, calibrated, path
 
 
@@ -75,9 +77,9 @@ def test_the_fake_quant_model_and_its_file_agree(trained_qat, digits_split):
     model, _, path = trained_qat
     images, labels = digits_split["test"]
     keras_logits = model.predict(images.astype(np.float32), verbose=0)
-    tflite = litert.TFLiteModel(path)
-    tflite_logits = tflite.predict(images)
-    scale, _ = tflite.output["quantization"]
+    interpreter = litert.TFLiteModel(path)
+    tflite_logits = interpreter.predict(images)
+    scale, _ = interpreter.output["quantization"]
     assert np.mean(np.abs(keras_logits - tflite_logits) <= 1.01 * scale) > 0.95
     assert np.mean(keras_logits.argmax(1) == tflite_logits.argmax(1)) > 0.98
     assert accuracy(tflite_logits, labels) > 0.85
@@ -94,12 +96,12 @@ def test_the_per_layer_error_report_names_the_layer_quantization_hurts_most(digi
     kernel = np.asarray(model.get_layer("block1_conv0").kernel).copy()
     kernel[..., 3] *= 500.0
     model.get_layer("block1_conv0").kernel.assign(kernel)
-    representative = quantization.representative_dataset(train_images, 50, 0)
-    (tmp_path / "f.tflite").write_bytes(quantization.convert(model, "float32"))
-    (tmp_path / "q.tflite").write_bytes(quantization.convert(model, "int8", representative=representative))
-    errors = quantization.layer_errors(tmp_path / "f.tflite", tmp_path / "q.tflite", digits_split["val"][0][:64])
+    representative = tflite.representative_dataset(train_images, 50, 0)
+    (tmp_path / "f.tflite").write_bytes(tflite.convert(model, "float32"))
+    (tmp_path / "q.tflite").write_bytes(tflite.convert(model, "int8", representative=representative))
+    errors = tflite.layer_errors(tmp_path / "f.tflite", tmp_path / "q.tflite", digits_split["val"][0][:64])
     assert [e["name"].split(":")[1] for e in errors] == ["CONV_2D", "MAX_POOL_2D", "CONV_2D", "MEAN", "FULLY_CONNECTED"]
-    worst = quantization.worst_layer(errors)
+    worst = tflite.worst_layer(errors)
     assert worst["name"] == "2:CONV_2D" and worst["layer"].startswith("block1_"), errors  # fused with its ReLU
     assert errors[-1]["snr_db"] < errors[0]["snr_db"]  # errors add up: the last layer has the lowest SNR
 

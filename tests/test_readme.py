@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tinygray.report import markdown_table
+from tinygray.evaluate.report import markdown_table
 
 REPO = Path(__file__).resolve().parents[1]
 

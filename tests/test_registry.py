@@ -19,15 +19,15 @@ from tinygray import litert
 REGISTER = """
 import sys, numpy as np
 from pathlib import Path
-from tinygray import quantization
-from tinygray.models import build_cnn
+from tinygray.compress import tflite
+from tinygray.models.cnn import build_cnn
 from tinygray.pipeline.tracking import stage_run
 from tinygray.registry import register_shipped_model
-from tinygray.training import seed_everything
+from tinygray.train.loop import seed_everything
 seed_everything(int(sys.argv[1]))
 with stage_run("benchmark", {"shipped": "tiny"}) as run:
     model = build_cnn((8, 8, 1), 3, [4])
-    Path("tiny.tflite").write_bytes(quantization.convert(model, "float32"))
+    Path("tiny.tflite").write_bytes(tflite.convert(model, "float32"))
     Path("contract.json").write_text("{}")
     run.finish({"accuracy": 0.75})
     print(register_shipped_model("tiny.tflite", "contract.json", {"name": "tiny", "accuracy": 0.75,

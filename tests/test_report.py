@@ -1,5 +1,5 @@
-from tinygray import report
-from tinygray.augment import views_warning
+from tinygray.evaluate import report
+from tinygray.data.augment import views_warning
 
 
 def row(name, fmt, accuracy, size, latency, model=None, **extra):

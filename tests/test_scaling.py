@@ -66,13 +66,13 @@ def postgres_mlflow(postgres, tmp_path_factory):
 STAGE = """
 import sys, numpy as np
 from pathlib import Path
-from tinygray import quantization
-from tinygray.models import build_cnn
+from tinygray.compress import tflite
+from tinygray.models.cnn import build_cnn
 from tinygray.pipeline.tracking import stage_run
 from tinygray.registry import register_shipped_model
 with stage_run("benchmark", {"shipped": "tiny_int8"}) as run:
     model = build_cnn((8, 8, 1), 3, [4])
-    Path("tiny_int8.tflite").write_bytes(quantization.convert(model, "float32"))
+    Path("tiny_int8.tflite").write_bytes(tflite.convert(model, "float32"))
     Path("contract.json").write_text("{}")
     run.log_history("seed_42", {"val_accuracy": [0.5, 0.75]})
     run.finish({"accuracy": 0.75})

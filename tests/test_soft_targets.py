@@ -2,8 +2,9 @@
 import numpy as np
 import pytest
 
-from tinygray import prepared, soft_targets
-from tinygray.augment import Augmentation
+from tinygray.data import prepared
+from tinygray.distill import soft_targets
+from tinygray.data.augment import Augmentation
 
 VIEWS = Augmentation(views=3, max_rotation=10, max_shift=0.1, max_scale=0.1, seed=3)
 

@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from tinygray.stats import mcnemar, mean_std, paired_seeds, significant, wilson_interval
+from tinygray.evaluate.stats import mcnemar, mean_std, paired_seeds, significant, wilson_interval
 
 
 def paired(b01, b10, both_right=0, both_wrong=0):
@@ -76,7 +76,7 @@ def test_paired_seeds_tests_the_per_seed_differences():
 
 
 def test_above_chance_margin_follows_the_split_size():
-    from tinygray.stats import above_chance
+    from tinygray.evaluate.stats import above_chance
 
     balanced_80 = np.repeat([0, 1], 40)
     assert not above_chance(0.5, balanced_80)["above"]  # one class for every image

@@ -2,8 +2,9 @@ import keras
 import numpy as np
 import pytest
 
-from tinygray.models import build_cnn, count_params
-from tinygray.structured_pruning import filter_l1_norms, kept_filter_count, prune_filters
+from tinygray.models.cnn import build_cnn
+from tinygray.models.files import count_params
+from tinygray.compress.filter_pruning import filter_l1_norms, kept_filter_count, prune_filters
 
 from conftest import accuracy
 

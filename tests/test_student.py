@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from tinygray import student
-from tinygray.augment import Augmentation
-from tinygray.distillation import pack_targets
+from tinygray.train import student
+from tinygray.data.augment import Augmentation
+from tinygray.distill.losses import pack_targets
 from tinygray.pipeline.history import history_files, write_history
 from tinygray.pipeline.params import TrainStudent
 
@@ -76,7 +76,7 @@ def test_the_student_follows_the_image_size():
     whole image at every size, and the parameter count stays phone-class."""
     import keras
 
-    from tinygray.structured_pruning import prune_filters
+    from tinygray.compress.filter_pruning import prune_filters
 
     assert [student.stem_downsamples(s) for s in (28, 32, 33, 64, 128, 256)] == [0, 0, 1, 1, 2, 3]
     for size, stems in ((28, 0), (64, 1), (128, 2), (256, 3)):
@@ -108,7 +108,7 @@ def test_a_student_with_its_own_input_size_takes_the_full_image_and_works_at_its
 
 
 def test_cosine_schedule_runs_every_epoch_and_keeps_the_best_on_validation(digits_split):
-    from tinygray import training
+    from tinygray.train import loop
 
     (x, y), val = digits_split["train"], digits_split["val"]
     cosine = changed(P, schedule="cosine", epochs=4, patience=1)  # patience 1 would stop a plateau run early
@@ -119,18 +119,19 @@ def test_cosine_schedule_runs_every_epoch_and_keeps_the_best_on_validation(digit
     import pytest
 
     with pytest.raises(ValueError, match="unknown schedule 'step'"):
-        training.fit(model, (x, y), val, loss="mse", metric=training.accuracy_metric(), epochs=1, batch_size=8,
-                     learning_rate=0.1, seed=0, patience=1, schedule="step")
+        loop.fit(model, (x, y), val, loss="mse", metric=loop.accuracy_metric(), epochs=1, batch_size=8,
+                 learning_rate=0.1, seed=0, patience=1, schedule="step")
 
 
 def test_teacher_in_the_loop_trains_only_the_student_against_the_teacher_of_each_batch(tmp_path, digits_split,
                                                                                    trained_digits_cnn):
     """Function matching: the teacher labels the mixed, freshly augmented batch itself; its weights never move."""
-    from tinygray import models, prepared
+    from tinygray.data import prepared
+    from tinygray.models.files import load_model, save_model
 
     prepared_dir = tmp_path / "prepared"
     prepared.write_prepared(prepared_dir, {split: digits_split[split] for split in ("train", "val")}, [str(c) for c in range(10)])
-    models.save_model(trained_digits_cnn, tmp_path / "teacher.keras")
+    save_model(trained_digits_cnn, tmp_path / "teacher.keras")
     online = changed(P, teacher_in_loop=True, mixup=0.4, epochs=6, assistants=[])
     still = Augmentation(views=2, seed=7)  # the conftest teacher never saw moved 8-px digits: 29% right on them
     train, val, setup, views = student.distillation_inputs(prepared_dir, None, tmp_path / "teacher.keras", None, still,
@@ -148,27 +149,28 @@ def test_teacher_in_the_loop_trains_only_the_student_against_the_teacher_of_each
 
 
 def test_mixup_blends_images_and_targets_alike_and_reproducibly():
-    from tinygray import training
+    from tinygray.train import loop
 
     images = np.stack([np.full((2, 2, 1), 10 * k, np.uint8) for k in range(8)])
     targets = np.eye(8, dtype=np.float32)
-    batches = training.Batches(images, targets, 8, seed=3, mixup=0.5)
+    batches = loop.Batches(images, targets, 8, seed=3, mixup=0.5)
     x, y = batches[0]
     assert np.allclose(y.sum(axis=1), 1.0) and not np.allclose(y, np.eye(8)[np.argmax(y, 1)])
     # each blended image is the blend of the two images its target names, with the same weights
     np.testing.assert_allclose(x[:, 0, 0, 0], y @ (10.0 * np.arange(8)), rtol=1e-5)
-    np.testing.assert_array_equal(training.Batches(images, targets, 8, seed=3, mixup=0.5)[0][0], x)
+    np.testing.assert_array_equal(loop.Batches(images, targets, 8, seed=3, mixup=0.5)[0][0], x)
 
 
 JAX_TRAINING = """
 import sys
-from tinygray import backend
+from tinygray.train import backend
 backend.select("jax")
 import keras
 import numpy as np
 from sklearn.datasets import load_digits
-from tinygray import models, student
-from tinygray.augment import Augmentation
+from tinygray.models.files import load_model, save_model
+from tinygray.train import student
+from tinygray.data.augment import Augmentation
 digits = load_digits()
 images, labels = (digits.images * 16).clip(0, 255).astype("uint8")[..., None], digits.target
 train, val = (images[:600], labels[:600]), (images[600:800], labels[600:800])
@@ -179,7 +181,7 @@ p = TrainStudent(num_seeds=1, widths=[4, 8], convs_per_block=1, input_size=None,
 views = Augmentation(views=2, max_rotation=10, max_shift=0.1, max_scale=0.1, seed=7)
 for path in sys.argv[1:]:
     model, metrics, _ = student.train_one([4, 8], train, val, 10, p, 7, student.Setup(keras.losses.SparseCategoricalCrossentropy(from_logits=True)), views)
-    models.save_model(model, path)
+    save_model(model, path)
 print(backend.current(), metrics["val_accuracy"])
 """
 
@@ -192,7 +194,7 @@ def test_a_student_trained_under_jax_is_the_same_twice_and_its_file_runs_under_t
 
     import keras
 
-    from tinygray import models
+    from tinygray.models.files import load_model, save_model
 
     first, second = tmp_path / "first.keras", tmp_path / "second.keras"
     result = subprocess.run([sys.executable, "-c", JAX_TRAINING, str(first), str(second)], capture_output=True,
@@ -202,7 +204,7 @@ def test_a_student_trained_under_jax_is_the_same_twice_and_its_file_runs_under_t
     assert name == "jax" and float(accuracy) > 0.3
     assert first.read_bytes() == second.read_bytes()
     assert keras.backend.backend() == "tensorflow"
-    model = models.load_model(first)
+    model = load_model(first)
     x = np.random.default_rng(0).integers(0, 255, (4, 8, 8, 1)).astype("float32")
     assert model.predict(x, verbose=0).shape == (4, 10)
 
@@ -210,7 +212,7 @@ def test_a_student_trained_under_jax_is_the_same_twice_and_its_file_runs_under_t
 def test_the_backend_cannot_change_once_keras_is_loaded():
     import keras
 
-    from tinygray import backend
+    from tinygray.train import backend
 
     assert keras.backend.backend() == "tensorflow"
     backend.select("tensorflow")  # already so: nothing to do

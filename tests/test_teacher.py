@@ -2,7 +2,7 @@ import keras
 import numpy as np
 import pytest
 
-from tinygray import teacher
+from tinygray.train import teacher
 from tinygray.pipeline.params import TrainTeacher, load_params
 
 BASE = TrainTeacher(backbone="efficientnet_lite0", weights="none", input_size=32, dropout=0.1, frozen_epochs=1,
@@ -97,7 +97,7 @@ def test_from_scratch_cnn_teacher_beats_chance_with_the_default_patience():
 
 
 def test_a_teacher_at_chance_stops_the_pipeline_naming_what_was_seen():
-    from tinygray.training import ChanceLevelError, require_above_chance
+    from tinygray.train.loop import ChanceLevelError, require_above_chance
 
     with pytest.raises(ChanceLevelError, match=r"train_teacher: validation accuracy 0.5000 on 80 images is not clearly "
                                                r"above the majority-class rate 0.5000 .* Try a larger"):

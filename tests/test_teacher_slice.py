@@ -5,8 +5,9 @@ import keras
 import numpy as np
 import pytest
 
-from tinygray import qat, quantization, structured_pruning, teacher_slice
-from tinygray.backbones import build_backbone
+from tinygray.compress import filter_pruning, qat, tflite
+from tinygray.models import teacher_slice
+from tinygray.models.backbones import build_backbone
 from tinygray.pipeline.params import ParamsError, from_dict, load_params
 
 from conftest import randomize_batch_norms
@@ -95,9 +96,9 @@ def test_params_refuse_assistants_for_a_cut_student_and_a_block_count_out_of_ran
 
 def test_expanded_channels_prune_within_each_block(teacher, images):
     student = teacher_slice.build((SIDE, SIDE, 1), 3, 5, inherit_from=teacher)
-    unchanged = structured_pruning.prune_filters(student, 0.0)
+    unchanged = filter_pruning.prune_filters(student, 0.0)
     np.testing.assert_allclose(unchanged.predict(images, verbose=0), student.predict(images, verbose=0), rtol=1e-5, atol=1e-5)
-    half = structured_pruning.prune_filters(student, 0.5)
+    half = filter_pruning.prune_filters(student, 0.5)
     for block in range(1, 5):  # block 0 has no expansion
         assert half.get_layer(f"blocks.{block}.expand_conv").filters == student.get_layer(f"blocks.{block}.expand_conv").filters // 2
         assert half.get_layer(f"blocks.{block}.project_conv").filters == student.get_layer(f"blocks.{block}.project_conv").filters
@@ -119,7 +120,7 @@ def test_the_slice_folds_trains_quantization_aware_and_converts_to_int8(teacher,
     assert "blocks.4.expand_conv_range" not in names  # fused with the activation after it
     qat.calibrate(model, images)
     np.testing.assert_allclose(qat.strip(model).predict(images, verbose=0), folded.predict(images, verbose=0), rtol=1e-4, atol=1e-4)
-    content = quantization.convert(model, "int8", representative=quantization.representative_dataset(images, 16, 0))
+    content = tflite.convert(model, "int8", representative=tflite.representative_dataset(images, 16, 0))
     interpreter = Interpreter(model_content=content,
                               experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
     interpreter.allocate_tensors()

@@ -9,8 +9,8 @@ import zipfile
 import numpy as np
 import pytest
 
-from tinygray.efficientnet_lite import imagenet_checkpoint_path
-from tinygray.torch_checkpoint import LEGACY_MAGIC, LEGACY_PROTOCOL, CheckpointError, load_torch_checkpoint
+from tinygray.models.efficientnet_lite import imagenet_checkpoint_path
+from tinygray.models.torch_checkpoint import LEGACY_MAGIC, LEGACY_PROTOCOL, CheckpointError, load_torch_checkpoint
 
 
 # --- writing checkpoints without torch: stand-in globals pickled under torch's names ---------------

@@ -1,8 +1,11 @@
-"""tinygray.training: the BatchNorm recalibration before each validation."""
+"""tinygray.train.loop: the BatchNorm recalibration before each validation."""
 import keras
 import numpy as np
 
-from tinygray import models, training
+from tinygray.models.cnn import BN_MOMENTUM, build_cnn
+
+from tinygray.models.files import uncompiled_copy
+from tinygray.train import loop
 from conftest import randomize_batch_norms
 
 
@@ -11,14 +14,14 @@ def test_recalibration_sets_each_trainable_batch_norm_to_the_mean_of_its_batch_s
     give (the plain running mean of the batches' statistics); a frozen layer keeps its statistics."""
     images = digits_split["train"][0]
     keras.utils.set_random_seed(0)
-    model = models.build_cnn(images.shape[1:], 10, [4, 8])
+    model = build_cnn(images.shape[1:], 10, [4, 8])
     randomize_batch_norms(model)
     model.get_layer("block1_bn0").trainable = False
     frozen = [np.asarray(w) for w in model.get_layer("block1_bn0").get_weights()]
-    eager = models.uncompiled_copy(model)
+    eager = uncompiled_copy(model)
     eager.get_layer("block1_bn0").trainable = False
 
-    callback = training.RecalibrateBatchNorm(images, batch_size=32, num_batches=5, seed=3)
+    callback = loop.RecalibrateBatchNorm(images, batch_size=32, num_batches=5, seed=3)
     callback.set_model(model)
     callback.on_test_begin()
 
@@ -35,7 +38,7 @@ def test_recalibration_sets_each_trainable_batch_norm_to_the_mean_of_its_batch_s
     mine, expected = model.get_layer("block0_bn0"), eager.get_layer("block0_bn0")
     np.testing.assert_allclose(np.asarray(mine.moving_mean), np.asarray(expected.moving_mean), rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(np.asarray(mine.moving_variance), np.asarray(expected.moving_variance), rtol=1e-4, atol=1e-5)
-    assert mine.momentum == models.BN_MOMENTUM  # restored for training
+    assert mine.momentum == BN_MOMENTUM  # restored for training
     for kept, now in zip(frozen, model.get_layer("block1_bn0").get_weights()):
         np.testing.assert_array_equal(kept, now)
     callback.on_test_begin()  # a second validation reuses the compiled pass and gives the same statistics

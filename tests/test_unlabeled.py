@@ -4,10 +4,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tinygray import distillation, prepared, unlabeled
-from tinygray.augment import Augmentation
+from tinygray.data import prepared, unlabeled
+from tinygray.distill import losses
+from tinygray.data.augment import Augmentation
 from tinygray.pipeline.params import ParamsError, from_dict, load_params
-from tinygray.soft_targets import distillation_data, write
+from tinygray.distill.soft_targets import distillation_data, write
 
 SIZE = 16
 
@@ -84,14 +85,14 @@ def test_params_refuse_an_unlabeled_dir_that_is_not_a_folder(tmp_path):
 def test_an_unlabelled_image_learns_from_the_teacher_alone():
     """Its packed label is all zeros, so the hard-label term is 0 and the loss is the soft term alone."""
     teacher_logits = np.array([[2.0, 0.0, -1.0], [0.5, 0.2, 0.1]], np.float32)
-    packed = distillation.pack_targets(np.array([1, -1]), teacher_logits)
+    packed = losses.pack_targets(np.array([1, -1]), teacher_logits)
     np.testing.assert_array_equal(packed[:, :3], [[0, 1, 0], [0, 0, 0]])
     student_logits = np.array([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0]], np.float32)
-    full = np.asarray(distillation.distillation_loss(packed, student_logits, 2.0, 0.5))
-    soft_only = np.asarray(distillation.distillation_loss(packed, student_logits, 2.0, 0.0))
+    full = np.asarray(losses.distillation_loss(packed, student_logits, 2.0, 0.5))
+    soft_only = np.asarray(losses.distillation_loss(packed, student_logits, 2.0, 0.0))
     assert full[1] == pytest.approx(0.5 * soft_only[1], rel=1e-5)
     assert full[0] > 0.5 * soft_only[0]  # the labelled image pays its cross-entropy too
-    assert np.asarray(distillation.label_accuracy(packed, student_logits)).tolist() == [1.0, 1.0]  # 2nd: the teacher's class
+    assert np.asarray(losses.label_accuracy(packed, student_logits)).tolist() == [1.0, 1.0]  # 2nd: the teacher's class
 
 
 def test_distillation_data_puts_the_unlabelled_images_after_the_training_images(tmp_path):

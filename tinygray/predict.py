@@ -4,7 +4,7 @@
     tinygray-predict MODEL IMAGE_OR_FOLDER...      (the same, as the console script pip installs)
 
 MODEL is a .tflite (run through the LiteRT interpreter, as on a phone) or a .keras file. Every image is read
-as the pipeline reads an image folder (tinygray.image_folder.load_grayscale: 8-bit BT.601 luma, made square
+as the pipeline reads an image folder (tinygray.data.folders.load_grayscale: 8-bit BT.601 luma, made square
 as the contract file says, or --resize, and resized to the model's input with PIL's bilinear filter);
 folders are searched recursively. Prints one line per image:
 the predicted class and the probability of each class (softmax of the logits), or CSV with --csv. Class
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tinygray.image_folder import IMAGE_EXTENSIONS, RESIZE_MODES, BadImageError, load_grayscale
+from tinygray.data.folders import IMAGE_EXTENSIONS, RESIZE_MODES, BadImageError, load_grayscale
 from tinygray.pipeline import layout
 
 CONTRACT_SUFFIX = ".contract.json"
@@ -155,8 +155,8 @@ class Predictor:
             self.num_classes = int(self.model.output["shape"][-1])
             self.logits = self.model.predict
         else:
-            import tinygray.qat  # noqa: F401  registers the layers of a qat.keras file
-            from tinygray.models import load_model
+            import tinygray.compress.qat  # noqa: F401  registers the layers of a qat.keras file
+            from tinygray.models.files import load_model
 
             try:
                 keras_model = load_model(path)

@@ -16,8 +16,7 @@ import yaml
 from pydantic import (BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr, ValidationError,
                       model_validator)
 
-from tinygray import backend, distribute, duplicates, variants
-from tinygray.pipeline import layout
+from tinygray.pipeline import choices, layout
 
 PARAMS_FILE = layout.PARAMS
 # scikit-learn's split and NumPy take seeds below 2**32, and students use seed + k: refuse here, by name
@@ -53,10 +52,10 @@ class Preprocess(Section):
     dataset: Literal["mnist", "digits", "fashion_mnist", "folder"]
     image_dir: StrictStr  # dataset folder: one subfolder of images per class
     test_dir: StrictStr | None  # dataset folder: held-out test images, same class subfolders
-    unlabeled_dir: StrictStr | None  # images without labels, any nesting, for the distilled students (tinygray.unlabeled)
+    unlabeled_dir: StrictStr | None  # images without labels, any nesting, for the distilled students (tinygray.data.unlabeled)
     group_pattern: StrictStr | None  # dataset folder: regex over file names, one group per match
     on_bad_file: Literal["fail", "skip"]
-    duplicates: Literal[duplicates.POLICIES]
+    duplicates: Literal[choices.DUPLICATE_POLICIES]
     image_size: Annotated[StrictInt, Field(ge=8, le=MAX_IMAGE_SIZE)]
     resize: Literal["squash", "crop", "pad"]
     classes: Annotated[list[Annotated[StrictInt, Field(ge=0)]], Field(
@@ -121,7 +120,7 @@ class TrainTeacher(Training):
     cnn_convs_per_block: PositiveInt
     augment: StrictBool
     mixed_precision: StrictBool
-    distribute: Literal[tuple(distribute.STRATEGIES)]
+    distribute: Literal[tuple(choices.STRATEGIES)]
 
     @model_validator(mode="after")
     def _weights_exist(self) -> TrainTeacher:
@@ -132,7 +131,7 @@ class TrainTeacher(Training):
 
 
 class Augment(Section):
-    """The training views shared by soft_targets and every student stage (tinygray/augment.py)."""
+    """The training views shared by soft_targets and every student stage (tinygray/data/augment.py)."""
     views: PositiveInt
     max_rotation: Annotated[Number, Field(ge=0, le=180)]
     max_shift: Annotated[Number, Field(ge=0, le=0.5)]
@@ -149,7 +148,7 @@ class TrainStudent(Training):
     convs_per_block: PositiveInt
     input_size: Annotated[StrictInt, Field(ge=8)] | None  # must divide preprocess.image_size: student.build checks
     teacher_blocks: Annotated[StrictInt, Field(ge=1, le=16)] | None  # EfficientNet-Lite0's 16 blocks (teacher_slice)
-    backend: Literal[backend.BACKENDS]
+    backend: Literal[choices.BACKENDS]
     temperature: Rate
     alpha: Fraction
     dkd_beta: Annotated[Number, Field(ge=0)] | None
@@ -166,7 +165,7 @@ class TrainStudent(Training):
                              "true': no teacher logits are stored for mixed images")
         if self.teacher_in_loop and self.backend != "tensorflow":
             raise ValueError("parameter 'train_student.teacher_in_loop: true' runs the teacher at every step, and the "
-                             "teacher trains and infers on TensorFlow only (tinygray/backend.py); set "
+                             "teacher trains and infers on TensorFlow only (tinygray/train/backend.py); set "
                              "'train_student.backend: tensorflow'")
         if self.teacher_blocks is not None and self.assistants:
             raise ValueError("parameter 'train_student.assistants' chains narrower CNN students; a student cut from the "
@@ -218,9 +217,9 @@ class Benchmark(Section):
 
     @model_validator(mode="after")
     def _shippable(self) -> Benchmark:
-        if self.shipped != variants.AUTO and self.shipped not in variants.shippable():
-            raise ValueError(f"parameter 'benchmark.shipped' must be '{variants.AUTO}' or name one of the TFLite "
-                             f"variants {variants.shippable()}, got {self.shipped!r}")
+        if self.shipped != choices.AUTO and self.shipped not in choices.shippable():
+            raise ValueError(f"parameter 'benchmark.shipped' must be '{choices.AUTO}' or name one of the TFLite "
+                             f"variants {choices.shippable()}, got {self.shipped!r}")
         return self
 
 

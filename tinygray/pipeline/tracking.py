@@ -55,7 +55,7 @@ class StageRun:
                                           for key, value in metrics.items()])
 
     def log_epoch(self, curve: str, step: int, values: dict[str, float]) -> None:
-        """One epoch of a training, sent while it runs (training.fit's log_epoch), so the MLflow UI draws the
+        """One epoch of a training, sent while it runs (loop.fit's log_epoch), so the MLflow UI draws the
         curves of a ten-minute teacher as it trains: `<curve>/val_accuracy` at step = epoch."""
         timestamp = int(time.time() * 1000)
         _log_batches(self.run.info.run_id, [Metric(_metric_name(f"{curve}/{key}"), float(value), timestamp, step)

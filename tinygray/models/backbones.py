@@ -26,13 +26,13 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from tinygray.efficientnet_lite import (
+from tinygray.models.efficientnet_lite import (
     FEATURES_LAYER,
     efficientnet_lite0,
     imagenet_checkpoint_path,
     load_imagenet_weights,
 )
-from tinygray.torch_checkpoint import load_torch_checkpoint
+from tinygray.models.torch_checkpoint import load_torch_checkpoint
 
 BACKBONES = ("efficientnet_lite0", "mobilenet_v2", "vgg16")
 KERAS_WEIGHTS_URL = "https://storage.googleapis.com/tensorflow/keras-applications/"

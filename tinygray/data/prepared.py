@@ -1,6 +1,6 @@
 """The prepared-split format every stage after preprocess reads: data/prepared/<split>/images.npy (uint8,
 (N, H, W, 1), memory-mappable) and labels.npy, and classes.json. Kept apart from the preprocessing code
-(tinygray.data) so that editing how images are prepared reruns preprocess, not every stage that reads them."""
+(tinygray.data.preprocess) so that editing how images are prepared reruns preprocess, not every stage that reads them."""
 from __future__ import annotations
 
 import json
@@ -38,7 +38,7 @@ def read_split(prepared_dir: Path | str, split: str) -> tuple[np.ndarray, np.nda
 
 
 def write_unlabeled(unlabeled_dir: Path | str, images: np.ndarray) -> None:
-    """The images without labels (tinygray.unlabeled; none at all without preprocess.unlabeled_dir), kept apart
+    """The images without labels (tinygray.data.unlabeled; none at all without preprocess.unlabeled_dir), kept apart
     from the splits: the teacher and the scratch control never read them, so they do not depend on them."""
     with atomic_output(unlabeled_dir) as staging:
         staging.mkdir()

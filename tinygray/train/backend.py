@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import sys
 
-BACKENDS = ("tensorflow", "jax")
+from tinygray.pipeline.choices import BACKENDS
 
 
 def select(backend: str) -> None:

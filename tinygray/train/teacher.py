@@ -10,11 +10,11 @@ from typing import TYPE_CHECKING
 
 import keras
 
-from tinygray import training
-from tinygray.models import BN_MOMENTUM, build_cnn
+from tinygray.train import loop
+from tinygray.models.cnn import BN_MOMENTUM, build_cnn
 
 if TYPE_CHECKING:
-    from tinygray.augment import Augmentation
+    from tinygray.data.augment import Augmentation
     from tinygray.pipeline.params import TrainTeacher
 
 
@@ -57,7 +57,7 @@ def build_teacher(input_shape: tuple[int, int, int], num_classes: int, p: TrainT
     if p.backbone == "cnn":
         return keras.Model(inputs, build_cnn(size, num_classes, p.cnn_widths, convs_per_block=p.cnn_convs_per_block,
                                              dropout=p.dropout, name="cnn")(x), name="teacher")
-    from tinygray.backbones import build_backbone
+    from tinygray.models.backbones import build_backbone
 
     backbone = build_backbone(p.backbone, p.weights, size)
     x = backbone(x)
@@ -96,7 +96,7 @@ def set_trainable(backbone: keras.Model, *, pretrained: bool, unfreeze_top_layer
 
 
 def train(teacher: keras.Model, train_split: tuple, val_split: tuple, p: TrainTeacher, seed: int,
-          augmentation: Augmentation | None = None, log_epoch: training.EpochLog | None = None) -> tuple[dict, list[dict]]:
+          augmentation: Augmentation | None = None, log_epoch: loop.EpochLog | None = None) -> tuple[dict, list[dict]]:
     """Returns the stage's training metrics and one history per phase. With an `augment.Augmentation`
     (train_teacher.augment), epoch e trains on view e mod views of every image, the views the student sees.
     `log_epoch` gets each phase's curve (teacher_frozen, teacher_finetune) as it trains, numbered across phases."""
@@ -107,15 +107,15 @@ def train(teacher: keras.Model, train_split: tuple, val_split: tuple, p: TrainTe
     phases, histories = {}, []
     if pretrained and p.frozen_epochs:
         backbone.trainable = False
-        phases["frozen"], history = training.fit(
-            teacher, train_split, val_split, metric=training.accuracy_metric(), epochs=p.frozen_epochs,
+        phases["frozen"], history = loop.fit(
+            teacher, train_split, val_split, metric=loop.accuracy_metric(), epochs=p.frozen_epochs,
             learning_rate=p.learning_rate, curve="teacher_frozen", **common)
         histories.append(history)
     if backbone is not None:
         set_trainable(backbone, pretrained=pretrained, unfreeze_top_layers=p.unfreeze_top_layers)
     phase = "finetune" if pretrained else "train"
-    phases[phase], history = training.fit(
-        teacher, train_split, val_split, metric=training.accuracy_metric(), epochs=p.epochs,
+    phases[phase], history = loop.fit(
+        teacher, train_split, val_split, metric=loop.accuracy_metric(), epochs=p.epochs,
         learning_rate=p.finetune_learning_rate if pretrained else p.learning_rate,
         patience=p.patience, curve=f"teacher_{phase}", first_step=1 + sum(len(h["loss"]) for h in histories), **common)
     histories.append(history)
@@ -139,10 +139,10 @@ def training_views(p: TrainTeacher, augmentation: Augmentation) -> Augmentation 
 
 def fit(p: TrainTeacher, seed: int, train_split: tuple, val_split: tuple, num_classes: int,
         augmentation: Augmentation | None = None, strategy=None,
-        log_epoch: training.EpochLog | None = None) -> tuple[keras.Model, dict, list[dict]]:
+        log_epoch: loop.EpochLog | None = None) -> tuple[keras.Model, dict, list[dict]]:
     """Seed, build and train a teacher (inside a tf.distribute strategy's scope when given): the train_teacher
     stage and scripts/out_of_fold_targets.py train it the same way. Returns (model, metrics, histories)."""
-    training.seed_everything(seed)
+    loop.seed_everything(seed)
     use_mixed_precision(p.mixed_precision)
     with strategy.scope() if strategy is not None else contextlib.nullcontext():
         model = build_teacher(train_split[0].shape[1:], num_classes, p)

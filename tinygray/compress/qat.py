@@ -13,7 +13,7 @@ converter turns them into int8 kernels with exactly the ranges they were trained
    ActivationRange, fake-quantized per tensor over a range that follows the batches' extremes as a moving
    average while training and is fixed afterwards;
 3. the model is fine-tuned (the qat stage: the distillation loss on the stored views) and converted with the
-   TFLite converter, builtin int8 ops only, int8 input and output (quantization.convert, mode "int8").
+   TFLite converter, builtin int8 ops only, int8 input and output (tflite.convert, mode "int8").
 
 Gradients pass the rounding straight through (the fake-quant ops' own gradient).
 """
@@ -209,7 +209,7 @@ def ranges(model: keras.Model) -> dict[str, tuple[float, float]]:
 def strip(model: keras.Model) -> keras.Model:
     """The quantization-aware model's network in plain float: the quantized layers back to Conv2D,
     DepthwiseConv2D and Dense with the trained weights, the ActivationRanges left out; the reference its int8 file
-    is compared with, layer by layer (quantization.layer_errors)."""
+    is compared with, layer by layer (tflite.layer_errors)."""
     plain = {quantized: original for original, quantized in QUANTIZED.items()}
 
     def call(layer, *args, **kwargs):

@@ -17,8 +17,7 @@ from __future__ import annotations
 import json
 import os
 
-# train_teacher.distribute -> the tf.distribute strategy, by its public name
-STRATEGIES = {"none": "default", "mirrored": "MirroredStrategy", "multi_worker": "MultiWorkerMirroredStrategy"}
+from tinygray.pipeline.choices import STRATEGIES
 
 
 class ClusterConfigError(ValueError):

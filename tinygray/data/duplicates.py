@@ -22,9 +22,9 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from tinygray.prepared import DataError
+from tinygray.data.prepared import DataError
+from tinygray.pipeline.choices import DUPLICATE_POLICIES
 
-POLICIES = ("report", "drop", "fail")
 COMPARE_SIDE = 64           # side of the copies compared pixel by pixel
 HASH_SIDE = 16              # side of the average hash: 256 bits
 BANDS = 4                   # candidate buckets per image: one per 64-bit band of the hash
@@ -133,8 +133,8 @@ class Duplicates:
     def find(cls, policy: str, pool: np.ndarray, pool_labels: np.ndarray, test: np.ndarray | None = None,
              test_labels: np.ndarray | None = None, names: list[str] | None = None) -> "Duplicates":
         """Every near-duplicate pair among pool + test; `fail` raises DuplicatesError naming the first pairs."""
-        if policy not in POLICIES:
-            raise ValueError(f"parameter 'preprocess.duplicates' must be one of {POLICIES}, got {policy!r}")
+        if policy not in DUPLICATE_POLICIES:
+            raise ValueError(f"parameter 'preprocess.duplicates' must be one of {DUPLICATE_POLICIES}, got {policy!r}")
         parts = [(pool, pool_labels)] + ([(test, test_labels)] if test is not None else [])
         hashes, copies = zip(*(signatures(images) for images, _ in parts))
         labels = np.concatenate([np.asarray(y) for _, y in parts]).astype(np.int64)

@@ -1,4 +1,5 @@
-"""Every figure the pipeline draws: the size/accuracy frontier, the confusion matrix, training curves.
+"""The benchmark's figures: the size/accuracy frontier and the confusion matrix (training curves: the plumbing's
+tinygray/pipeline/history.py, so that training stages do not depend on this module).
 
 Figures are drawn on matplotlib.figure.Figure objects (Agg when saved as PNG) rather than through
 pyplot, so no global backend is switched and no window or open figure is left behind.
@@ -12,8 +13,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from sklearn.metrics import ConfusionMatrixDisplay
 
-from tinygray.pipeline.atomic import atomic_output
-from tinygray.frontier import pareto_front
+from tinygray.evaluate.frontier import pareto_front
+from tinygray.pipeline.history import save_png
 
 # Fixed styles for the pipeline's kinds, so a kind looks the same in every report; others follow.
 KIND_ORDER = ("teacher", "scratch", "distilled", "pruned", "int8")
@@ -55,7 +56,7 @@ def frontier(rows: list[dict], path_png: Path | str, *, title: str, always_label
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
     _place_labels(fig, ax, labelled)
-    _save_png(fig, path_png)
+    save_png(fig, path_png)
     return fig
 
 
@@ -109,28 +110,4 @@ def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, class_names: l
                                             display_labels=class_names, cmap="Blues", colorbar=False,
                                             ax=fig.subplots())
     fig.axes[0].set_title(title)
-    _save_png(fig, path_png)
-
-
-def history(rows: list[dict], path_png: Path | str, *, title: str) -> None:
-    """Accuracy and loss per epoch, training and validation, a grey line where a new phase begins."""
-    fig = Figure(figsize=(9, 3.5), layout="constrained")
-    for ax, metric in zip(fig.subplots(1, 2), ("accuracy", "loss")):
-        for key, style in ((metric, "-"), (f"val_{metric}", "--")):
-            points = [(row["epoch"], row[key]) for row in rows if key in row]
-            if points:
-                ax.plot(*zip(*points), style, label=key)
-        for row, previous in zip(rows[1:], rows):
-            if row["phase"] != previous["phase"]:
-                ax.axvline(row["epoch"] - 0.5, color="grey", linewidth=0.8)  # a new training phase begins
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(metric)
-        ax.set_title(f"{title}: {metric}")
-        ax.legend()
-        ax.grid(alpha=0.3)
-    _save_png(fig, path_png, dpi=100)
-
-
-def _save_png(fig: Figure, path_png: Path | str, dpi: int = 150) -> None:
-    with atomic_output(path_png) as staging:
-        fig.savefig(staging, format="png", dpi=dpi)
+    save_png(fig, path_png)

@@ -14,9 +14,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 from sklearn.metrics import f1_score
 
-from tinygray import litert, models, prepared, progress, qat, quantization, stats  # qat: registers the layers qat.keras holds
-from tinygray.pipeline import layout
-from tinygray.variants import CONTROLS, KERAS_MODELS, MODES, TEACHER, control_of, quantized_models, shippable
+from tinygray import litert
+from tinygray.compress import qat, tflite  # qat: registers the layers qat.keras holds
+from tinygray.data import prepared
+from tinygray.evaluate import stats
+from tinygray.models.files import count_params, load_model
+from tinygray.pipeline import layout, progress
+from tinygray.pipeline.choices import CONTROLS, KERAS_MODELS, MODES, TEACHER, control_of, quantized_models, shippable
 
 if TYPE_CHECKING:
     from tinygray.pipeline.params import Benchmark as BenchmarkParams
@@ -169,25 +173,25 @@ def measure(test_images: np.ndarray, test_labels: np.ndarray, params: BenchmarkP
     with tempfile.TemporaryDirectory() as tmp:
         for name, (kind, modes) in progress.steps(KERAS_MODELS.items(), "benchmark: scoring", unit="model",
                                                   total=len(KERAS_MODELS)):
-            model = models.load_model(layout.model(name))
-            counts = models.count_params(model)
+            model = load_model(layout.model(name))
+            counts = count_params(model)
             # A Keras row is timed as the float32 .tflite of the same network: the quantize stage's where there
             # is one, else (the scratch control) a conversion made here.
             if "float32" in modes:
                 timed[name] = layout.tflite(name, "float32")
             else:
                 timed[name] = Path(tmp) / f"{name}.tflite"
-                timed[name].write_bytes(quantization.convert(model, "float32"))
+                timed[name].write_bytes(tflite.convert(model, "float32"))
             logits = model.predict(test_images, batch_size=256, verbose=0)
             _add(result, {"name": name, "format": "keras", "model": name, "kind": kind}, logits, test_labels,
                  counts, layout.model(name))
             for mode in modes:
-                tflite = layout.tflite(name, mode)
+                tflite_file = layout.tflite(name, mode)
                 gate = {"gate_passed": int8_gate(name)["passed"]} if mode == "int8" and modes == MODES else {}
-                _add(result, {"name": tflite.stem, "format": "tflite", "model": name,
+                _add(result, {"name": tflite_file.stem, "format": "tflite", "model": name,
                               "kind": "int8" if mode == "int8" and name not in CONTROLS.values() else kind, **gate},
-                     litert.TFLiteModel(tflite).predict(test_images), test_labels, counts, tflite)
-                timed[tflite.stem] = tflite
+                     litert.TFLiteModel(tflite_file).predict(test_images), test_labels, counts, tflite_file)
+                timed[tflite_file.stem] = tflite_file
         latencies = interleaved_latency(timed, test_images[0], params)
         result.layer_errors = int8_layer_errors(result, Path(tmp))
     for variant in result.variants:
@@ -212,7 +216,7 @@ LAYER_ERROR_IMAGES = 64  # validation images the per-layer quantization error is
 
 
 def int8_layer_errors(result: Benchmark, tmp: Path) -> dict[str, list[dict]]:
-    """quantization.layer_errors of every int8 file against the float32 file of the same network, on the
+    """tflite.layer_errors of every int8 file against the float32 file of the same network, on the
     first LAYER_ERROR_IMAGES validation images; each int8 variant also gets its worst layer. The float
     counterpart of qat_int8 is the quantization-aware network in plain float (qat.strip)."""
     images = np.asarray(prepared.read_split(layout.PREPARED, "val")[0][:LAYER_ERROR_IMAGES])
@@ -223,10 +227,10 @@ def int8_layer_errors(result: Benchmark, tmp: Path) -> dict[str, list[dict]]:
         reference = layout.tflite(variant["model"], "float32")
         if not reference.is_file():  # qat: no float32 file of its own
             reference = tmp / f"{variant['model']}_plain_float32.tflite"
-            reference.write_bytes(quantization.convert(qat.strip(models.load_model(layout.model(variant["model"]))),
-                                                       "float32"))
-        errors[variant["name"]] = quantization.layer_errors(reference, result.files[variant["name"]], images)
-        variant["worst_layer"] = quantization.worst_layer(errors[variant["name"]])
+            reference.write_bytes(tflite.convert(qat.strip(load_model(layout.model(variant["model"]))),
+                                                 "float32"))
+        errors[variant["name"]] = tflite.layer_errors(reference, result.files[variant["name"]], images)
+        variant["worst_layer"] = tflite.worst_layer(errors[variant["name"]])
     return errors
 
 
@@ -266,7 +270,7 @@ def seed_results(model_dir: Path | str, stage_metrics: Path | str, images: np.nd
     seed the stage selected on validation, as it recorded it in its metrics file (read, not worked out again)."""
     accuracies, fidelities = {}, {}
     for path in sorted(Path(model_dir).glob("seed_*.keras"), key=lambda p: int(p.stem.removeprefix("seed_"))):
-        predicted = models.load_model(path).predict(images, batch_size=256, verbose=0).argmax(axis=1)
+        predicted = load_model(path).predict(images, batch_size=256, verbose=0).argmax(axis=1)
         seed = path.stem.removeprefix("seed_")
         accuracies[seed] = round(float(np.mean(predicted == labels)), 4)
         fidelities[seed] = fidelity(predicted, teacher_predictions)
@@ -289,7 +293,7 @@ def compression_steps(result: Benchmark, labels: np.ndarray) -> list[dict]:
 
 def comparisons(result: Benchmark, labels: np.ndarray, shipped: str) -> dict:
     """The paired tests the report's conclusions rest on. `shipped_vs_control`: the shipped file against
-    its scratch control's file of the same compression (variants.control_of), where it has one."""
+    its scratch control's file of the same compression (choices.control_of), where it has one."""
     correct = result.correct(labels)
     distilled, scratch = (result.seeds[kind]["accuracies"] for kind in ("distilled", "scratch"))
     control = control_of(shipped)

@@ -75,7 +75,7 @@ def prune_filters(model: keras.Model, fraction: float) -> keras.Model:
     return _rebuild_with_widths(model, widths, weights)
 
 
-EXPAND_SUFFIX = ".expand_conv"  # tinygray.efficientnet_lite's names: blocks.<i>.expand_conv, .bn0, .depthwise_conv, ...
+EXPAND_SUFFIX = ".expand_conv"  # tinygray.models.efficientnet_lite's names: blocks.<i>.expand_conv, .bn0, .depthwise_conv, ...
 
 
 def prune_expanded_channels(model: keras.Model, fraction: float) -> keras.Model:

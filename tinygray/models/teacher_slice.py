@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import keras
 
-from tinygray import models
+from tinygray.models.cnn import BN_MOMENTUM
 # The Lite0 builder's own pieces, so that the slice's layers are the teacher's, name for name
-from tinygray.efficientnet_lite import BLOCKS, INPUT_MEAN, INPUT_STD, _conv_bn, _mbconv
+from tinygray.models.efficientnet_lite import BLOCKS, INPUT_MEAN, INPUT_STD, _conv_bn, _mbconv
 
 # Blocks of EfficientNet-Lite0 (16): a slice keeps the first 1..NUM_BLOCKS of them.
 NUM_BLOCKS = sum(repeats for *_, repeats in BLOCKS)
@@ -50,7 +50,7 @@ def build(input_shape: tuple[int, int, int], num_classes: int, blocks: int, down
     """Pixels -> (average downscale x downscale patches) -> Lite0 stem and blocks 0..blocks-1 -> global
     average pool -> dropout -> logits. With `inherit_from` (the trained teacher), every layer of the slice
     starts from the teacher's weights; without, from Keras' initializers. BatchNorm keeps training, with the
-    faster momentum the students use (models.BN_MOMENTUM): the slice sees another input size than the teacher."""
+    faster momentum the students use (BN_MOMENTUM): the slice sees another input size than the teacher."""
     check_blocks(blocks)
     inputs = keras.Input(shape=input_shape, name="pixels")
     x = keras.layers.AveragePooling2D(downscale, name="downscale")(inputs) if downscale > 1 else inputs
@@ -67,7 +67,7 @@ def build(input_shape: tuple[int, int, int], num_classes: int, blocks: int, down
     model = keras.Model(inputs, keras.layers.Dense(num_classes, name="logits")(x), name=name)
     for layer in model.layers:
         if isinstance(layer, keras.layers.BatchNormalization):
-            layer.momentum = models.BN_MOMENTUM
+            layer.momentum = BN_MOMENTUM
     if inherit_from is not None:
         inherit(model, backbone_of(inherit_from))
     return model

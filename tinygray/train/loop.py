@@ -7,9 +7,9 @@ from collections.abc import Callable
 import keras
 import numpy as np
 
-from tinygray import progress
+from tinygray.pipeline import progress
 
-# (curve, step, {metric: value}): what training.fit reports after each epoch to whoever records it
+# (curve, step, {metric: value}): what fit reports after each epoch to whoever records it
 EpochLog = Callable[[str, int, dict], None]
 
 
@@ -72,7 +72,7 @@ class Batches(keras.utils.PyDataset):
 class EpochProgress(keras.callbacks.Callback):
     """Within a training epoch: where there is no terminal (Keras' own bar needs one), a line at most every
     progress.LOG_EVERY_SECONDS with the step and the running loss, so a one-minute teacher epoch is not one line at its
-    end. On a terminal training.fit shows Keras' progress bar instead."""
+    end. On a terminal fit shows Keras' progress bar instead."""
 
     # Keras may call it from a worker thread, after the step: a callback with a per-step hook that is not async_safe
     # makes every step wait for the previous one and copy its logs to NumPy (what that costs a 14-px student's
@@ -167,7 +167,7 @@ def require_above_chance(what: str, accuracy: float, labels: np.ndarray, split: 
                          hint: str = "") -> None:
     """Stop the pipeline when `what` is not clearly above chance on `split` (stats.above_chance): a
     collapsed teacher would be distilled from and reported as if it were a result."""
-    from tinygray.stats import above_chance
+    from tinygray.evaluate.stats import above_chance
 
     verdict = above_chance(accuracy, labels)
     if not verdict["above"]:

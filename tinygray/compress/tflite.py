@@ -11,9 +11,9 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from tinygray import stats
+from tinygray.evaluate import stats
 from tinygray.litert import TFLiteModel
-from tinygray.variants import MODES
+from tinygray.pipeline.choices import MODES
 
 # EXPERIMENTAL_SPARSITY on the quantized modes gave files LiteRT's default XNNPack delegate refuses
 # ("failed to delegate CONV_2D ... failed to prepare") and, at 50% sparsity, larger ones

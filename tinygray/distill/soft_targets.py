@@ -6,9 +6,10 @@ from pathlib import Path
 
 import numpy as np
 
-from tinygray import prepared, progress
-from tinygray.augment import Augmentation, check_made_for, record_made_for
-from tinygray.distillation import pack_targets
+from tinygray.data import prepared
+from tinygray.pipeline import progress
+from tinygray.data.augment import Augmentation, check_made_for, record_made_for
+from tinygray.distill.losses import pack_targets
 
 VIEWS_FILE = "views.json"
 
@@ -35,7 +36,7 @@ def write(out_dir: Path, train_logits: np.ndarray, val_logits: np.ndarray, augme
 def distillation_data(prepared_dir, soft_targets_dir, augmentation: Augmentation,
                       unlabeled_dir=None) -> tuple[tuple, tuple]:
     """((train images, (views, N, 2C) packed targets), (val images, (N, 2C) packed targets)): labels and
-    teacher logits side by side (distillation.pack_targets), one set of targets per training view. Unlabelled
+    teacher logits side by side (losses.pack_targets), one set of targets per training view. Unlabelled
     images (unlabeled_dir: preprocess.unlabeled_dir's) follow the training images, with no label: the teacher's
     logits alone."""
     soft_targets_dir = Path(soft_targets_dir)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from scipy import ndimage
 
-from tinygray import progress
+from tinygray.pipeline import progress
 
 if TYPE_CHECKING:
     from tinygray.pipeline.params import Augment

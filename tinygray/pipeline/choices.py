@@ -1,8 +1,21 @@
-"""The variants a pipeline run produces, in table order: which Keras models it trains, their role on the
-frontier, which of them the quantize stage converts, and into which TFLite modes. Read by the benchmark,
-the quantize stage and the parameter checks (a plain module: checking params.yaml imports no TensorFlow);
-dvc.yaml's quantize matrix lists the same models (tests/test_dvc_yaml.py keeps the two equal)."""
+"""Every closed list of names a parameter may take, and the names of the model variants a run produces: the
+parameter schema (params.py) validates against them and the domain modules import them from here, so each list
+is written once. A plain module (checking params.yaml imports no TensorFlow).
+
+The variants, in table order: which Keras models a run trains, their role on the frontier, which of them the
+quantize stage converts, and into which TFLite modes. Read by the benchmark, the quantize stage and the parameter
+checks; dvc.yaml's quantize matrix lists the same models (tests/test_dvc_yaml.py keeps the two equal).
+
+Unlike the rest of tinygray/pipeline/, this module shapes outputs (variant names, which models are quantized):
+scripts/stage_deps.py lists it among the DVC dependencies of the stages that import it."""
 from __future__ import annotations
+
+# train_student.backend: the Keras backend a student stage trains on (tinygray/train/backend.py)
+BACKENDS = ("tensorflow", "jax")
+# train_teacher.distribute -> the tf.distribute strategy, by its public name (tinygray/train/distribute.py)
+STRATEGIES = {"none": "default", "mirrored": "MirroredStrategy", "multi_worker": "MultiWorkerMirroredStrategy"}
+# preprocess.duplicates: what the leakage guard does with near-duplicates (tinygray/data/duplicates.py)
+DUPLICATE_POLICIES = ("report", "drop", "fail")
 
 TEACHER = "teacher"
 MODES = ("float32", "dynamic_range", "float16", "int8")
@@ -12,7 +25,7 @@ KERAS_MODELS = {"teacher": ("teacher", MODES), "student": ("distilled", MODES), 
                 "pruned": ("pruned", MODES), "pruned_filters": ("pruned", MODES), "qat": ("qat", ("int8",)),
                 "pruned_scratch": ("scratch", MODES)}
 # benchmark.shipped: the smallest file whose validation accuracy is within benchmark.max_accuracy_drop of the
-# teacher's (benchmarking.choose_shipped)
+# teacher's (benchmark.choose_shipped)
 AUTO = "auto"
 # the scratch control of each distilled model: the same network and training, on labels alone
 CONTROLS = {"student": "scratch", "pruned": "pruned_scratch"}

@@ -13,12 +13,16 @@ from typing import TYPE_CHECKING, Any
 import keras
 import numpy as np
 
-from tinygray import models, prepared, teacher_slice, training
+from tinygray.data import prepared
+from tinygray.models.cnn import build_cnn
+from tinygray.models.files import count_params, load_model, save_model
+from tinygray.models import teacher_slice
+from tinygray.train import loop
 from tinygray.pipeline.atomic import atomic_output
-from tinygray.augment import Augmentation, StoredViews
-from tinygray.distillation import DistillationLoss, TeacherInTheLoop, label_accuracy, labels_of, with_teacher_logits
-from tinygray.soft_targets import distillation_data, view_logits
-from tinygray.stats import mean_std
+from tinygray.data.augment import Augmentation, StoredViews
+from tinygray.distill.losses import DistillationLoss, TeacherInTheLoop, label_accuracy, labels_of, with_teacher_logits
+from tinygray.distill.soft_targets import distillation_data, view_logits
+from tinygray.evaluate.stats import mean_std
 from tinygray.pipeline.history import write_history
 
 if TYPE_CHECKING:
@@ -64,8 +68,8 @@ def build(input_shape: tuple[int, int, int], num_classes: int, widths: list[int]
     """The student for these images: build_cnn averaging the image down to `input_size` inside the model
     (train_student.input_size), then with the stem that working size needs. It always takes the full image."""
     factor = downscale_factor(input_shape[0], input_size)
-    return models.build_cnn(input_shape, num_classes, widths, convs_per_block=convs_per_block, downscale=factor,
-                            stem_downsamples=stem_downsamples(input_shape[0] // factor), name=name)
+    return build_cnn(input_shape, num_classes, widths, convs_per_block=convs_per_block, downscale=factor,
+                     stem_downsamples=stem_downsamples(input_shape[0] // factor), name=name)
 
 
 def build_for(p: TrainStudent, input_shape: tuple[int, int, int], num_classes: int, *, widths: list[int] | None = None,
@@ -105,7 +109,7 @@ class Setup:
     inherit_from: keras.Model | None = None
 
     def metric(self) -> keras.metrics.Metric:
-        return training.accuracy_metric(self.metric_fn, one_hot=self.one_hot)
+        return loop.accuracy_metric(self.metric_fn, one_hot=self.one_hot)
 
 
 def one_hot(split: tuple, num_classes: int) -> tuple:
@@ -124,7 +128,7 @@ def distillation_inputs(prepared_dir, soft_targets_dir, teacher_path, views_dir,
     teacher's stored logits for them; with train_student.teacher_in_loop, one-hot labels, the teacher
     itself, a fresh view every epoch and train_student.mixup: the teacher labels exactly the (mixed) image
     the student sees."""
-    teacher = models.load_model(teacher_path) if p.teacher_in_loop or p.teacher_blocks is not None else None
+    teacher = load_model(teacher_path) if p.teacher_in_loop or p.teacher_blocks is not None else None
     inherit_from = teacher if p.teacher_blocks is not None else None
     if not p.teacher_in_loop:
         train, val = distillation_data(prepared_dir, soft_targets_dir, augmentation, unlabeled_dir)
@@ -149,11 +153,11 @@ def scratch_inputs(prepared_dir, views_dir, augmentation: Augmentation, p: Train
 
 def train_one(widths: list[int], train: tuple, val: tuple, num_classes: int, p: TrainStudent, seed: int, setup: Setup,
               augmentation: Augmentation, name: str = "student",
-              log_epoch: training.EpochLog | None = None) -> tuple[keras.Model, dict, dict]:
-    training.seed_everything(seed)
+              log_epoch: loop.EpochLog | None = None) -> tuple[keras.Model, dict, dict]:
+    loop.seed_everything(seed)
     model = build_for(p, train[0].shape[1:], num_classes, widths=widths, inherit_from=setup.inherit_from, name=name)
     fitted = model if setup.teacher is None else TeacherInTheLoop(model, setup.teacher, p.temperature, p.alpha, p.dkd_beta)
-    metrics, history = training.fit(
+    metrics, history = loop.fit(
         fitted, train, val, loss=setup.loss, metric=setup.metric(),
         epochs=p.epochs, batch_size=p.batch_size, learning_rate=p.learning_rate, patience=p.patience,
         schedule=p.schedule, seed=seed, augmentation=augmentation, targets_per_view=setup.targets_per_view,
@@ -173,14 +177,14 @@ def assistant_chain(train: tuple, val: tuple, num_classes: int, p: TrainStudent,
                                       augmentation, name=name)
         train = (train[0], with_teacher_logits(train[1], view_logits(model, train[0], augmentation, 256)))
         val = (val[0], with_teacher_logits(val[1], model.predict(np.asarray(val[0]), batch_size=256, verbose=0)))
-        report[name] = {"val_accuracy": metrics["val_accuracy"], "params": models.count_params(model)[0]}
+        report[name] = {"val_accuracy": metrics["val_accuracy"], "params": count_params(model)[0]}
     return train, val, report
 
 
 def train_seeds(train: tuple, val: tuple, num_classes: int, p: TrainStudent, first_seed: int, setup: Setup,
                 augmentation: Augmentation,
                 model_dir: Path | str, selected_path: Path | str, history_csv: Path | str,
-                log_epoch: training.EpochLog | None = None) -> tuple[dict, dict]:
+                log_epoch: loop.EpochLog | None = None) -> tuple[dict, dict]:
     """Train one student per seed into model_dir/seed_<s>.keras (all or nothing), and copy the one
     select_seed picks to `selected_path`, the single file later stages read; its curves go to history_csv.
     Returns the stage metrics (the selected seed's, which seed that is, and every seed's) and every seed's
@@ -192,12 +196,12 @@ def train_seeds(train: tuple, val: tuple, num_classes: int, p: TrainStudent, fir
             print(f"{Path(model_dir).name}: seed {seed} ({number}/{p.num_seeds})", flush=True)
             model, metrics, histories[str(seed)] = train_one(p.widths, train, val, num_classes, p, seed, setup,
                                                              augmentation, log_epoch=log_epoch)
-            training.require_above_chance(
+            loop.require_above_chance(
                 f"{Path(model_dir).name} seed {seed}", metrics["val_accuracy"], labels_of(val[1], num_classes),
                 hint=f"It trained {metrics['epochs']} epochs; try a larger train_student.learning_rate or epochs, or "
                      "check the teacher (metrics/train_teacher.json) and the data (metrics/preprocess.json).")
-            models.save_model(model, checkpoint(staging, seed))
-            per_seed[str(seed)], params = metrics, models.count_params(model)[0]
+            save_model(model, checkpoint(staging, seed))
+            per_seed[str(seed)], params = metrics, count_params(model)[0]
         selected = select_seed(per_seed)
         with atomic_output(selected_path) as selected_staging:
             shutil.copyfile(checkpoint(staging, int(selected)), selected_staging)

@@ -84,7 +84,7 @@ def ramp_steps(ramp_epochs: int, num_images: int, batch_size: int) -> int:
 
 def prune_by_magnitude(model: keras.Model, sparsity: float, fine_tune, *, ramp_steps: int,
                        mask_update_steps: int) -> tuple[dict, dict]:
-    """Fine-tune `model` (`fine_tune(model, callbacks=...)`, e.g. a partial of training.fit) while its
+    """Fine-tune `model` (`fine_tune(model, callbacks=...)`, e.g. a partial of loop.fit) while its
     smallest weights go to zero, rising to `sparsity` over `ramp_steps` steps, then held. The one recipe
     both the distilled student and its scratch control are pruned with. Returns fine_tune's (metrics, history)."""
     schedule = partial(polynomial_sparsity, final_sparsity=sparsity, begin_step=0, end_step=ramp_steps)

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFile
 
-from tinygray.prepared import DataError
-from tinygray.progress import steps
+from tinygray.data.prepared import DataError
+from tinygray.pipeline.progress import steps
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 # The only decoders PIL may try, whatever a file's bytes claim to be: its other plugins
@@ -92,9 +92,9 @@ def load_grayscale(path: Path, size: int, resize: str = "squash") -> np.ndarray:
     `resize` makes a non-square image square (to_square): squash it (the default), crop its centre, or pad it
     with black.
 
-    Colour becomes ITU-R BT.601 luma with alpha dropped, as in data.to_grayscale; 16-bit gray is scaled
+    Colour becomes ITU-R BT.601 luma with alpha dropped, as in preprocess.to_grayscale; 16-bit gray is scaled
     (65535 -> 255) and float gray is taken as 0..1. The resize is PIL's antialiased BILINEAR (no reducing_gap
-    shortcut), as in data.resize.
+    shortcut), as in preprocess.resize.
     """
     path = Path(path)
     if path.suffix.lower() not in IMAGE_EXTENSIONS:
@@ -191,7 +191,7 @@ def read_images_into(out: np.ndarray, paths: list[Path], labels: np.ndarray, *, 
 
 def split_counts_check(labels: np.ndarray, class_names: list[str], val_fraction: float, test_fraction: float,
                        before_duplicates: np.ndarray | None = None) -> None:
-    """Refuse classes too small for data.stratified_split to give each of train, val and test one image
+    """Refuse classes too small for preprocess.stratified_split to give each of train, val and test one image
     (test_fraction 0: the test split comes from elsewhere, so only train and val).
 
     Test and val sizes are rounded up, so train can lose one image of a class to each: with both it needs

@@ -1,5 +1,5 @@
 """The preprocess stage's work: built-in datasets and image folders -> grayscale, resized, split, written in
-the prepared format (tinygray.prepared)."""
+the prepared format (tinygray.data.prepared)."""
 from __future__ import annotations
 
 import gzip
@@ -16,9 +16,9 @@ from PIL import Image
 from sklearn.model_selection import train_test_split
 
 from tinygray.pipeline.atomic import atomic_output, require_free_space
-from tinygray.duplicates import Duplicates
-from tinygray.image_folder import read_images_into, scan_image_folder, split_counts_check
-from tinygray.prepared import SPLITS, DataError, write_prepared
+from tinygray.data.duplicates import Duplicates
+from tinygray.data.folders import read_images_into, scan_image_folder, split_counts_check
+from tinygray.data.prepared import SPLITS, DataError, write_prepared
 
 # ITU-R BT.601 luma, the weights PIL's convert("L") uses, so every source ends as the same gray.
 LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114])
@@ -246,7 +246,7 @@ def prepare_folder(image_dir: Path | str, out_dir: Path | str, *, image_size: in
     for selection. `max_per_class` caps image_dir only. With `group_pattern`, the images of one group
     (group_ids: a patient, a part) are never split between train, val and test. Everything lands in `out_dir` at once
     (atomic_output), so a failure or a kill leaves no partial output. Only links inside each folder are
-    followed: every byte read is covered by the DVC dependency. Near-duplicate images (tinygray.duplicates)
+    followed: every byte read is covered by the DVC dependency. Near-duplicate images (tinygray.data.duplicates)
     are found among image_dir's and test_dir's images before the split: `duplicates` "drop" keeps one image
     of each group and drops test images that near-duplicate a training-folder image, "report" only lists
     them, "fail" stops.

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from tinygray.duplicates import near_duplicate_pairs, signatures
-from tinygray.image_folder import IMAGE_EXTENSIONS, read_images_into
-from tinygray.prepared import DataError, write_unlabeled
+from tinygray.data.duplicates import near_duplicate_pairs, signatures
+from tinygray.data.folders import IMAGE_EXTENSIONS, read_images_into
+from tinygray.data.prepared import DataError, write_unlabeled
 
 PARAM = "preprocess.unlabeled_dir"
 

@@ -2,10 +2,10 @@
 and conclusions computed from the numbers, so the text can never claim more than the data supports."""
 from __future__ import annotations
 
-from tinygray.augment import views_warning
-from tinygray.duplicates import leakage_warning
-from tinygray.stats import significant
-from tinygray.variants import CONTROLS
+from tinygray.data.augment import views_warning
+from tinygray.data.duplicates import leakage_warning
+from tinygray.evaluate.stats import significant
+from tinygray.pipeline.choices import CONTROLS
 
 TABLE_COLUMNS = (  # (title, alignment, cell of a variant)
     ("variant", "---", lambda v: v["name"]),
@@ -77,7 +77,7 @@ def fastest_clause(by_name: dict, shipped: str, teacher: str) -> str:
 
 def choice_sentences(shipped: str, teacher: str, choice: dict) -> list[str]:
     """Why this file ships (benchmark.shipped and the validation accuracies it was chosen on), and which file to
-    take for each size budget (benchmarking.best_within_budgets); the test split chose nothing."""
+    take for each size budget (benchmark.best_within_budgets); the test split chose nothing."""
     drop = 100 * choice["max_accuracy_drop"]
     if choice["rule"] == "auto":
         why = (f"Shipped: `{shipped}`, the smallest file whose validation accuracy ({100 * choice['shipped_val_accuracy']:.1f}%) "

@@ -1,7 +1,7 @@
 """Progress of every long step, so no stage is silent for minutes: tqdm's bar on a terminal, and in a log
 file or CI (no terminal) one line at the start and then at most every LOG_EVERY_SECONDS, with what is done,
 of how many and the seconds so far. One way for every loop: decoding images, views, soft targets, the
-benchmark's variants, the conversions; Keras trainings get the same through training.EpochProgress."""
+benchmark's variants, the conversions; Keras trainings get the same through loop.EpochProgress."""
 from __future__ import annotations
 
 import sys

@@ -1,0 +1,1 @@
+"""Compression: magnitude and filter pruning, quantization-aware training, TFLite conversion."""

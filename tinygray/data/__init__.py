@@ -1,0 +1,1 @@
+"""Images in: built-in sets and image folders read, checked for leakage, split, prepared; augmented views."""

@@ -1,0 +1,1 @@
+"""Distillation: the losses and the teacher's stored soft targets."""

@@ -1,0 +1,1 @@
+"""Judging the variants: the benchmark, statistics, the frontier, figures and the report."""

@@ -1,0 +1,1 @@
+"""The networks: the plain CNN, the ImageNet backbones and their weights, the teacher slice; model files."""

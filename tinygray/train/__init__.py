@@ -1,0 +1,1 @@
+"""Training: the one Keras loop, the teacher, the students, the Keras backend and tf.distribute strategy."""
