@@ -10,11 +10,11 @@ from tinygray.evaluate import frontier, plots, report
 from tinygray.evaluate.benchmark import (best_within_budgets, choose_shipped, comparisons, compression_steps,
                                         headline_figures, machine_description, measure, validation_results)
 from tinygray.train import loop
+from tinygray.pipeline import layout
 from tinygray.pipeline.atomic import atomic_output
+from tinygray.pipeline.choices import AUTO, TEACHER
 from tinygray.pipeline.params import load_params
 from tinygray.pipeline.tracking import stage_run
-from tinygray.pipeline import layout
-from tinygray.pipeline.choices import AUTO, TEACHER
 
 PREPARED, REPORT_DIR, FRONTIER_DATA = layout.PREPARED, layout.REPORTS, layout.FRONTIER_DATA
 CONTRACT = "contract.json"  # how to call the shipped .tflite: classes, input, int8 scales (tinygray.predict)

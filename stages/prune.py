@@ -13,15 +13,15 @@ backend.select(load_params().train_student.backend)  # the students' backend; be
 import numpy as np  # noqa: E402
 
 from tinygray.compress import filter_pruning, magnitude_pruning  # noqa: E402
-from tinygray.data import prepared
-from tinygray.evaluate import stats
-from tinygray.models.files import count_params, load_model, save_model
-from tinygray.train import loop, student
+from tinygray.data import prepared  # noqa: E402
 from tinygray.data.augment import Augmentation, StoredViews  # noqa: E402
 from tinygray.distill.soft_targets import distillation_data  # noqa: E402
+from tinygray.evaluate import stats  # noqa: E402
+from tinygray.models.files import count_params, load_model, save_model  # noqa: E402
+from tinygray.train import loop, student  # noqa: E402
 from tinygray.pipeline import layout  # noqa: E402
-from tinygray.pipeline.tracking import stage_run  # noqa: E402
 from tinygray.pipeline.history import history_files, write_history  # noqa: E402
+from tinygray.pipeline.tracking import stage_run  # noqa: E402
 
 PREPARED, VIEWS, SOFT_TARGETS, STUDENT = layout.PREPARED, layout.VIEWS, layout.SOFT_TARGETS, layout.model("student")
 MAGNITUDE, FILTERS = layout.model("pruned"), layout.model("pruned_filters")

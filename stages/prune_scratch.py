@@ -16,13 +16,13 @@ backend.select(load_params().train_student.backend)  # the students' backend; be
 import keras  # noqa: E402
 
 from tinygray.compress import magnitude_pruning  # noqa: E402
-from tinygray.data import prepared
-from tinygray.models.files import count_params, load_model, save_model
-from tinygray.train import loop
+from tinygray.data import prepared  # noqa: E402
 from tinygray.data.augment import Augmentation, StoredViews  # noqa: E402
+from tinygray.models.files import count_params, load_model, save_model  # noqa: E402
+from tinygray.train import loop  # noqa: E402
 from tinygray.pipeline import layout  # noqa: E402
-from tinygray.pipeline.tracking import stage_run  # noqa: E402
 from tinygray.pipeline.history import history_files, write_history  # noqa: E402
+from tinygray.pipeline.tracking import stage_run  # noqa: E402
 
 PREPARED, VIEWS, SCRATCH = layout.PREPARED, layout.VIEWS, layout.model("scratch")
 PRUNE_METRICS, PRUNED_SCRATCH, HISTORY = layout.stage_metrics("prune"), layout.model("pruned_scratch"), layout.history("prune_scratch")

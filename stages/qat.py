@@ -7,16 +7,16 @@ import numpy as np
 from tinygray import litert
 from tinygray.compress import magnitude_pruning, qat, tflite
 from tinygray.data import prepared
+from tinygray.data.augment import Augmentation, StoredViews
+from tinygray.distill.soft_targets import distillation_data
 from tinygray.evaluate import stats
 from tinygray.models.files import load_model, save_model
 from tinygray.train import loop, student
-from tinygray.pipeline.atomic import atomic_output
-from tinygray.data.augment import Augmentation, StoredViews
-from tinygray.pipeline.params import load_params
-from tinygray.distill.soft_targets import distillation_data
 from tinygray.pipeline import layout
-from tinygray.pipeline.tracking import stage_run
+from tinygray.pipeline.atomic import atomic_output
 from tinygray.pipeline.history import history_files, write_history
+from tinygray.pipeline.params import load_params
+from tinygray.pipeline.tracking import stage_run
 
 PREPARED, VIEWS, SOFT_TARGETS = layout.PREPARED, layout.VIEWS, layout.SOFT_TARGETS
 MODEL, OUT, HISTORY = layout.model("qat"), layout.tflite_dir("qat"), layout.history("qat")

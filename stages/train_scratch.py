@@ -7,11 +7,11 @@ from tinygray.pipeline.params import load_params
 backend.select(load_params().train_student.backend)  # before anything below imports Keras
 
 from tinygray.data import prepared  # noqa: E402
-from tinygray.train import student
 from tinygray.data.augment import Augmentation  # noqa: E402
+from tinygray.train import student  # noqa: E402
 from tinygray.pipeline import layout  # noqa: E402
-from tinygray.pipeline.tracking import stage_run  # noqa: E402
 from tinygray.pipeline.history import history_files  # noqa: E402
+from tinygray.pipeline.tracking import stage_run  # noqa: E402
 
 PREPARED, VIEWS, MODEL_DIR, SELECTED = layout.PREPARED, layout.VIEWS, layout.seeds("scratch"), layout.model("scratch")
 HISTORY = layout.history("scratch")

@@ -7,12 +7,12 @@ from tinygray.pipeline.params import load_params
 backend.select(load_params().train_student.backend)  # before anything below imports Keras
 
 from tinygray.data import prepared  # noqa: E402
-from tinygray.distill import losses
-from tinygray.train import student
 from tinygray.data.augment import Augmentation  # noqa: E402
+from tinygray.distill import losses  # noqa: E402
+from tinygray.train import student  # noqa: E402
 from tinygray.pipeline import layout  # noqa: E402
-from tinygray.pipeline.tracking import stage_run  # noqa: E402
 from tinygray.pipeline.history import history_files  # noqa: E402
+from tinygray.pipeline.tracking import stage_run  # noqa: E402
 
 PREPARED, VIEWS, SOFT_TARGETS, TEACHER = layout.PREPARED, layout.VIEWS, layout.SOFT_TARGETS, layout.model("teacher")
 MODEL_DIR, SELECTED, HISTORY = layout.seeds("student"), layout.model("student"), layout.history("student")
