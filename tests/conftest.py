@@ -61,9 +61,10 @@ def frontier_rows():
     ]
 
 
-# The longest files first: with two workers and a file kept on one (`--dist loadfile`), the 9-minute
-# end-to-end module started in the middle of the alphabet left one worker idle at the end. Within a file the
-# order is kept (the e2e module's forced rerun must run last).
+# The longest files first: with two workers and a file kept on one (`--dist loadfile`), the 10-minute
+# end-to-end module started late left one worker idle at the end. xdist hands files out in this order only with
+# --no-loadscope-reorder (pyproject.toml); by default it sorts them by their number of tests, and the e2e module
+# started about 90 s in. Within a file the order is kept (the e2e module's forced rerun must run last).
 SLOW_FIRST = ("test_pipeline_e2e.py", "test_scaling.py", "test_own_data.py", "test_reproducibility.py",
               "test_teacher.py", "test_tracking.py")
 
@@ -86,10 +87,3 @@ def randomize_batch_norms(model, seed=0):
             n = layer.gamma.shape[0]
             layer.set_weights([rng.uniform(0.5, 2.0, n), rng.normal(0, 0.5, n), rng.normal(0, 0.5, n),
                                rng.uniform(0.5, 2.0, n)])
-
-
-def pytest_collection_modifyitems(items):
-    """The end-to-end module first. It is the longest file and runs whole on one worker (--dist loadfile hands
-    out files in collection order), so when alphabetical order handed it out midway, the other worker sat idle
-    at the end while it finished."""
-    items.sort(key=lambda item: item.get_closest_marker("e2e") is None)
