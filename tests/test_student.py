@@ -127,7 +127,7 @@ def test_teacher_in_the_loop_trains_only_the_student_against_the_teacher_of_each
                                                                                    trained_digits_cnn):
     """Function matching: the teacher labels the mixed, freshly augmented batch itself; its weights never move."""
     from tinygray.data import prepared
-    from tinygray.models.files import load_model, save_model
+    from tinygray.models.files import save_model
 
     prepared_dir = tmp_path / "prepared"
     prepared.write_prepared(prepared_dir, {split: digits_split[split] for split in ("train", "val")}, [str(c) for c in range(10)])
@@ -194,7 +194,7 @@ def test_a_student_trained_under_jax_is_the_same_twice_and_its_file_runs_under_t
 
     import keras
 
-    from tinygray.models.files import load_model, save_model
+    from tinygray.models.files import load_model
 
     first, second = tmp_path / "first.keras", tmp_path / "second.keras"
     result = subprocess.run([sys.executable, "-c", JAX_TRAINING, str(first), str(second)], capture_output=True,
