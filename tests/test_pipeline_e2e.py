@@ -256,7 +256,8 @@ def test_dvc_metrics_and_plots_read_as_dvc_users_read_them(project):
 def test_experiment_with_new_qat_epochs_reruns_only_qat_and_the_benchmark(project, mlflow_server):
     """`dvc exp run -S`: only the stages that read the changed parameter and their downstream rerun, the
     experiment's stages nest under one MLflow parent named after it, and `dvc exp show` has the parameter and the
-    headline. (A parameter of the QAT stage, two stages; the student's temperature reran eight for the same checks.)"""
+    headline. (A parameter of the QAT stage, two stages; the student's temperature reran eight. Which parameters each
+    stage reads is checked against its script in test_dvc_yaml.py.)"""
     from mlflow import MlflowClient
 
     root, env, _ = project
