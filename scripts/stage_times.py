@@ -18,11 +18,16 @@ TIMING = layout.METRICS / TIMING_DIR
 
 
 def stage_names() -> list[str]:
-    """dvc.yaml's stages in file order, a matrix expanded as DVC names it (quantize@teacher, ...)."""
+    """dvc.yaml's stages in file order, a matrix expanded as DVC names it (quantize@teacher, ...), and the
+    foreach over params.yaml's families likewise (train_family@<name>; none by default)."""
     names = []
+    families = (yaml.safe_load(Path("params.yaml").read_text()) or {}).get("families") or {}
     for name, stage in yaml.safe_load(Path("dvc.yaml").read_text())["stages"].items():
         matrix = stage.get("matrix")
-        names += [f"{name}@{item}" for item in matrix["model"]] if matrix else [name]
+        if "foreach" in stage:
+            names += [f"{name}@{key}" for key in families]
+        else:
+            names += [f"{name}@{item}" for item in matrix["model"]] if matrix else [name]
     return names
 
 

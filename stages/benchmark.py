@@ -24,13 +24,14 @@ HEADLINE_KEYS = ("accuracy", "size_bytes", "latency_ms_p50", "size_ratio", "spee
 def main() -> None:
     params = load_params()
     benchmark = params.benchmark
-    candidates = validation_results()
+    families = list(params.families)
+    candidates = validation_results(families)
     shipped = choose_shipped(candidates, benchmark.max_accuracy_drop) if benchmark.shipped == AUTO \
         else benchmark.shipped
     with stage_run("benchmark", benchmark.values()) as run:
         test_images, test_labels = prepared.read_split(PREPARED, "test")
         test_images = np.asarray(test_images)
-        result = measure(test_images, test_labels, benchmark)
+        result = measure(test_images, test_labels, benchmark, families)
         by_name = result.by_name()
         compared = comparisons(result, test_labels, shipped)
         choice = {"rule": benchmark.shipped, "max_accuracy_drop": benchmark.max_accuracy_drop,

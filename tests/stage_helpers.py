@@ -111,3 +111,9 @@ def folder_project(tmp_path, counts, size=16):
     write_params(root)
     env = stage_env(tmp_path)
     return dvc_project(root, env), env
+
+
+def dvc_stages(dvc_yaml: Path | None = None) -> dict[str, dict]:
+    """dvc.yaml's stage definitions by name, a `foreach` stage as its `do` body (train_family: one per family)."""
+    stages = yaml.safe_load(((dvc_yaml or Path(__file__).resolve().parents[1] / "dvc.yaml")).read_text())["stages"]
+    return {name: stage.get("do", stage) for name, stage in stages.items()}

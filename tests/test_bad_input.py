@@ -2,13 +2,15 @@
 no partial output; with on_bad_file: skip, bad files are listed in metrics/preprocess.json instead."""
 import json
 import socket
+import subprocess
+import sys
 import threading
 import time
 
 import pytest
 import yaml
 
-from stage_helpers import REPO, free_ports, make_folder, run_stage, stage_env, write_params
+from stage_helpers import REPO, STAGE, free_ports, make_folder, run_stage, stage_env, write_params
 from tinygray.pipeline.params import ParamsError, load_params
 from tinygray.pipeline.tracking import TrackingServerError, check_tracking_server
 
@@ -89,7 +91,7 @@ def test_unusable_folder_fails_naming_the_class_or_file(project, change, message
     change(root / "data" / "raw")
     code, output = run_stage(root, env)
     assert code != 0 and message in output, output[-3000:]
-    assert "DataError" in output
+    assert "Traceback" not in output  # a user error is its sentence, not a stack (issue 48, item 2)
     assert_no_output(root)
 
 
@@ -103,12 +105,19 @@ def test_files_skipped_below_the_split_minimum_fail_naming_the_class(project):
     assert_no_output(root)
 
 
-def test_stage_reports_a_bad_parameter_before_any_work(project):
+def test_stage_reports_a_bad_parameter_before_any_work_in_one_line(project):
+    """A user error is one line on stderr and exit status 1; TINYGRAY_DEBUG=1 brings the traceback back."""
     root, env = project
     write_params(root, on_bad_file="ignore")
-    code, output = run_stage(root, env)
-    assert code != 0 and "ParamsError" in output and "'preprocess.on_bad_file' must be one of ['fail', 'skip']" in output
+    result = subprocess.run([sys.executable, str(STAGE)], cwd=root, env=env, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "params.yaml: parameter 'preprocess.on_bad_file' must be one of ['fail', 'skip'], got 'ignore'"]
     assert_no_output(root)
+    debug = subprocess.run([sys.executable, str(STAGE)], cwd=root, env={**env, "TINYGRAY_DEBUG": "1"},
+                           capture_output=True, text=True, timeout=120)
+    assert debug.returncode == 1 and "Traceback" in debug.stderr and "ParamsError" in debug.stderr
 
 
 def test_stage_refuses_a_folder_that_dvc_yaml_does_not_depend_on(project):

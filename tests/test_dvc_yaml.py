@@ -4,6 +4,7 @@ import importlib.util
 from pathlib import Path
 
 import yaml
+from stage_helpers import dvc_stages
 
 from tinygray.pipeline import choices
 
@@ -17,7 +18,7 @@ def declared_deps(stage: dict) -> set[str]:
 
 
 def test_every_module_a_stage_imports_is_a_dependency_of_it():
-    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    stages = dvc_stages()
     missing = {}
     for name, stage in stages.items():
         script = stage["cmd"].split()[1]
@@ -32,7 +33,7 @@ def test_every_module_a_stage_imports_is_a_dependency_of_it():
 
 def test_no_dependency_is_a_module_the_stage_does_not_import():
     """The other way round: a listed module the stage never imports reruns it for nothing."""
-    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    stages = dvc_stages()
     extra = {name: sorted(dep for dep in declared_deps(stage) if dep.startswith("tinygray/")
                           and dep not in closure(stage["cmd"].split()[1]))
              for name, stage in stages.items()}
@@ -40,7 +41,7 @@ def test_no_dependency_is_a_module_the_stage_does_not_import():
 
 
 def test_the_quantize_matrix_lists_the_models_the_benchmark_expects_quantized():
-    stage = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]["quantize"]
+    stage = dvc_stages()["quantize"]
     assert stage["matrix"]["model"] == choices.quantized_models()
 
 
@@ -69,7 +70,7 @@ def test_the_scratch_control_reruns_on_every_student_parameter_it_shares():
     must not rerun it): a key missing here once left a 56-px scratch control beside a 112-px student."""
     from tinygray.train.student import DISTILLATION_ONLY
 
-    stage = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]["train_scratch"]
+    stage = dvc_stages()["train_scratch"]
     listed = {str(p).split()[0].removeprefix("train_student.") for p in stage["params"] if str(p).startswith("train_student.")}
     shared = set(yaml.safe_load((REPO / "params.yaml").read_text())["train_student"]) - set(DISTILLATION_ONLY)
     assert listed == shared
@@ -126,7 +127,7 @@ def _params_read(script: Path) -> set[str]:
 def test_every_stage_reruns_on_every_parameter_its_script_reads():
     """A stage whose script reads a parameter that dvc.yaml does not list is not rerun when it changes: the
     prune stage once trained on the students' backend without listing train_student.backend."""
-    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    stages = dvc_stages()
     for name, stage in stages.items():
         script = REPO / "stages" / f"{name}.py"
         if not script.exists():

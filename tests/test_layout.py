@@ -5,6 +5,7 @@ import re
 from pathlib import Path
 
 import yaml
+from stage_helpers import dvc_stages
 
 from tinygray.pipeline import choices, layout
 
@@ -14,7 +15,7 @@ PATH_LITERAL = re.compile(r"(data|models|metrics|reports)/[\w@./-]+")
 
 def dvc_paths() -> dict[str, set[str]]:
     """The data paths of each dvc.yaml stage (deps, outs, metrics, plots), code and ${param} paths left out."""
-    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    stages = dvc_stages()
     found = {}
     for name, stage in stages.items():
         entries = [e if isinstance(e, str) else next(iter(e)) for key in ("deps", "outs", "metrics", "plots")
@@ -29,7 +30,8 @@ def layout_paths(stage_names) -> set[str]:
     paths = {layout.PREPARED, layout.UNLABELED, layout.VIEWS, layout.SOFT_TARGETS, layout.DUPLICATES, layout.FRONTIER_DATA,
              layout.REPORTS, layout.HEADLINE}
     paths |= {p for n in names for p in (layout.model(n), layout.seeds(n), layout.tflite_dir(n))}
-    paths |= {layout.stage_metrics(s) for s in [*stage_names, "quantize@${item.model}",
+    paths |= {str(layout.FAMILIES), str(layout.family_dir("${key}"))}
+    paths |= {layout.stage_metrics(s) for s in [*stage_names, "quantize@${item.model}", "train_family@${key}",
                                                 *(f"quantize@{m}" for m in choices.quantized_models())]}
     return {str(p) for p in paths}
 

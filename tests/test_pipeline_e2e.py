@@ -60,6 +60,8 @@ def project(tmp_path_factory, env, mlflow_server):
     for name in ["config", ".gitignore"]:
         shutil.copy(REPO / ".dvc" / name, root / ".dvc" / name)
     shutil.copy(REPO / "tests" / "tiny_params.yaml", root / "params.yaml")
+    (root / "models" / "families").mkdir(parents=True)  # committed (empty): the benchmark reads every family in it
+    shutil.copy(REPO / "models" / "families" / ".gitkeep", root / "models" / "families" / ".gitkeep")
     (root / "metrics" / "plots").mkdir(parents=True)
     for name in ["sweep_frontier.json", "sweep_frontier.png"]:  # committed, not made by a stage: a clone has them
         shutil.copy(REPO / "metrics" / "plots" / name, root / "metrics" / "plots" / name)
@@ -354,11 +356,13 @@ def test_forced_rerun_gives_identical_bytes_and_leaves_nothing_stale(project):
 
 
 def test_a_student_cut_from_the_teacher_learns_unlabelled_images_and_auto_ships_from_validation(project):
-    """train_student.teacher_blocks, preprocess.unlabeled_dir and benchmark.shipped: auto through the real
-    pipeline: the unlabelled folder loses its copies of test images before the teacher labels it, the views and
-    soft targets cover the rest, the student and its control are the teacher's first blocks (inherited and
-    random), they prune by expanded channels and train quantization-aware, and the benchmark ships the file
-    validation chose. Runs after the forced rerun: it changes the project's parameters and dvc.yaml."""
+    """train_student.teacher_blocks, preprocess.unlabeled_dir, families and benchmark.shipped: auto through the
+    real pipeline: the unlabelled folder loses its copies of test images before the teacher labels it, the views
+    and soft targets cover the rest, the student and its control are the teacher's first blocks (inherited and
+    random), they prune by expanded channels and train quantization-aware, two families (a depth cut, and a
+    shallower cut at half width with its random-init control) each run as their own stage, and the
+    benchmark ships the file validation chose among all of them. Runs after the forced rerun: it changes the
+    project's parameters and dvc.yaml."""
     root, env, _ = project
     import numpy as np
     from PIL import Image
@@ -374,12 +378,14 @@ def test_a_student_cut_from_the_teacher_learns_unlabelled_images_and_auto_ships_
     params["preprocess"]["unlabeled_dir"] = "unlabeled"
     params["train_student"].update(teacher_blocks=2, backend="tensorflow", assistants=[])
     params["benchmark"]["shipped"] = "auto"
+    params["families"] = {"cut4": {"blocks": 4, "width": 1}, "narrow": {"blocks": 3, "width": 0.5, "control": True}}
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     dvc_yaml = (root / "dvc.yaml").read_text()
     (root / "dvc.yaml").write_text(dvc_yaml.replace("# - ${preprocess.unlabeled_dir}", "- ${preprocess.unlabeled_dir}"))
     output = run(["dvc", "repro"], root, env, timeout=900)
     # the teacher never reads the unlabelled images (data/unlabeled, apart from data/prepared): it does not rerun
     assert stages_run(output) == [s for s in STAGES if s not in ("train_teacher", "quantize@teacher")]
+    assert "Running stage 'train_family@cut4'" in output and "Running stage 'train_family@narrow'" in output
 
     def metrics(stage):
         return json.loads((root / "metrics" / f"{stage}.json").read_text())
@@ -394,4 +400,19 @@ def test_a_student_cut_from_the_teacher_learns_unlabelled_images_and_auto_ships_
     choice = benchmark["shipped_choice"]
     assert choice["rule"] == "auto" and choice["shipped_val_accuracy"] >= choice["teacher_val_accuracy"] - 0.015 - 1e-9
     assert benchmark["shipped"] in {v["name"] for v in benchmark["variants"] if v["format"] == "tflite"}
-    assert f"Shipped: `{benchmark['shipped']}`" in (root / "reports" / "benchmark.md").read_text()
+    report = (root / "reports" / "benchmark.md").read_text()
+    assert f"Shipped: `{benchmark['shipped']}`" in report
+    # the families: their files on the frontier beside the pipeline's, each against the teacher, one against its control
+    variants = {v["name"]: v for v in benchmark["variants"]}
+    assert {"cut4_int8", "narrow_int8", "narrow_control_int8"} <= set(variants)
+    assert variants["cut4_int8"]["kind"] == "family" and variants["narrow_control_int8"]["kind"] == "scratch"
+    assert metrics("train_family@narrow")["control"]["val_accuracy"] >= 0
+    assert variants["narrow_int8"]["params"] == variants["narrow_control_int8"]["params"] < variants["cut4_int8"]["params"]
+    assert set(benchmark["comparisons"]["families"]) == {"cut4_int8", "narrow_int8"}
+    assert "vs_control" in benchmark["comparisons"]["families"]["narrow_int8"]
+    assert "## Student families" in report and "| narrow_int8 |" in report
+    # a change to one family reruns that family and the benchmark, nothing else
+    params["families"]["cut4"]["width"] = 0.75
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    output = run(["dvc", "repro"], root, env, timeout=900)
+    assert re.findall(r"Running stage '([\w@]+)'", output) == ["train_family@cut4", "benchmark"]

@@ -104,3 +104,22 @@ def test_a_test_split_holding_copies_of_training_images_is_warned_about():
     lines = report.conclusions(by_name, "pruned_int8", "teacher", SEEDS, COMPARISONS, duplicates=leaky)
     assert any(line.startswith("Warning: 3 test image(s) near-duplicate training images (preprocess.duplicates: report")
                for line in lines)
+
+
+def test_the_families_table_lists_each_family_smallest_first_against_the_teacher_and_its_control():
+    from tinygray.evaluate.report import families_section
+
+    def row(name, accuracy, size, params):
+        return {"name": name, "accuracy": accuracy, "accuracy_ci_low": accuracy - 0.02, "accuracy_ci_high": accuracy + 0.02,
+                "size_bytes": size, "params": params}
+
+    by_name = {v["name"]: v for v in [row("teacher", 0.95, 13_000_000, 3_400_000), row("half_int8", 0.94, 1_000_000, 922_000),
+                                      row("cut8_int8", 0.93, 290_000, 262_000), row("cut8_control_int8", 0.85, 290_000, 262_000)]}
+    test = {"b01": 3, "b10": 9, "p_value": 0.146}
+    comparisons = {"families": {"half_int8": {"vs_teacher": test},
+                                "cut8_int8": {"vs_teacher": {**test, "p_value": 0.02}, "vs_control": {**test, "p_value": 0.001}}}}
+    section = families_section(by_name, "teacher", comparisons)
+    rows = [line for line in section.splitlines() if line.startswith("| ") and "_int8" in line]
+    assert [r.split(" | ")[0] for r in rows] == ["| cut8_int8", "| half_int8"]
+    assert rows[0].endswith("| -2.00 | 0.02 | 85.00 | 0.001 |") and rows[1].endswith("| -1.00 | 0.146 | – | – |")
+    assert families_section(by_name, "teacher", {}) == ""  # no families: no section (the default run's report)

@@ -255,6 +255,21 @@ def test_a_store_held_too_long_stops_the_stage_with_one_line_naming_it_and_its_h
     assert f"open in: pid {os.getpid()}" in stderr and "Traceback" not in stderr, stderr[-3000:]
 
 
+def test_a_store_held_as_the_stage_starts_is_waited_for_from_the_first_connection(store):
+    """Held for 20 s as the stage starts (its first connection checks MLflow's schema): SQLite's default 5 s wait
+    stopped the stage, with a sentence claiming 300 s (issue 48, item 3). The wait now holds from the first
+    connection."""
+    tmp_path, env = store
+    assert start(tmp_path, env, "first", 0).wait(60) == 0  # the store exists
+    with HeldStore(tmp_path / "mlflow.db"):
+        process = subprocess.Popen([sys.executable, str(tmp_path / "stage.py"), "early", "0"], cwd=tmp_path,
+                                   env={**env, "TINYGRAY_STORE_WAIT_SECONDS": "60"}, stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True)
+        time.sleep(20)  # the stage's imports take a few seconds: it meets the lock with more than 5 s of it left
+    assert process.wait(60) == 0, process.stderr.read()[-3000:]
+    assert runs(tmp_path)[0]["early"].info.status == "FINISHED"
+
+
 def test_a_store_locked_at_the_start_stops_the_stage_before_any_work(store):
     tmp_path, env = store
     assert start(tmp_path, env, "first", 0).wait(60) == 0  # the store exists

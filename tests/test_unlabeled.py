@@ -112,3 +112,19 @@ def test_distillation_data_puts_the_unlabelled_images_after_the_training_images(
     assert prepared.read_unlabeled(tmp_path / "none") is None
     write(targets, np.zeros((1, 2, 2), np.float32), np.zeros((1, 2), np.float32), augmentation)
     assert len(distillation_data(out, targets, augmentation, tmp_path / "none")[0][0]) == 2
+
+
+@pytest.mark.parametrize("where", ["same", "inside", "around", "test_dir"])
+def test_params_refuse_an_unlabeled_dir_that_overlaps_a_labelled_folder(tmp_path, where):
+    """The training (or held-out) images would come back as 'unlabelled' and count twice (issue 48, item 6)."""
+    train, test = tmp_path / "raw", tmp_path / "test"
+    (train / "cat").mkdir(parents=True)
+    (test / "cat").mkdir(parents=True)
+    unlabeled = {"same": train, "inside": train / "cat", "around": tmp_path, "test_dir": test}[where]
+    raw = load_params().model_dump()
+    raw["preprocess"].update(dataset="folder", image_dir=str(train), test_dir=str(test), unlabeled_dir=str(unlabeled))
+    with pytest.raises(ParamsError, match=r"'preprocess.unlabeled_dir' .* and 'preprocess.(image|test)_dir' .* overlap"):
+        from_dict(raw, "params.yaml")
+    raw["preprocess"]["unlabeled_dir"] = str(tmp_path / "elsewhere")
+    (tmp_path / "elsewhere").mkdir()
+    assert from_dict(raw, "params.yaml").preprocess.unlabeled_dir == str(tmp_path / "elsewhere")

@@ -41,10 +41,18 @@ def int8_gate(name: str) -> dict:
     return json.loads(layout.stage_metrics(f"quantize@{name}").read_text())["int8_gate"]
 
 
-def validation_results() -> dict[str, dict]:
+def family_variants(families: list[str]) -> list[dict]:
+    """Every int8 file of the student families (train_family@<name>) as its stage recorded it on validation:
+    the family's own (kind family) and its random-init control's where it has one (kind scratch)."""
+    return [variant for name in families
+            for variant in json.loads((layout.family_dir(name) / layout.FAMILY_VALIDATION).read_text())["variants"]]
+
+
+def validation_results(families: list[str] = ()) -> dict[str, dict]:
     """Every shippable TFLite file's validation accuracy and size, as the stages that wrote it recorded them
-    (quantize@<model>, qat), and whether it passed its int8 gate: what benchmark.shipped: auto chooses from.
-    The test split plays no part in the choice."""
+    (quantize@<model>, qat, train_family@<name>), and whether it passed its int8 gate: what benchmark.shipped:
+    auto chooses from. A family's random-init control is a control, never shipped. The test split plays no part
+    in the choice."""
     results, candidates = {}, set(shippable())
     for name in quantized_models():
         recorded = json.loads(layout.stage_metrics(f"quantize@{name}").read_text())
@@ -56,6 +64,9 @@ def validation_results() -> dict[str, dict]:
     qat_file = layout.tflite("qat", "int8")
     results[qat_file.stem] = {"val_accuracy": json.loads(layout.stage_metrics("qat").read_text())["tflite_val_accuracy"],
                               "size_bytes": qat_file.stat().st_size, "gate_passed": True}
+    for variant in family_variants(families):
+        if variant["kind"] == "family":
+            results[variant["name"]] = {key: variant[key] for key in ("val_accuracy", "size_bytes", "gate_passed")}
     return results
 
 
@@ -165,10 +176,11 @@ class Benchmark:
         return {name: predicted == labels for name, predicted in self.predictions.items()}
 
 
-def measure(test_images: np.ndarray, test_labels: np.ndarray, params: BenchmarkParams) -> Benchmark:
-    """Every Keras model and TFLite conversion on the test split (accuracy, fidelity, size), their latency at
-    each of params.num_threads in interleaved rounds (interleaved_latency), then every seed of the
-    students and controls; ratios against the teacher."""
+def measure(test_images: np.ndarray, test_labels: np.ndarray, params: BenchmarkParams,
+            families: list[str] = ()) -> Benchmark:
+    """Every Keras model and TFLite conversion on the test split (accuracy, fidelity, size), each student
+    family's int8 file (and its control's), their latency at each of params.num_threads in interleaved rounds
+    (interleaved_latency), then every seed of the students and controls; ratios against the teacher."""
     result, timed = Benchmark(), {}
     with tempfile.TemporaryDirectory() as tmp:
         for name, (kind, modes) in progress.steps(KERAS_MODELS.items(), "benchmark: scoring", unit="model",
@@ -192,6 +204,13 @@ def measure(test_images: np.ndarray, test_labels: np.ndarray, params: BenchmarkP
                               "kind": "int8" if mode == "int8" and name not in CONTROLS.values() else kind, **gate},
                      litert.TFLiteModel(tflite_file).predict(test_images), test_labels, counts, tflite_file)
                 timed[tflite_file.stem] = tflite_file
+        for variant in family_variants(families):
+            tflite_file = layout.family_tflite(variant["name"])
+            gate = {"gate_passed": variant["gate_passed"]} if "gate_passed" in variant else {}
+            _add(result, {"name": variant["name"], "format": "tflite", "model": variant["model"], "kind": variant["kind"],
+                          **gate}, litert.TFLiteModel(tflite_file).predict(test_images), test_labels,
+                 (variant["params"], variant["params"]), tflite_file)
+            timed[variant["name"]] = tflite_file
         latencies = interleaved_latency(timed, test_images[0], params)
         result.layer_errors = int8_layer_errors(result, Path(tmp))
     for variant in result.variants:
@@ -225,7 +244,13 @@ def int8_layer_errors(result: Benchmark, tmp: Path) -> dict[str, list[dict]]:
         if variant["format"] != "tflite" or not variant["name"].endswith("_int8"):
             continue
         reference = layout.tflite(variant["model"], "float32")
-        if not reference.is_file():  # qat: no float32 file of its own
+        if variant["kind"] in ("family", "scratch") and variant["model"] not in KERAS_MODELS:
+            family_model = layout.family_dir(variant["model"]) / f"{variant['model']}.keras"
+            if not family_model.is_file():  # a family's random-init control keeps only its int8 file
+                continue
+            reference = tmp / f"{variant['model']}_float32.tflite"
+            reference.write_bytes(tflite.convert(load_model(family_model), "float32"))
+        elif not reference.is_file():  # qat: no float32 file of its own
             reference = tmp / f"{variant['model']}_plain_float32.tflite"
             reference.write_bytes(tflite.convert(qat.strip(load_model(layout.model(variant["model"]))),
                                                  "float32"))
@@ -299,7 +324,13 @@ def comparisons(result: Benchmark, labels: np.ndarray, shipped: str) -> dict:
     control = control_of(shipped)
     shipped_vs_control = {"shipped_vs_control": {"against": control, **stats.mcnemar(correct[shipped], correct[control])}} \
         if control in correct else {}
+    families = {variant["name"]: {"vs_teacher": stats.mcnemar(correct[variant["name"]], correct[TEACHER]),
+                                  **({"vs_control": stats.mcnemar(correct[variant["name"]], correct[control_name])}
+                                     if (control_name := variant["name"].replace("_int8", "_control_int8")) in correct
+                                     else {})}
+                for variant in result.variants if variant["kind"] == "family"}
     return {"shipped_vs_teacher": stats.mcnemar(correct[shipped], correct[TEACHER]), **shipped_vs_control,
+            **({"families": families} if families else {}),
             "qat_vs_ptq": {"against": f"{qat_source()}_int8",
                            **stats.mcnemar(correct["qat_int8"], correct[f"{qat_source()}_int8"])},
             "student_vs_scratch": stats.mcnemar(correct["student"], correct["scratch"]),

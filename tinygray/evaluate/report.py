@@ -66,7 +66,7 @@ def fastest_clause(by_name: dict, shipped: str, teacher: str) -> str:
     instructions), and a speed-up quoted for the shipped file alone would hide that."""
     s = by_name[shipped]
     students = [v for v in by_name.values() if v["format"] == "tflite" and v["model"] != teacher
-                and v["model"] not in CONTROLS.values()]
+                and v["model"] not in CONTROLS.values() and v.get("kind") != "scratch"]
     fastest = min(students, key=lambda v: v["latency_ms_p50"], default=s)
     if fastest is s or fastest["latency_ms_round_high"] >= s["latency_ms_round_low"]:
         return ""
@@ -139,6 +139,30 @@ def conclusions(by_name: dict, shipped: str, teacher: str, seeds: dict, comparis
     return lines
 
 
+def families_section(by_name: dict, teacher: str, comparisons: dict) -> str:
+    """The student families of the frontier (train_family@<name>), smallest first: each int8 file against the
+    teacher's float file and, where the family has one, against its random-init control, on the same test images."""
+    tested = comparisons.get("families") or {}
+    if not tested:
+        return ""
+    t = by_name[teacher]
+    rows = []
+    for name in sorted(tested, key=lambda n: by_name[n]["size_bytes"]):
+        v, test = by_name[name], tested[name]
+        control = name.replace("_int8", "_control_int8")
+        against = (f"{100 * by_name[control]['accuracy']:.2f} | {test['vs_control']['p_value']:.3g}"
+                   if "vs_control" in test else "– | –")
+        rows.append(f"| {name} | {v['params']:,} | {v['size_bytes']:,} | {100 * v['accuracy']:.2f} "
+                    f"({100 * v['accuracy_ci_low']:.1f}–{100 * v['accuracy_ci_high']:.1f}) | "
+                    f"{100 * (v['accuracy'] - t['accuracy']):+.2f} | {test['vs_teacher']['p_value']:.3g} | {against} |")
+    return ("## Student families\n\nEach family of params.yaml's `families`, cut from the teacher by depth and pruned "
+            "by width, distilled with one seed and converted to int8, against the teacher's float file (McNemar on the "
+            "same test images) and, where it has one, against the same network from random weights on labels alone.\n\n"
+            "| family file | params | bytes | test acc. % (95% CI) | Δ vs teacher, pts | McNemar p vs teacher | "
+            "random-init control % | McNemar p vs control |\n|---|---:|---:|---:|---:|---:|---:|---:|\n"
+            + "\n".join(rows) + "\n\n")
+
+
 def render(*, variants: list[dict], shipped: str, teacher: str, seeds: dict, comparisons: dict,
            compression_steps: list[dict], test_description: str, latency_protocol: str, machine: str,
            teacher_views: dict | None = None, layer_errors: dict | None = None,
@@ -171,6 +195,7 @@ def render(*, variants: list[dict], shipped: str, teacher: str, seeds: dict, com
         "| student | seeds | selected | accuracy % (mean ± std) | per seed | fidelity % (mean) |\n"
         "|---|---:|---:|---:|---|---:|\n"
         f"{seed_rows}\n\n"
+        + families_section(by_name, teacher, comparisons) +
         "## Compression steps\n\nWhat each step costs on the same test images; McNemar's test counts the images "
         "only one side gets right.\n\n"
         "| step | Δ acc. pts | right only before | right only after | McNemar p |\n|---|---:|---:|---:|---:|\n"

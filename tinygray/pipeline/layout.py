@@ -18,6 +18,10 @@ SOFT_TARGETS = Path("data/soft_targets")        # the teacher's logits for every
 # models
 MODELS = Path("models")
 TFLITE = MODELS / "tflite"
+# one folder per student family (train_family@<name>): <name>.keras, <name>_int8.tflite and its contract,
+# the random-init control's <name>_control_int8.tflite, validation.json (what benchmark.shipped: auto reads)
+FAMILIES = MODELS / "families"
+FAMILY_VALIDATION = "validation.json"
 
 # results
 METRICS = Path("metrics")
@@ -47,6 +51,19 @@ def tflite_dir(name: str) -> Path:
 
 def tflite(name: str, mode: str) -> Path:
     return tflite_dir(name) / f"{name}_{mode}.tflite"
+
+
+def family_dir(name: str) -> Path:
+    return FAMILIES / name
+
+
+def family_tflite(variant: str) -> Path:
+    """A family's int8 file by its variant name: <name>_int8 or <name>_control_int8."""
+    name = variant.removesuffix("_int8").removesuffix(CONTROL_SUFFIX)
+    return family_dir(name) / f"{variant}.tflite"
+
+
+CONTROL_SUFFIX = "_control"  # a family's random-init control: <name>_control_int8
 
 
 def stage_metrics(stage: str) -> Path:

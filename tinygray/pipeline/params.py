@@ -78,6 +78,19 @@ class Preprocess(Section):
         if self.unlabeled_dir is not None and not Path(self.unlabeled_dir).is_dir():
             raise ValueError("parameter 'preprocess.unlabeled_dir' must be an existing folder of images (any nesting), "
                              f"or null, got {self.unlabeled_dir!r} (relative to {Path.cwd()})")
+        if self.unlabeled_dir is not None:
+            labelled = {"preprocess.test_dir": self.test_dir}
+            if self.dataset == "folder":
+                labelled["preprocess.image_dir"] = self.image_dir
+            unlabeled = Path(os.path.realpath(self.unlabeled_dir))
+            for name, folder in labelled.items():
+                if folder is None:
+                    continue
+                other = Path(os.path.realpath(folder))
+                if unlabeled.is_relative_to(other) or other.is_relative_to(unlabeled):
+                    raise ValueError(f"parameter 'preprocess.unlabeled_dir' ({self.unlabeled_dir!r}) and '{name}' "
+                                     f"({folder!r}) overlap: the labelled images would come back as unlabelled ones and "
+                                     "count twice; the images without labels need a folder of their own")
         if self.dataset != "folder":
             if self.group_pattern is not None:
                 raise ValueError("parameter 'preprocess.group_pattern' groups the files of an image folder "
@@ -214,13 +227,7 @@ class Benchmark(Section):
         min_length=1, description="a non-empty list of positive thread counts")]
     shipped: StrictStr
     max_accuracy_drop: Annotated[Number, Field(ge=0, lt=1)]
-
-    @model_validator(mode="after")
-    def _shippable(self) -> Benchmark:
-        if self.shipped != choices.AUTO and self.shipped not in choices.shippable():
-            raise ValueError(f"parameter 'benchmark.shipped' must be '{choices.AUTO}' or name one of the TFLite "
-                             f"variants {choices.shippable()}, got {self.shipped!r}")
-        return self
+    # benchmark.shipped is checked against the variants (a family's file too) in Params._shipped_family
 
 
 class Sweep(Section):
@@ -230,6 +237,21 @@ class Sweep(Section):
     teacher_blocks: Annotated[list[Annotated[StrictInt, Field(ge=1, le=16)]], Field(
         description="a list of block counts between 1 and 16 such as [3, 5, 8]")]
     num_seeds: PositiveInt
+
+
+# A family's name becomes its stage (train_family@<name>), its folder and its file (<name>_int8.tflite)
+FAMILY_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+
+
+class Family(Section):
+    """One student family of the frontier (tinygray/models/families.py): the teacher cut after `blocks` of its 16
+    blocks and pruned to `width` of every channel group, distilled on the stored views (and the unlabelled
+    images); input_size null takes train_student.input_size; control: true also trains the same network from
+    random weights on labels alone (its random-init control)."""
+    blocks: Annotated[StrictInt, Field(ge=1, le=16)]
+    width: Annotated[Number, Field(gt=0, le=1)]
+    input_size: Annotated[StrictInt, Field(ge=8)] | None = None
+    control: StrictBool = False
 
 
 class Params(Section):
@@ -245,6 +267,8 @@ class Params(Section):
     quantize: Quantize
     sweep: Sweep
     benchmark: Benchmark
+    # the frontier's student families by name (train_family@<name>); {} (the default run): none
+    families: dict[str, Family] = Field(default_factory=dict)
     seed: Annotated[StrictInt, Field(ge=0, le=MAX_SEED)]  # required like every key: a missing seed is no choice
 
     @model_validator(mode="after")
@@ -255,6 +279,40 @@ class Params(Section):
                              "EfficientNet-Lite0 with its ImageNet-initialised weights; this teacher is "
                              f"'train_teacher.backbone: {teacher.backbone}' with 'train_teacher.weights: {teacher.weights}'. "
                              "Set the backbone to efficientnet_lite0 with weights imagenet, or teacher_blocks to null")
+        return self
+
+    @model_validator(mode="after")
+    def _families(self) -> Params:
+        teacher, image = self.train_teacher, self.preprocess.image_size
+        for name, family in self.families.items():
+            if not FAMILY_NAME.match(name) or name in choices.KERAS_MODELS or name.endswith(layout.CONTROL_SUFFIX):
+                raise ValueError(f"family name {name!r} (under 'families') must be lower-case letters, digits and _, "
+                                 f"starting with a letter, at most 40 characters, not ending in '{layout.CONTROL_SUFFIX}' (its "
+                                 f"control's name) and not one of the pipeline's models {sorted(choices.KERAS_MODELS)}")
+            if teacher.backbone != "efficientnet_lite0" or teacher.weights == "none":
+                raise ValueError(f"parameter 'families.{name}' inherits the teacher's EfficientNet-Lite0 weights; this "
+                                 f"teacher is 'train_teacher.backbone: {teacher.backbone}' with 'train_teacher.weights: "
+                                 f"{teacher.weights}'. Set the backbone to efficientnet_lite0 with weights imagenet, or "
+                                 "families to {}")
+            size = family.input_size if family.input_size is not None else self.train_student.input_size
+            if size is not None and (size > image or image % size):
+                raise ValueError(f"parameter 'families.{name}.input_size' ({size}) must divide 'preprocess.image_size' "
+                                 f"({image}) exactly, e.g. {image // 2} or {image // 4}, or be null "
+                                 "(train_student.input_size)")
+        if self.families and self.train_student.teacher_in_loop:
+            raise ValueError("parameter 'families' distils from the teacher's stored logits; with "
+                             "'train_student.teacher_in_loop: true' set families to {} or teacher_in_loop to false")
+        return self
+
+    @model_validator(mode="after")
+    def _shipped_family(self) -> Params:
+        shipped = self.benchmark.shipped
+        if shipped.endswith("_int8") and shipped.removesuffix("_int8") in self.families:
+            return self
+        if shipped != choices.AUTO and shipped not in choices.shippable():
+            raise ValueError(f"parameter 'benchmark.shipped' must be '{choices.AUTO}' or name one of the TFLite "
+                             f"variants {choices.shippable() + [f'{name}_int8' for name in self.families]}, "
+                             f"got {shipped!r}")
         return self
 
     @model_validator(mode="after")
@@ -354,6 +412,9 @@ def _explain(errors: list[dict], raw: dict) -> str:
     across = [e for e in errors if not e["loc"]]
     if across:  # a relation between sections: checked once every section is valid on its own
         return str(across[0]["ctx"]["error"])
+    families = [e for e in errors if e["loc"][0] == "families"]
+    if families:
+        return _family_error(families, raw.get("families"))
     for name in (*SECTIONS, "seed"):
         mine = [e for e in errors if e["loc"][0] == name]
         if not mine:
@@ -380,6 +441,25 @@ def _explain(errors: list[dict], raw: dict) -> str:
                 return _value_error(f"{name}.{key}", raw[name][key], about_key, field)
         return str(whole[0]["ctx"]["error"])  # a relation between keys: the validator's own sentence
     return "; ".join(e["msg"] for e in errors)  # not reached: every error has a section or the seed
+
+
+def _family_error(errors: list[dict], raw: Any) -> str:
+    """The first problem under `families`: not a mapping, an unknown or missing key, or a key's value."""
+    shape = ("must be a mapping of family names to {blocks, width[, input_size, control]}, e.g. "
+             "{cut8: {blocks: 8, width: 1}, half: {blocks: 16, width: 0.5}}; {} for none")
+    if not isinstance(raw, dict):
+        return f"parameter 'families' {shape}, got {raw!r}"
+    for error in errors:
+        loc = error["loc"]
+        if len(loc) == 2:
+            return f"parameter 'families.{loc[1]}' {shape}, got {raw[loc[1]]!r}"
+        name, key = loc[1], loc[2]
+        if error["type"] == "extra_forbidden":
+            return f"unknown parameter 'families.{name}.{key}'; known: {sorted(Family.model_fields)}"
+        if error["type"] == "missing":
+            return f"missing parameter 'families.{name}.{key}'"
+        return _value_error(f"families.{name}.{key}", raw[name][key], [error], Family.model_fields[key])
+    return "; ".join(e["msg"] for e in errors)
 
 
 BOUNDS = {"greater_than_equal": (">=", "ge"), "greater_than": (">", "gt"), "less_than_equal": ("<=", "le"),

@@ -38,9 +38,19 @@ def store_wait_seconds() -> float:
 
 
 def _wait_longer_for_other_writers() -> None:
-    """After MLflow sets its busy timeout on each SQLite session, set ours (a SQLAlchemy event on every engine)."""
+    """Our busy timeout on every SQLite connection from its first statement (a SQLAlchemy pool event: MLflow's
+    first connection, its schema check, used to run with SQLite's default 5 s, so a store held a few seconds as a
+    stage started stopped it), and again after MLflow sets its own on each session (an event on every engine)."""
+    import sqlite3
+
     from sqlalchemy import event
     from sqlalchemy.engine import Engine
+    from sqlalchemy.pool import Pool
+
+    @event.listens_for(Pool, "connect")
+    def busy_timeout_from_the_start(dbapi_connection, connection_record):
+        if isinstance(dbapi_connection, sqlite3.Connection):
+            dbapi_connection.execute(f"PRAGMA busy_timeout = {int(store_wait_seconds() * 1000)}")
 
     @event.listens_for(Engine, "after_cursor_execute")
     def longer_busy_timeout(conn, cursor, statement, parameters, context, executemany):
