@@ -1,7 +1,6 @@
 """Stage 1: built-in images or your own image folder -> grayscale, resized, stratified train/val/test
 under data/prepared (the test split: a dataset's official test set or held-out folder when it has one)."""
 import csv
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +24,13 @@ def main() -> None:
             require_folder_dependency(getattr(preprocess, folder_param), param=folder_param)
     if preprocess.unlabeled_dir is not None:
         unlabeled.scan(preprocess.unlabeled_dir)  # a missing or empty folder stops here, before any work
-    with stage_run("preprocess", params.run_params("preprocess")) as run:
+    with stage_run("preprocess", params.run_params("preprocess")) as run, \
+            atomic_output(OUT) as out, atomic_output(UNLABELED) as unlabeled_out:
+        # Both outputs are staged and replace the last ones together, only when the whole stage succeeds; the
+        # unlabelled images are decoded first, so a bad folder is refused before the labelled one is read.
+        unlabeled_read = None if preprocess.unlabeled_dir is None else unlabeled.read(
+            preprocess.unlabeled_dir, image_size=preprocess.image_size, resize=preprocess.resize,
+            on_bad_file=preprocess.on_bad_file)
         skipped, num_groups, ignored = {}, {}, {}
         if preprocess.dataset == "folder":
             for folder in filter(None, (preprocess.image_dir, preprocess.test_dir)):
@@ -35,28 +40,22 @@ def main() -> None:
                       f"class folder or are hidden: {', '.join(list(ignored)[:5])}{', ...' if len(ignored) > 5 else ''} "
                       "(all in metrics/preprocess.json, ignored_entries)", flush=True)
             labels, class_names, skipped, num_groups, found = prepare_folder(
-                preprocess.image_dir, OUT, image_size=preprocess.image_size, val_fraction=preprocess.val_fraction,
+                preprocess.image_dir, out, image_size=preprocess.image_size, val_fraction=preprocess.val_fraction,
                 test_fraction=preprocess.test_fraction, seed=params.seed, on_bad_file=preprocess.on_bad_file,
                 max_per_class=preprocess.max_per_class, test_dir=preprocess.test_dir, group_pattern=preprocess.group_pattern,
                 resize=preprocess.resize, duplicates=preprocess.duplicates)
             test_source = "held-out folder" if preprocess.test_dir else "split off"
         else:
             labels, class_names, test_source, found = prepare_builtin(
-                preprocess.dataset, OUT, image_size=preprocess.image_size, classes=preprocess.classes,
+                preprocess.dataset, out, image_size=preprocess.image_size, classes=preprocess.classes,
                 max_per_class=preprocess.max_per_class, val_fraction=preprocess.val_fraction,
                 test_fraction=preprocess.test_fraction, seed=params.seed, duplicates=preprocess.duplicates)
         unlabeled_found = {}
-        try:
-            if preprocess.unlabeled_dir is None:
-                prepared.write_unlabeled(UNLABELED, np.zeros((0, *prepared.read_split(OUT, "train")[0].shape[1:]), np.uint8))
-            else:
-                unlabeled_found = unlabeled.prepare(
-                    preprocess.unlabeled_dir, UNLABELED, image_size=preprocess.image_size, resize=preprocess.resize,
-                    on_bad_file=preprocess.on_bad_file,
-                    held_out=[prepared.read_split(OUT, split)[0] for split in ("val", "test")])
-        except BaseException:
-            shutil.rmtree(OUT, ignore_errors=True)  # all or nothing: no labelled splits without their unlabelled part
-            raise
+        if unlabeled_read is None:
+            prepared.write_unlabeled(unlabeled_out, np.zeros((0, *prepared.read_split(out, "train")[0].shape[1:]), np.uint8))
+        else:
+            unlabeled_found = unlabeled.keep_apart(unlabeled_read, unlabeled_out,
+                                                   held_out=[prepared.read_split(out, split)[0] for split in ("val", "test")])
         write_pairs(found.rows(class_names))
         duplicates = found.summary(class_names)
         print(duplicates_line(duplicates), flush=True)

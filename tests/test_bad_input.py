@@ -235,3 +235,23 @@ def test_unwritable_metrics_stop_the_stage_before_it_replaces_any_output(project
     code, output = run_stage(root, env)
     assert code != 0 and "metrics/preprocess.json: the metrics folder metrics is not writable" in output, output[-2000:]
     assert not (root / "data" / "prepared").exists() and not list((root / "data").glob(".tmp-*"))
+
+
+def test_a_bad_unlabelled_folder_is_refused_before_the_labelled_images_and_the_last_outputs_stay(project):
+    """A folder of unreadable files (on_bad_file: skip) was refused only after the labelled folder was decoded, and
+    the last good data/prepared was gone while data/unlabeled and metrics/preprocess.json still described it
+    (issue 48, item 5). Now the unlabelled images are decoded first and both outputs replace the last ones together."""
+    root, env = project
+    code, output = run_stage(root, env)
+    assert code == 0, output[-3000:]
+    before = {path.relative_to(root): path.read_bytes() for path in sorted((root / "data").rglob("*")) if path.is_file()}
+    metrics = (root / "metrics" / "preprocess.json").read_bytes()
+    (root / "unlabeled").mkdir()
+    for name in ("a.png", "b.png"):
+        (root / "unlabeled" / name).write_bytes(PNG + b"not really a png" * 10)
+    write_params(root, on_bad_file="skip", unlabeled_dir="unlabeled")
+    code, output = run_stage(root, env)
+    assert code == 1 and "'preprocess.unlabeled_dir': no readable image in unlabeled (2 unreadable" in output, output[-3000:]
+    assert "/20 images" not in output  # the labelled folder (20 images) was not read
+    after = {path.relative_to(root): path.read_bytes() for path in sorted((root / "data").rglob("*")) if path.is_file()}
+    assert after == before and (root / "metrics" / "preprocess.json").read_bytes() == metrics

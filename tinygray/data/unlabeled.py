@@ -10,6 +10,7 @@ near-duplicates a validation or test image would let the teacher's answer for th
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -43,11 +44,19 @@ def scan(root: Path | str) -> list[Path]:
     return sorted(paths)
 
 
-def prepare(root: Path | str, out_dir: Path | str, *, image_size: int, resize: str, on_bad_file: str,
-            held_out: list[np.ndarray], progress: bool = True) -> dict:
-    """Read every image under `root` (gray, image_size, `resize` as for the labelled images), drop those that
-    near-duplicate an image of `held_out` (the validation and test images), and write the rest to out_dir
-    (prepared.write_unlabeled). Returns what it found for the metrics."""
+@dataclass
+class Read:
+    """The unlabelled images of a folder, decoded (read), before the leakage guard (keep_apart)."""
+    root: Path
+    paths: list[Path]
+    images: np.ndarray
+    skipped: list[tuple[str, str]]
+
+
+def read(root: Path | str, *, image_size: int, resize: str, on_bad_file: str, progress: bool = True) -> Read:
+    """Decode every image under `root` (gray, image_size, `resize` as for the labelled images). The preprocess
+    stage calls it before it reads the labelled images, so that a folder of unreadable files or an image too
+    large to decode is refused in seconds, not after the labelled folder has been decoded."""
     paths = scan(root)
     print(f"preprocess: reading {len(paths)} unlabelled files from {root}", flush=True)
     images = np.empty((len(paths), image_size, image_size, 1), np.uint8)
@@ -57,6 +66,13 @@ def prepare(root: Path | str, out_dir: Path | str, *, image_size: int, resize: s
     if not len(images):
         raise DataError(f"parameter '{PARAM}': no readable image in {root} ({len(skipped)} unreadable, e.g. "
                         f"{skipped[0][0]}: {skipped[0][1]})")
+    return Read(Path(root), paths, images, skipped)
+
+
+def keep_apart(found: Read, out_dir: Path | str, *, held_out: list[np.ndarray]) -> dict:
+    """Drop the images that near-duplicate an image of `held_out` (the validation and test images), write the rest
+    to out_dir (prepared.write_unlabeled). Returns what was found for the metrics."""
+    images = found.images
     reference = np.concatenate([np.asarray(split) for split in held_out])
     hashes, copies = signatures(np.concatenate([reference, images]))
     leaking = sorted({j - len(reference) for i, j, _ in near_duplicate_pairs(hashes, copies)
@@ -64,6 +80,13 @@ def prepare(root: Path | str, out_dir: Path | str, *, image_size: int, resize: s
     keep = np.setdiff1d(np.arange(len(images)), leaking)
     write_unlabeled(out_dir, images[keep])
     print(f"preprocess: {len(keep)} unlabelled images kept; {len(leaking)} dropped as near-duplicates of validation "
-          f"or test images, {len(skipped)} unreadable", flush=True)
-    return {"found": len(paths), "unreadable": len(skipped), "near_duplicates_of_val_or_test": len(leaking),
-            "kept": int(len(keep)), "skipped_files": {Path(path).as_posix(): reason for path, reason in skipped}}
+          f"or test images, {len(found.skipped)} unreadable", flush=True)
+    return {"found": len(found.paths), "unreadable": len(found.skipped), "near_duplicates_of_val_or_test": len(leaking),
+            "kept": int(len(keep)), "skipped_files": {Path(path).as_posix(): reason for path, reason in found.skipped}}
+
+
+def prepare(root: Path | str, out_dir: Path | str, *, image_size: int, resize: str, on_bad_file: str,
+            held_out: list[np.ndarray], progress: bool = True) -> dict:
+    """read, then keep_apart: the whole of it for callers that have the held-out images already."""
+    return keep_apart(read(root, image_size=image_size, resize=resize, on_bad_file=on_bad_file, progress=progress),
+                      out_dir, held_out=held_out)
