@@ -270,6 +270,21 @@ def test_a_store_held_as_the_stage_starts_is_waited_for_from_the_first_connectio
     assert runs(tmp_path)[0]["early"].info.status == "FINISHED"
 
 
+def test_a_stage_stopped_by_a_held_store_is_recorded_failed_not_finished(store):
+    """Held longer than the wait mid-stage, then let go: MLflow's exit hook used to end the run FINISHED with no
+    metrics once the store was free, while the message said RUNNING (issue 48, item 4)."""
+    tmp_path, env = store
+    process = start(tmp_path, {**env, "TINYGRAY_STORE_WAIT_SECONDS": "3"}, "locked_out", 1)
+    with HeldStore(tmp_path / "mlflow.db"):
+        time.sleep(6)  # the stage's finish waits 3 s and stops; its FAILED record waits for the store
+    assert process.wait(60) == 1
+    stderr = process.stderr.read()
+    assert "recorded FAILED" in stderr and "Traceback" not in stderr, stderr[-3000:]
+    found, _ = runs(tmp_path)
+    assert found["locked_out"].info.status == "FAILED" and found["parent"].info.status == "FAILED"
+    assert "val_accuracy" not in found["locked_out"].data.metrics
+
+
 def test_a_store_locked_at_the_start_stops_the_stage_before_any_work(store):
     tmp_path, env = store
     assert start(tmp_path, env, "first", 0).wait(60) == 0  # the store exists

@@ -21,7 +21,7 @@ from tinygray.pipeline.params import flatten_params
 
 from tinygray.pipeline import invocation
 from tinygray.pipeline.store import (TrackingServerError, check_tracking_server, create_sqlite_store_once, store_problem,
-                                    tracking_uri)
+                                    store_wait_seconds, tracking_uri)
 
 import mlflow  # noqa: E402  (after store, which sets MLflow's environment)
 from mlflow.entities import Metric  # noqa: E402
@@ -150,8 +150,12 @@ def stage_run(stage: str, params: dict[str, Any]) -> Iterator[StageRun]:
                 print(f"{stage}: failed{removed_outputs_hint()}", file=sys.stderr, flush=True)
             raise
         store_down = True
-        print(f"{stage}: stopped: {problem}. Its MLflow run {run.info.run_id} stays RUNNING until the next stage "
-              f"that reaches the store ends it{removed_outputs_hint() or ''}", file=sys.stderr, flush=True)
+        print(f"{stage}: stopped: {problem}. Recording its MLflow run {run.info.run_id} and its parent FAILED once the "
+              f"store is free (waiting up to {store_wait_seconds():g} s more) ...", file=sys.stderr, flush=True)
+        record = ("recorded FAILED" if _record_failed(client, parent) else
+                  "left RUNNING: the store stayed locked; the next stage that reaches it ends them KILLED")
+        print(f"{stage}: its MLflow run {run.info.run_id} and the parent {parent}: {record}"
+              f"{removed_outputs_hint() or ''}", file=sys.stderr, flush=True)
         raise SystemExit(1) from None
     finally:
         if not _server_gone.is_set() and not store_down:
@@ -159,6 +163,21 @@ def stage_run(stage: str, params: dict[str, Any]) -> Iterator[StageRun]:
             ran = client.get_run(parent).data.tags.get("stages_run", "")
             client.set_tag(parent, "stages_run", ", ".join([*filter(None, ran.split(", ")), stage]))
             client.set_terminated(parent, status)
+
+
+def _record_failed(client, parent: str) -> bool:
+    """End the active stage run and its parent FAILED (each write waits for the store as every write does). MLflow's
+    exit hook would otherwise end the run FINISHED, with no metrics, once the store is free: a stage that failed
+    would look like a success in the UI. end_run forgets the run before it writes, so that hook never writes it
+    after this. False when the store stayed locked (the runs stay RUNNING)."""
+    try:
+        mlflow.end_run("FAILED")
+        client.set_terminated(parent, "FAILED")
+        return True
+    except Exception as error:  # noqa: BLE001 - the store's own problem again; anything else is a bug
+        if store_problem(error, tracking_uri()) is None:
+            raise
+        return False
 
 
 def _start(stage: str) -> tuple:
