@@ -155,7 +155,10 @@ def with_families(**entries):
     (with_families(half={"blocks": 16, "width": 0.5, "depth": 3}), "unknown parameter 'families.half.depth'"),
     (with_families(half={"blocks": 16, "width": 0.5, "input_size": 12}), "families.half.input_size"),
     (with_families(student={"blocks": 16, "width": 0.5}), "family name 'student'"),
-    (with_families(half_control={"blocks": 16, "width": 0.5}), "family name 'half_control'"),
+    (with_families(half_random={"blocks": 16, "width": 0.5}), "family name 'half_random'"),
+    (with_families(half={"blocks": 16, "width": 0.5, "controls": ["random", "random"]}),
+     "parameter 'families.half.controls': a control is named twice"),
+    (with_families(half={"blocks": 16, "width": 0.5, "controls": ["none"]}), "parameter 'families.half.controls' must be a list"),
     (with_families(**{"Half": {"blocks": 16, "width": 0.5}}), "family name 'Half'"),
 ])
 def test_a_bad_family_is_refused_by_name(tmp_path, change, message):
@@ -200,4 +203,4 @@ def test_the_benchmark_may_ship_a_familys_file_and_nothing_unknown(tmp_path):
     with pytest.raises(ParamsError, match="'benchmark.shipped'.*half_int8"):
         load_params(write(tmp_path, ship("quarter_int8")))
     with pytest.raises(ParamsError, match="'benchmark.shipped'"):
-        load_params(write(tmp_path, ship("half_control_int8")))  # a control never ships
+        load_params(write(tmp_path, ship("half_random_int8")))  # a control never ships

@@ -360,7 +360,7 @@ def test_a_student_cut_from_the_teacher_learns_unlabelled_images_and_auto_ships_
     real pipeline: the unlabelled folder loses its copies of test images before the teacher labels it, the views
     and soft targets cover the rest, the student and its control are the teacher's first blocks (inherited and
     random), they prune by expanded channels and train quantization-aware, two families (a depth cut, and a
-    shallower cut at half width with its random-init control) each run as their own stage, and the
+    shallower cut at half width beside its three controls) each run as their own stage, and the
     benchmark ships the file validation chose among all of them. Runs after the forced rerun: it changes the
     project's parameters and dvc.yaml."""
     root, env, _ = project
@@ -378,7 +378,8 @@ def test_a_student_cut_from_the_teacher_learns_unlabelled_images_and_auto_ships_
     params["preprocess"]["unlabeled_dir"] = "unlabeled"
     params["train_student"].update(teacher_blocks=2, backend="tensorflow", assistants=[])
     params["benchmark"]["shipped"] = "auto"
-    params["families"] = {"cut4": {"blocks": 4, "width": 1}, "narrow": {"blocks": 3, "width": 0.5, "control": True}}
+    params["families"] = {"cut4": {"blocks": 4, "width": 1},
+                          "narrow": {"blocks": 3, "width": 0.5, "controls": ["random", "labels", "no_unlabeled"]}}
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     dvc_yaml = (root / "dvc.yaml").read_text()
     (root / "dvc.yaml").write_text(dvc_yaml.replace("# - ${preprocess.unlabeled_dir}", "- ${preprocess.unlabeled_dir}"))
@@ -404,12 +405,14 @@ def test_a_student_cut_from_the_teacher_learns_unlabelled_images_and_auto_ships_
     assert f"Shipped: `{benchmark['shipped']}`" in report
     # the families: their files on the frontier beside the pipeline's, each against the teacher, one against its control
     variants = {v["name"]: v for v in benchmark["variants"]}
-    assert {"cut4_int8", "narrow_int8", "narrow_control_int8"} <= set(variants)
-    assert variants["cut4_int8"]["kind"] == "family" and variants["narrow_control_int8"]["kind"] == "scratch"
-    assert metrics("train_family@narrow")["control"]["val_accuracy"] >= 0
-    assert variants["narrow_int8"]["params"] == variants["narrow_control_int8"]["params"] < variants["cut4_int8"]["params"]
+    controls = [f"narrow_{control}_int8" for control in ("random", "labels", "no_unlabeled")]
+    assert {"cut4_int8", "narrow_int8", *controls} <= set(variants)
+    assert variants["cut4_int8"]["kind"] == "family" and {variants[c]["kind"] for c in controls} == {"control"}
+    assert set(metrics("train_family@narrow")["controls"]) == {"random", "labels", "no_unlabeled"}
+    assert {variants[c]["params"] for c in controls} == {variants["narrow_int8"]["params"]} < {variants["cut4_int8"]["params"]}
     assert set(benchmark["comparisons"]["families"]) == {"cut4_int8", "narrow_int8"}
-    assert "vs_control" in benchmark["comparisons"]["families"]["narrow_int8"]
+    assert {"vs_teacher", "vs_random", "vs_labels", "vs_no_unlabeled"} == set(benchmark["comparisons"]["families"]["narrow_int8"])
+    assert benchmark["shipped"] not in controls
     assert "## Student families" in report and "| narrow_int8 |" in report
     # a change to one family reruns that family and the benchmark, nothing else
     params["families"]["cut4"]["width"] = 0.75

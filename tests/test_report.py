@@ -114,10 +114,10 @@ def test_the_families_table_lists_each_family_smallest_first_against_the_teacher
                 "size_bytes": size, "params": params}
 
     by_name = {v["name"]: v for v in [row("teacher", 0.95, 13_000_000, 3_400_000), row("half_int8", 0.94, 1_000_000, 922_000),
-                                      row("cut8_int8", 0.93, 290_000, 262_000), row("cut8_control_int8", 0.85, 290_000, 262_000)]}
+                                      row("cut8_int8", 0.93, 290_000, 262_000), row("cut8_random_int8", 0.85, 290_000, 262_000)]}
     test = {"b01": 3, "b10": 9, "p_value": 0.146}
     comparisons = {"families": {"half_int8": {"vs_teacher": test},
-                                "cut8_int8": {"vs_teacher": {**test, "p_value": 0.02}, "vs_control": {**test, "p_value": 0.001}}}}
+                                "cut8_int8": {"vs_teacher": {**test, "p_value": 0.02}, "vs_random": {**test, "p_value": 0.001}}}}
     section = families_section(by_name, "teacher", comparisons)
     rows = [line for line in section.splitlines() if line.startswith("| ") and "_int8" in line]
     assert [r.split(" | ")[0] for r in rows] == ["| cut8_int8", "| half_int8"]

@@ -20,6 +20,7 @@ from tinygray.data import prepared
 from tinygray.evaluate import stats
 from tinygray.models.files import count_params, load_model
 from tinygray.pipeline import layout, progress
+from tinygray.pipeline.layout import FAMILY_CONTROLS
 from tinygray.pipeline.choices import CONTROLS, KERAS_MODELS, MODES, TEACHER, control_of, quantized_models, shippable
 
 if TYPE_CHECKING:
@@ -43,7 +44,7 @@ def int8_gate(name: str) -> dict:
 
 def family_variants(families: list[str]) -> list[dict]:
     """Every int8 file of the student families (train_family@<name>) as its stage recorded it on validation:
-    the family's own (kind family) and its random-init control's where it has one (kind scratch)."""
+    the family's own (kind family) and its controls' (kind control: layout.FAMILY_CONTROLS)."""
     return [variant for name in families
             for variant in json.loads((layout.family_dir(name) / layout.FAMILY_VALIDATION).read_text())["variants"]]
 
@@ -51,7 +52,7 @@ def family_variants(families: list[str]) -> list[dict]:
 def validation_results(families: list[str] = ()) -> dict[str, dict]:
     """Every shippable TFLite file's validation accuracy and size, as the stages that wrote it recorded them
     (quantize@<model>, qat, train_family@<name>), and whether it passed its int8 gate: what benchmark.shipped:
-    auto chooses from. A family's random-init control is a control, never shipped. The test split plays no part
+    auto chooses from. A family's control is a control, never shipped. The test split plays no part
     in the choice."""
     results, candidates = {}, set(shippable())
     for name in quantized_models():
@@ -244,9 +245,9 @@ def int8_layer_errors(result: Benchmark, tmp: Path) -> dict[str, list[dict]]:
         if variant["format"] != "tflite" or not variant["name"].endswith("_int8"):
             continue
         reference = layout.tflite(variant["model"], "float32")
-        if variant["kind"] in ("family", "scratch") and variant["model"] not in KERAS_MODELS:
+        if variant["kind"] in ("family", "control"):
             family_model = layout.family_dir(variant["model"]) / f"{variant['model']}.keras"
-            if not family_model.is_file():  # a family's random-init control keeps only its int8 file
+            if not family_model.is_file():  # a family's control keeps only its int8 file
                 continue
             reference = tmp / f"{variant['model']}_float32.tflite"
             reference.write_bytes(tflite.convert(load_model(family_model), "float32"))
@@ -325,9 +326,9 @@ def comparisons(result: Benchmark, labels: np.ndarray, shipped: str) -> dict:
     shipped_vs_control = {"shipped_vs_control": {"against": control, **stats.mcnemar(correct[shipped], correct[control])}} \
         if control in correct else {}
     families = {variant["name"]: {"vs_teacher": stats.mcnemar(correct[variant["name"]], correct[TEACHER]),
-                                  **({"vs_control": stats.mcnemar(correct[variant["name"]], correct[control_name])}
-                                     if (control_name := variant["name"].replace("_int8", "_control_int8")) in correct
-                                     else {})}
+                                  **{f"vs_{control}": stats.mcnemar(correct[variant["name"]], correct[against])
+                                     for control in FAMILY_CONTROLS
+                                     if (against := f"{layout.family_control(variant['model'], control)}_int8") in correct}}
                 for variant in result.variants if variant["kind"] == "family"}
     return {"shipped_vs_teacher": stats.mcnemar(correct[shipped], correct[TEACHER]), **shipped_vs_control,
             **({"families": families} if families else {}),

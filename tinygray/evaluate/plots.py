@@ -36,7 +36,7 @@ def frontier(rows: list[dict], path_png: Path | str, *, title: str, always_label
     ax = fig.subplots()
     for kind, (marker, color) in _kind_styles([row["kind"] for row in rows]).items():
         group = [row for row in rows if row["kind"] == kind]
-        hollow = {"markerfacecolor": "none", "markersize": 12, "markeredgewidth": 1.5} if kind == "scratch" else {}
+        hollow = {"markerfacecolor": "none", "markersize": 12, "markeredgewidth": 1.5} if kind in ("scratch", "control") else {}
         ax.errorbar([row["size_bytes"] for row in group], [100 * row["accuracy"] for row in group],
                     yerr=_error_bars(group), fmt=marker, color=color, capsize=3,
                     **({"markersize": 7} | hollow), label=kind)

@@ -139,28 +139,35 @@ def conclusions(by_name: dict, shipped: str, teacher: str, seeds: dict, comparis
     return lines
 
 
+# a family's controls as the report's table names them (layout.FAMILY_CONTROLS)
+CONTROL_TITLES = {"random": "random weights, labels alone", "labels": "teacher's weights, labels alone",
+                  "no_unlabeled": "distilled without the unlabelled images"}
+
+
 def families_section(by_name: dict, teacher: str, comparisons: dict) -> str:
     """The student families of the frontier (train_family@<name>), smallest first: each int8 file against the
-    teacher's float file and, where the family has one, against its random-init control, on the same test images."""
+    teacher's float file and against each control the family has, on the same test images (McNemar)."""
     tested = comparisons.get("families") or {}
     if not tested:
         return ""
     t = by_name[teacher]
+    controls = [c for c in CONTROL_TITLES if any(f"vs_{c}" in test for test in tested.values())]
     rows = []
     for name in sorted(tested, key=lambda n: by_name[n]["size_bytes"]):
         v, test = by_name[name], tested[name]
-        control = name.replace("_int8", "_control_int8")
-        against = (f"{100 * by_name[control]['accuracy']:.2f} | {test['vs_control']['p_value']:.3g}"
-                   if "vs_control" in test else "– | –")
+        cells = [f"{100 * by_name[name.removesuffix('_int8') + f'_{c}_int8']['accuracy']:.2f} | {test[f'vs_{c}']['p_value']:.3g}"
+                 if f"vs_{c}" in test else "– | –" for c in controls]
         rows.append(f"| {name} | {v['params']:,} | {v['size_bytes']:,} | {100 * v['accuracy']:.2f} "
                     f"({100 * v['accuracy_ci_low']:.1f}–{100 * v['accuracy_ci_high']:.1f}) | "
-                    f"{100 * (v['accuracy'] - t['accuracy']):+.2f} | {test['vs_teacher']['p_value']:.3g} | {against} |")
+                    f"{100 * (v['accuracy'] - t['accuracy']):+.2f} | {test['vs_teacher']['p_value']:.3g} |"
+                    + "".join(f" {cell} |" for cell in cells))
+    header = ("| family file | params | bytes | test acc. % (95% CI) | Δ vs teacher, pts | McNemar p vs teacher |"
+              + "".join(f" {CONTROL_TITLES[c]} % | p |" for c in controls)
+              + "\n|---|---:|---:|---:|---:|---:|" + "---:|---:|" * len(controls))
     return ("## Student families\n\nEach family of params.yaml's `families`, cut from the teacher by depth and pruned "
-            "by width, distilled with one seed and converted to int8, against the teacher's float file (McNemar on the "
-            "same test images) and, where it has one, against the same network from random weights on labels alone.\n\n"
-            "| family file | params | bytes | test acc. % (95% CI) | Δ vs teacher, pts | McNemar p vs teacher | "
-            "random-init control % | McNemar p vs control |\n|---|---:|---:|---:|---:|---:|---:|---:|\n"
-            + "\n".join(rows) + "\n\n")
+            "by width, distilled with one seed and converted to int8, against the teacher's float file and against "
+            "each of its controls (the same network trained the same way but for one thing, converted alike), with "
+            "McNemar's test on the same test images.\n\n" + header + "\n" + "\n".join(rows) + "\n\n")
 
 
 def render(*, variants: list[dict], shipped: str, teacher: str, seeds: dict, comparisons: dict,

@@ -18,8 +18,8 @@ SOFT_TARGETS = Path("data/soft_targets")        # the teacher's logits for every
 # models
 MODELS = Path("models")
 TFLITE = MODELS / "tflite"
-# one folder per student family (train_family@<name>): <name>.keras, <name>_int8.tflite and its contract,
-# the random-init control's <name>_control_int8.tflite, validation.json (what benchmark.shipped: auto reads)
+# one folder per student family (train_family@<name>): <name>.keras, <name>_int8.tflite and its contract, each
+# control's <name>_<control>_int8.tflite (FAMILY_CONTROLS), validation.json (what benchmark.shipped: auto reads)
 FAMILIES = MODELS / "families"
 FAMILY_VALIDATION = "validation.json"
 
@@ -57,13 +57,23 @@ def family_dir(name: str) -> Path:
     return FAMILIES / name
 
 
+# A family's controls (its `controls` list), each the family's network trained the same way but for one thing:
+# random: from random weights, labels alone; labels: the teacher's weights, labels alone (no distillation);
+# no_unlabeled: distilled without the unlabelled images. Their files: <name>_<control>_int8.tflite.
+FAMILY_CONTROLS = ("random", "labels", "no_unlabeled")
+
+
+def family_control(name: str, control: str) -> str:
+    """The network name of a family's control: <name>_<control>."""
+    return f"{name}_{control}"
+
+
 def family_tflite(variant: str) -> Path:
-    """A family's int8 file by its variant name: <name>_int8 or <name>_control_int8."""
-    name = variant.removesuffix("_int8").removesuffix(CONTROL_SUFFIX)
+    """A family's int8 file by its variant name: <name>_int8 or <name>_<control>_int8."""
+    name = variant.removesuffix("_int8")
+    for control in FAMILY_CONTROLS:
+        name = name.removesuffix(f"_{control}")
     return family_dir(name) / f"{variant}.tflite"
-
-
-CONTROL_SUFFIX = "_control"  # a family's random-init control: <name>_control_int8
 
 
 def stage_metrics(stage: str) -> Path:

@@ -115,8 +115,9 @@ SCHEMA: dict[str, str] = {
     "distillation_gain": "mean test accuracy of the distilled students minus that of their scratch controls",
     "comparisons": "paired McNemar tests on the test images: {pair: {b01, b10, p_value}}",
     # collections
-    "family": "a student family of the frontier (train_family@<name>): {blocks, width, input_size, control}",
-    "control": "a family's random-init control, the same network on labels alone: {val_accuracy, size_bytes, ...}",
+    "family": "a student family of the frontier (train_family@<name>): {blocks, width, input_size, controls}",
+    "controls": "a family's controls, the same network trained but for one thing: {random|labels|no_unlabeled: "
+                "{val_accuracy, val_loss, epochs, best_epoch}}",
     "families": "the benchmark's student families: {name: {params, size_bytes, val_accuracy, accuracy, ...}}",
     "variants": "list of per-variant objects, keys from this schema",
     "headline": "{teacher: {...}, shipped: {...}}: the comparison `dvc exp show` lists as columns",

@@ -246,12 +246,19 @@ FAMILY_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 class Family(Section):
     """One student family of the frontier (tinygray/models/families.py): the teacher cut after `blocks` of its 16
     blocks and pruned to `width` of every channel group, distilled on the stored views (and the unlabelled
-    images); input_size null takes train_student.input_size; control: true also trains the same network from
-    random weights on labels alone (its random-init control)."""
+    images); input_size null takes train_student.input_size; controls trains the same network but for one thing
+    (layout.FAMILY_CONTROLS: random weights, labels alone, or without the unlabelled images) beside it."""
     blocks: Annotated[StrictInt, Field(ge=1, le=16)]
     width: Annotated[Number, Field(gt=0, le=1)]
     input_size: Annotated[StrictInt, Field(ge=8)] | None = None
-    control: StrictBool = False
+    controls: Annotated[list[Literal[layout.FAMILY_CONTROLS]], Field(
+        description=f"a list of controls, each one of {list(layout.FAMILY_CONTROLS)} at most once")] = []
+
+    @model_validator(mode="after")
+    def _controls_once(self) -> Family:
+        if len(set(self.controls)) != len(self.controls):
+            raise ValueError(f"a control is named twice in {self.controls}")
+        return self
 
 
 class Params(Section):
@@ -285,10 +292,12 @@ class Params(Section):
     def _families(self) -> Params:
         teacher, image = self.train_teacher, self.preprocess.image_size
         for name, family in self.families.items():
-            if not FAMILY_NAME.match(name) or name in choices.KERAS_MODELS or name.endswith(layout.CONTROL_SUFFIX):
+            if not FAMILY_NAME.match(name) or name in choices.KERAS_MODELS or \
+                    name.endswith(tuple(f"_{control}" for control in layout.FAMILY_CONTROLS)):
                 raise ValueError(f"family name {name!r} (under 'families') must be lower-case letters, digits and _, "
-                                 f"starting with a letter, at most 40 characters, not ending in '{layout.CONTROL_SUFFIX}' (its "
-                                 f"control's name) and not one of the pipeline's models {sorted(choices.KERAS_MODELS)}")
+                                 f"starting with a letter, at most 40 characters, not ending in the name of a control "
+                                 f"({', '.join('_' + c for c in layout.FAMILY_CONTROLS)}) and not one of the pipeline's "
+                                 f"models {sorted(choices.KERAS_MODELS)}")
             if teacher.backbone != "efficientnet_lite0" or teacher.weights == "none":
                 raise ValueError(f"parameter 'families.{name}' inherits the teacher's EfficientNet-Lite0 weights; this "
                                  f"teacher is 'train_teacher.backbone: {teacher.backbone}' with 'train_teacher.weights: "
@@ -445,12 +454,14 @@ def _explain(errors: list[dict], raw: dict) -> str:
 
 def _family_error(errors: list[dict], raw: Any) -> str:
     """The first problem under `families`: not a mapping, an unknown or missing key, or a key's value."""
-    shape = ("must be a mapping of family names to {blocks, width[, input_size, control]}, e.g. "
+    shape = ("must be a mapping of family names to {blocks, width[, input_size, controls]}, e.g. "
              "{cut8: {blocks: 8, width: 1}, half: {blocks: 16, width: 0.5}}; {} for none")
     if not isinstance(raw, dict):
         return f"parameter 'families' {shape}, got {raw!r}"
     for error in errors:
         loc = error["loc"]
+        if len(loc) == 2 and error["type"] == "value_error":  # Family's own check: a control named twice
+            return f"parameter 'families.{loc[1]}.controls': {error['ctx']['error']}"
         if len(loc) == 2:
             return f"parameter 'families.{loc[1]}' {shape}, got {raw[loc[1]]!r}"
         name, key = loc[1], loc[2]
