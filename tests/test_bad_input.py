@@ -227,6 +227,27 @@ def test_answering_tracking_server_passes_and_other_stores_are_not_checked():
     check_tracking_server(f"sqlite:///{REPO}/nowhere/mlflow.db", timeout=0.01)
 
 
+def test_a_tracking_server_answering_503_is_refused_before_any_work():
+    """A 503 (a proxy with no server behind it) passed the check and 82 lines of MLflow's retries followed."""
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    class Unavailable(BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(503)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Unavailable)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with pytest.raises(TrackingServerError, match=r"answered 503 \(Service Unavailable\) to /health"):
+            check_tracking_server(f"http://127.0.0.1:{server.server_address[1]}", timeout=2)
+    finally:
+        server.shutdown()
+
+
 def test_unwritable_metrics_stop_the_stage_before_it_replaces_any_output(project):
     """metrics/ that cannot be written (here a file where the folder should be; root ignores permission bits)
     used to leave a new data/prepared beside the previous run's metrics: half an update."""

@@ -27,6 +27,8 @@ def test_the_committed_params_are_valid_and_typed():
     (lambda p: p["train_student"].update(temperature=-1), "train_student.temperature"),
     (lambda p: p["prune"].update(sparsities=[0.5, 1.0]), "prune.sparsities"),
     (lambda p: p["prune"].update(filter_fractions=[]), "prune.filter_fractions"),
+    (lambda p: p["prune"].update(filter_fractions=[0]), "prune.filter_fractions"),  # a "pruned" file, nothing removed
+    (lambda p: p["prune"].update(sparsities=[0.0, 0.5]), "prune.sparsities"),
     (lambda p: p["preprocess"].update(image_size=0), "preprocess.image_size"),
     (lambda p: p["preprocess"].update(image_size=1000), "preprocess.image_size"),  # more than the models can use
     (lambda p: p["train_student"].update(temprature=8), "train_student.temprature"),

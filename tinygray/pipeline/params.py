@@ -31,8 +31,9 @@ PositiveInt = Annotated[StrictInt, Field(ge=1)]
 Fraction = Annotated[Number, Field(ge=0, le=1)]
 Rate = Annotated[Number, Field(gt=0)]
 Widths = Annotated[list[PositiveInt], Field(min_length=1, description="a non-empty list of int >= 1")]
-Levels = Annotated[list[Annotated[Number, Field(ge=0, lt=1)]], Field(
-    min_length=1, description="a non-empty list of fractions in [0, 1), the levels to try from the most compression down")]
+# 0 would make a "pruned" file with nothing removed, reported as pruned: refused
+Levels = Annotated[list[Annotated[Number, Field(gt=0, lt=1)]], Field(
+    min_length=1, description="a non-empty list of fractions in (0, 1), the levels to try from the most compression down")]
 
 
 class ParamsError(ValueError):

@@ -141,14 +141,20 @@ class TrackingServerError(RuntimeError):
 def check_tracking_server(uri: str, timeout: float = 5.0) -> None:
     """For an http(s) tracking URI, GET its /health once with a short timeout, so a stage whose server is
     down or unreachable says so in seconds before doing any work, instead of retrying for minutes later.
-    Any HTTP answer counts as alive (auth and proxies are MLflow's business); file and database stores
-    are not checked."""
+    An answer below 500 counts as alive (auth and proxies are MLflow's business); a 5xx (a proxy with no server
+    behind it, a server not ready: 503) does not, since every write would then fail through MLflow's retries.
+    File and database stores are not checked."""
     if not uri.lower().startswith(("http://", "https://")):
         return
     try:
         urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout).close()
-    except urllib.error.HTTPError:
-        return
+    except urllib.error.HTTPError as error:
+        if error.code < 500:
+            return
+        raise TrackingServerError(
+            f"MLflow tracking server {uri} answered {error.code} ({error.reason}) to /health: it cannot take the "
+            "stage's records; start it again (`make ui` serves http://127.0.0.1:5000) or unset MLFLOW_TRACKING_URI "
+            "to log to mlflow.db") from None
     except (OSError, http.client.HTTPException, ValueError) as error:
         reason = getattr(error, "reason", error)
         raise TrackingServerError(
