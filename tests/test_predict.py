@@ -127,3 +127,16 @@ def test_one_unreadable_image_does_not_cost_the_others_their_answer(tmp_path, in
     assert code == 1
     assert [line.split(":")[0] for line in out.splitlines()] == [str(folder / f"{i}.png") for i in range(3)]
     assert "1b_broken.png: unreadable, no answer" in err and "1 of 4 images unreadable" in err
+
+
+def test_a_class_name_with_a_newline_stays_on_its_images_one_line(tmp_path, int8_model, digits_split):
+    """A class folder named with a newline made predict print 3 lines per image (issue 48, also seen)."""
+    images, _ = digits_split["test"]
+    for i, image in enumerate(images[:3]):
+        Image.fromarray(image[..., 0]).save(tmp_path / f"{i}.png")
+    predict.write_contract(int8_model, predict.contract_for(int8_model), [f"digit\n{c}" for c in range(10)], {})
+    out = io.StringIO()
+    with redirect_stdout(out):
+        assert predict.main([str(int8_model), *(str(tmp_path / f"{i}.png") for i in range(3))]) == 0
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 3 and all("digit\\n" in line for line in lines)

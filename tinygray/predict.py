@@ -203,12 +203,20 @@ def main(argv: list[str] | None = None) -> int:
     else:
         for path, row in zip(files, probabilities):
             top = int(row.argmax())
-            print(f"{path}: {names[top]} ({row[top]:.1%})  " + "  ".join(f"{n} {p:.3f}" for n, p in zip(names, row)))
+            print(f"{shown(path)}: {shown(names[top])} ({row[top]:.1%})  "
+                  + "  ".join(f"{shown(n)} {p:.3f}" for n, p in zip(names, row)))
     for path, reason in unreadable.items():
-        print(f"{path}: unreadable, no answer ({reason})", file=sys.stderr)
+        print(f"{shown(path)}: unreadable, no answer ({reason})", file=sys.stderr)
     if unreadable:
         print(f"{len(unreadable)} of {len(files) + len(unreadable)} images unreadable", file=sys.stderr, flush=True)
     return 1 if unreadable else 0
+
+
+def shown(text) -> str:
+    """A class name or file name on one line of output: a newline or other control character in it (a class
+    folder can be named so) is written escaped (\\n), so each image stays one line; --csv quotes instead."""
+    text = str(text)
+    return text if text.isprintable() else text.encode("unicode_escape").decode("ascii")
 
 
 if __name__ == "__main__":
