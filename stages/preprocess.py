@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 
 from tinygray.data import folders, prepared, unlabeled
-from tinygray.data.preprocess import prepare_builtin, prepare_folder, require_folder_dependency
+from tinygray.data.preprocess import prepare_builtin, prepare_folder, remove_stale_staging, require_folder_dependency
 from tinygray.pipeline.atomic import atomic_output
 from tinygray.pipeline.params import load_params
 from tinygray.pipeline import layout
@@ -24,6 +24,8 @@ def main() -> None:
             require_folder_dependency(getattr(preprocess, folder_param), param=folder_param)
     if preprocess.unlabeled_dir is not None:
         unlabeled.scan(preprocess.unlabeled_dir)  # a missing or empty folder stops here, before any work
+    for output in (OUT, UNLABELED):  # what a killed run left half-written
+        remove_stale_staging(output)
     with stage_run("preprocess", params.run_params("preprocess")) as run, \
             atomic_output(OUT) as out, atomic_output(UNLABELED) as unlabeled_out:
         # Both outputs are staged and replace the last ones together, only when the whole stage succeeds; the

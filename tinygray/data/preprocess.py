@@ -265,7 +265,7 @@ def prepare_folder(image_dir: Path | str, out_dir: Path | str, *, image_size: in
         paths, labels = [paths[i] for i in keep], labels[keep]
     groups = group_ids(paths, group_pattern) if group_pattern else None  # fail before decoding anything
     split_counts_check(labels, class_names, val_fraction, test_fraction)
-    _remove_stale_staging(out_dir)
+    remove_stale_staging(out_dir)
     num_files = len(paths) + (len(test_paths) if test_dir is not None else 0)
     # the decoded copy, then every split copied out of it
     require_free_space(out_dir, 2 * num_files * image_size**2, f"{num_files} images at {image_size}x{image_size} px")
@@ -374,10 +374,12 @@ def _decode(paths: list[Path], labels: np.ndarray, path: Path, image_size: int, 
     return decoded, kept, skipped
 
 
-def _remove_stale_staging(out_dir: Path) -> None:
-    """Staging directories of killed runs (atomic_output's .tmp-<pid>-<name>) whose process is gone."""
+def remove_stale_staging(out_dir: Path | str) -> None:
+    """Staging directories of killed runs (atomic_output's .tmp-<pid>-<name>, or .tmp-<pid>-.tmp-<pid>-<name> for
+    a staging folder written inside the stage's own) whose process is gone."""
+    out_dir = Path(out_dir)
     for staging in out_dir.parent.glob(f".tmp-*-{out_dir.name}"):
-        match = re.fullmatch(rf"\.tmp-(\d+)-{re.escape(out_dir.name)}", staging.name)
+        match = re.fullmatch(rf"\.tmp-(\d+)-(?:\.tmp-\d+-)*{re.escape(out_dir.name)}", staging.name)
         if match and not psutil.pid_exists(int(match[1])) and staging.is_dir() and not staging.is_symlink():
             shutil.rmtree(staging, ignore_errors=True)
 
