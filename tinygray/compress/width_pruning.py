@@ -16,10 +16,10 @@ size, summed over the group. tinygray.compress.filter_pruning prunes the student
 """
 from __future__ import annotations
 
-import math
-
 import keras
 import numpy as np
+
+from tinygray.compress.filter_pruning import kept_filter_count
 
 # Layers whose output channels are their input's, one for one: a group passes through them unchanged.
 PASS_THROUGH = (keras.layers.BatchNormalization, keras.layers.DepthwiseConv2D, keras.layers.ReLU,
@@ -33,8 +33,8 @@ class WidthError(ValueError):
 
 
 def kept_channels(channels: int, width: float) -> int:
-    """ceil(width * channels), at least 1 (the rounding first stops float noise from keeping an extra one)."""
-    return max(1, math.ceil(round(width * channels, 9)))
+    """The channels a group keeps at `width`: filter pruning's rule (kept_filter_count) with width = 1 - fraction."""
+    return kept_filter_count(channels, 1.0 - width)
 
 
 def channel_groups(model: keras.Model) -> tuple[dict[str, list[str]], dict[str, str | None], dict[str, str | None]]:
