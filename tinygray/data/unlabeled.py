@@ -74,9 +74,8 @@ def keep_apart(found: Read, out_dir: Path | str, *, held_out: list[np.ndarray]) 
     to out_dir (prepared.write_unlabeled). Returns what was found for the metrics."""
     images = found.images
     reference = np.concatenate([np.asarray(split) for split in held_out])
-    hashes, copies = signatures(np.concatenate([reference, images]))
-    leaking = sorted({j - len(reference) for i, j, _ in near_duplicate_pairs(hashes, copies)
-                      if i < len(reference) <= j})
+    pairs = near_duplicate_pairs(signatures(np.concatenate([reference, images])), across=len(reference))
+    leaking = sorted({j - len(reference) for _, j, _ in pairs})
     keep = np.setdiff1d(np.arange(len(images)), leaking)
     write_unlabeled(out_dir, images[keep])
     print(f"preprocess: {len(keep)} unlabelled images kept; {len(leaking)} dropped as near-duplicates of validation "
