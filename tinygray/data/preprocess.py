@@ -13,7 +13,6 @@ import numpy as np
 import psutil
 import yaml
 from PIL import Image
-from sklearn.model_selection import train_test_split
 
 from tinygray.pipeline.atomic import atomic_output, require_free_space
 from tinygray.data.duplicates import Duplicates
@@ -153,6 +152,8 @@ def stratified_split(labels: np.ndarray, val_fraction: float, test_fraction: flo
     test_fraction 0: the data has a fixed test set elsewhere, so only train and val are drawn here.
     With `groups` (one id per image: a patient, a part), every group lands in one split whole, and the
     classes are kept in proportion as far as the groups allow (scikit-learn's StratifiedGroupKFold)."""
+    from sklearn.model_selection import train_test_split  # here: scikit-learn costs a second to import (issue 49)
+
     indices = np.arange(len(labels))
     if groups is not None:
         return _group_split(indices, labels, np.asarray(groups), val_fraction, test_fraction, seed)
