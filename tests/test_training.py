@@ -44,3 +44,24 @@ def test_recalibration_sets_each_trainable_batch_norm_to_the_mean_of_its_batch_s
     callback.on_test_begin()  # a second validation reuses the compiled pass and gives the same statistics
     np.testing.assert_allclose(np.asarray(model.get_layer("block0_bn0").moving_mean),
                                np.asarray(eager.get_layer("block0_bn0").moving_mean), rtol=1e-4, atol=1e-5)
+
+
+def test_the_training_batches_reach_tensorflow_without_autotuning_and_in_order():
+    """Under TensorFlow, Keras feeds a PyDataset through tf.data; with autotuning on, each epoch's new iterator
+    waited for the last one's tuning thread (20-30 s of an 80-s epoch on the brain MRI). The batches go through
+    Keras' ordered queue instead, which turns autotuning off, and arrive as Batches makes them."""
+    from keras.src.trainers.data_adapters.py_dataset_adapter import PyDatasetAdapter
+
+    images = np.arange(10 * 4 * 4, dtype=np.uint8).reshape(10, 4, 4, 1)
+    expected = loop.Batches(images, np.arange(10), 3, seed=1)
+    expected = [int(label) for i in range(len(expected)) for label in expected[i][1]]
+    batches = loop.Batches(images, np.arange(10), 3, seed=1)
+    assert batches.workers == loop.workers_for(keras.backend.backend())
+    assert loop.workers_for("jax") == 1  # no tf.data there; a queue would reorder the batches JAX runs saw
+    batches.workers = loop.workers_for("tensorflow")  # what the same Batches asks for under TensorFlow
+    adapter = PyDatasetAdapter(batches, shuffle=False)
+    dataset = adapter.get_tf_dataset()
+    assert dataset.options().autotune.enabled is False
+    adapter.on_epoch_begin()
+    assert [int(label) for _, labels in dataset for label in labels.numpy()] == expected
+    adapter.on_epoch_end()

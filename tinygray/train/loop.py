@@ -26,7 +26,7 @@ class Batches(keras.utils.PyDataset):
 
     def __init__(self, images, targets, batch_size: int, *, shuffle: bool = True, seed: int = 0,
                  augmentation=None, targets_per_view: bool = False, mixup: float = 0.0):
-        super().__init__()
+        super().__init__(workers=workers_for(keras.backend.backend()))
         self.images, self.targets = images, targets
         self.batch_size, self.shuffle, self.seed = int(batch_size), shuffle, seed
         self.augmentation, self.targets_per_view, self.mixup = augmentation, targets_per_view, float(mixup)
@@ -67,6 +67,16 @@ class Batches(keras.utils.PyDataset):
     def on_epoch_end(self):
         self.epoch += 1
         self.order = self._order()
+
+
+def workers_for(backend: str) -> int:
+    """Threads that read Batches for Keras. Under TensorFlow two: Keras' ordered queue then stands in front of
+    tf.data, which runs without autotuning (Keras turns it off for a queued dataset). With autotuning on, every
+    new epoch's iterator waited for the last one's tuning thread to wake from a sleep that grows with the epoch:
+    20-30 s of an 80-s epoch on the brain MRI's cut student (docs/results.md, "Where the time goes"); the
+    batches and their order are the same. Under JAX no tf.data runs, and the queue would read the epochs'
+    batches in another order than the default runs were trained on: one, as before."""
+    return 2 if backend == "tensorflow" else 1
 
 
 class EpochProgress(keras.callbacks.Callback):
